@@ -1,0 +1,45 @@
+"""Packaging for ofa-tf: Once-for-All (OFA) in TensorFlow 2 / Keras 3."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+README = HERE / "README.md"
+
+setup(
+    name="ofa-tf",
+    version="0.1.0",
+    description=(
+        "Once-for-All supernets in TensorFlow 2 / Keras 3: progressive shrinking, "
+        "subnet search and TFLite export"
+    ),
+    long_description=README.read_text(encoding="utf-8") if README.exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["ofa_tf", "ofa_tf.*", "android_bench", "android_bench.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "tensorflow==2.21.*",
+        "keras>=3.13,<4",
+        "numpy",
+        "absl-py",
+        "pyyaml",
+        # The embedded demo data set is scikit-learn's bundled UCI digits.
+        "scikit-learn",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-timeout"],
+        # tflite-support is deliberately absent: it pins protobuf<4, so it has to be
+        # installed separately with `pip install --no-deps tflite-support`.
+        "export": ["ai-edge-litert", "tensorflow-model-optimization", "tf-keras==2.21.*"],
+        "torch": ["torch==2.13.0"],
+        "plot": ["matplotlib"],
+        "tfds": ["tensorflow-datasets"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
