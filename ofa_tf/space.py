@@ -1,0 +1,300 @@
+"""The OFA search space and its arch dicts.
+
+An arch dict uses the reference's format so that archs move freely between this
+library and mit-han-lab/once-for-all::
+
+    {"ks": [20 ints], "e": [20 numbers], "d": [5 ints], "r": [224]}
+
+``ks`` and ``e`` hold one value per block slot (stage-major, ``max_depth`` slots
+per stage), ``d`` one depth per stage and ``r`` the input resolution. Values for
+slots beyond a stage's depth are carried but do not change the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+ARCH_KEYS = ("ks", "e", "d", "r")
+ACTIVATIONS = ("relu", "h_swish")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    """One elastic stage: its base output width (before the width multiplier),
+    the stride of its first block, its activation and whether blocks use SE."""
+
+    width: int
+    stride: int
+    act: str
+    use_se: bool
+
+    def __post_init__(self):
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"StageSpec.act must be one of {ACTIVATIONS}, got {self.act!r}")
+        if self.stride not in (1, 2):
+            raise ValueError(f"StageSpec.stride must be 1 or 2, got {self.stride!r}")
+        if self.width <= 0:
+            raise ValueError(f"StageSpec.width must be positive, got {self.width!r}")
+
+
+MOBILENET_V3_STAGES = (
+    StageSpec(24, 2, "relu", False),
+    StageSpec(40, 2, "relu", True),
+    StageSpec(80, 2, "h_swish", False),
+    StageSpec(112, 1, "h_swish", True),
+    StageSpec(160, 2, "h_swish", True),
+)
+
+# A narrow, shallow space with the same kinds of blocks (SE / no SE, relu /
+# h_swish, a stride-1 stage) for tests and CPU demos at 32-64 px.
+TINY_STAGES = (
+    StageSpec(16, 2, "relu", False),
+    StageSpec(24, 2, "relu", True),
+    StageSpec(32, 1, "h_swish", False),
+    StageSpec(40, 2, "h_swish", True),
+)
+
+
+def _as_number_tuple(name: str, values: Any, kind: type) -> tuple:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise ValueError(f"SearchSpace.{name} must be a non-empty list, got {values!r}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ValueError(f"SearchSpace.{name} must hold numbers, got {v!r}")
+        if kind is int:
+            if v != int(v):
+                raise ValueError(f"SearchSpace.{name} must hold integers, got {v!r}")
+            v = int(v)
+        out.append(v)
+    if len(set(out)) != len(out):
+        raise ValueError(f"SearchSpace.{name} has repeated values: {values!r}")
+    return tuple(sorted(out))
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """Everything that fixes the supernet's shape and the set of its subnets.
+
+    Two supernets with equal spaces have identical weights layouts, so a
+    checkpoint, a latency table or an accuracy dataset is tied to a space.
+    """
+
+    ks_list: tuple = (3, 5, 7)
+    expand_ratio_list: tuple = (3, 4, 6)
+    depth_list: tuple = (2, 3, 4)
+    resolutions: tuple = tuple(range(128, 225, 4))
+    width_mult: float = 1.0
+    stages: tuple = MOBILENET_V3_STAGES
+    stem_width: int = 16
+    first_block_width: int = 16
+    final_expand_width: int = 960
+    feature_mix_width: int = 1280
+    family: str = "mobilenet_v3"
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen)
+        set_("ks_list", _as_number_tuple("ks_list", self.ks_list, int))
+        set_("expand_ratio_list", _as_number_tuple("expand_ratio_list", self.expand_ratio_list, float))
+        set_("expand_ratio_list", tuple(int(e) if float(e).is_integer() else float(e)
+                                        for e in self.expand_ratio_list))
+        set_("depth_list", _as_number_tuple("depth_list", self.depth_list, int))
+        set_("resolutions", _as_number_tuple("resolutions", self.resolutions, int))
+        set_("stages", tuple(s if isinstance(s, StageSpec) else StageSpec(**s) for s in self.stages))
+        if any(k % 2 == 0 or k < 1 for k in self.ks_list):
+            raise ValueError(f"SearchSpace.ks_list must hold odd positive sizes, got {self.ks_list}")
+        if any(e <= 0 for e in self.expand_ratio_list):
+            raise ValueError(f"SearchSpace.expand_ratio_list must be positive, got {self.expand_ratio_list}")
+        if self.depth_list[0] < 1:
+            raise ValueError(f"SearchSpace.depth_list must be >= 1, got {self.depth_list}")
+        if any(r < 8 for r in self.resolutions):
+            raise ValueError(f"SearchSpace.resolutions must be >= 8 px, got {self.resolutions}")
+        if not self.stages:
+            raise ValueError("SearchSpace.stages must not be empty")
+        if not (isinstance(self.width_mult, numbers.Real) and self.width_mult > 0):
+            raise ValueError(f"SearchSpace.width_mult must be positive, got {self.width_mult!r}")
+        if self.family != "mobilenet_v3":
+            raise ValueError(f"SearchSpace.family {self.family!r} is not supported (only 'mobilenet_v3')")
+
+    # ----------------------------------------------------------------- presets
+    @classmethod
+    def mobilenet_v3(cls, width_mult: float = 1.0, ks_list=(3, 5, 7),
+                     expand_ratio_list=(3, 4, 6), depth_list=(2, 3, 4),
+                     resolutions=None) -> "SearchSpace":
+        """OFA-MobileNetV3 as in the reference; w1.2 trains at 160-224 px."""
+        if resolutions is None:
+            low = 160 if width_mult >= 1.2 else 128
+            resolutions = tuple(range(low, 225, 4))
+        return cls(ks_list=ks_list, expand_ratio_list=expand_ratio_list,
+                   depth_list=depth_list, resolutions=resolutions, width_mult=width_mult)
+
+    @classmethod
+    def tiny(cls) -> "SearchSpace":
+        """Reduced space for tests and CPU demos: 4 narrow stages of up to 3 blocks, 32-64 px."""
+        return cls(depth_list=(1, 2, 3), resolutions=(32, 40, 48, 56, 64), stages=TINY_STAGES,
+                   stem_width=8, first_block_width=8, final_expand_width=96,
+                   feature_mix_width=128)
+
+    @classmethod
+    def preset(cls, name: str) -> "SearchSpace":
+        presets = {"mbv3_w1.0": lambda: cls.mobilenet_v3(1.0),
+                   "mbv3_w1.2": lambda: cls.mobilenet_v3(1.2),
+                   "tiny": cls.tiny}
+        if name not in presets:
+            raise ValueError(f"unknown search space preset {name!r}; choose from {sorted(presets)}")
+        return presets[name]()
+
+    # -------------------------------------------------------------- structure
+    @property
+    def n_stages(self) -> int:
+        return len(self.stages)
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depth_list)
+
+    @property
+    def n_blocks(self) -> int:
+        """Number of elastic block slots (the length of ``ks`` and ``e``)."""
+        return self.n_stages * self.max_depth
+
+    def count(self, include_resolution: bool = False) -> int:
+        """Number of distinct sub-networks (blocks past a stage's depth don't count)."""
+        per_block = len(self.ks_list) * len(self.expand_ratio_list)
+        per_stage = sum(per_block ** d for d in self.depth_list)
+        total = per_stage ** self.n_stages
+        return total * len(self.resolutions) if include_resolution else total
+
+    # -------------------------------------------------------------- arch dicts
+    def validate(self, arch: Mapping, require_resolution: bool = False) -> dict:
+        """Return a normalized copy of ``arch``; raise one ValueError naming the bad field."""
+        if not isinstance(arch, Mapping):
+            raise ValueError(f"arch must be a dict with keys {ARCH_KEYS}, got {type(arch).__name__}")
+        unknown = [k for k in arch if k not in ARCH_KEYS]
+        if unknown:
+            raise ValueError(f"arch has unknown key {unknown[0]!r}; allowed keys are {ARCH_KEYS}")
+        for key in ("ks", "e", "d") + (("r",) if require_resolution else ()):
+            if key not in arch:
+                raise ValueError(f"arch is missing {key!r}")
+        out = {
+            "ks": self._check_list(arch, "ks", self.ks_list, self.n_blocks, "one per block slot: "
+                                   f"{self.n_stages} stages x {self.max_depth}"),
+            "e": self._check_list(arch, "e", self.expand_ratio_list, self.n_blocks, "one per block slot: "
+                                  f"{self.n_stages} stages x {self.max_depth}"),
+            "d": self._check_list(arch, "d", self.depth_list, self.n_stages, "one per stage"),
+        }
+        if "r" in arch and arch["r"] is not None:
+            r = arch["r"]
+            if isinstance(r, numbers.Integral) and not isinstance(r, bool):
+                r = [r]
+            out["r"] = self._check_list({"r": r}, "r", self.resolutions, 1, "the input resolution")
+        elif require_resolution:
+            raise ValueError("arch is missing 'r'")
+        return out
+
+    def _check_list(self, arch, key, allowed, length, what) -> list:
+        values = arch[key]
+        if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
+            raise ValueError(f"arch[{key!r}] must be a list of {length} numbers, got "
+                             f"{type(values).__name__} {values!r}")
+        if len(values) != length:
+            raise ValueError(f"arch[{key!r}] has {len(values)} values; expected {length} ({what})")
+        out = []
+        for i, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise ValueError(f"arch[{key!r}][{i}] must be a number, got {type(v).__name__} {v!r}")
+            match = [a for a in allowed if math.isclose(float(a), float(v), rel_tol=0, abs_tol=1e-9)]
+            if not match:
+                raise ValueError(f"arch[{key!r}][{i}] = {v!r} is not in the space's choices {list(allowed)}")
+            out.append(match[0])
+        return out
+
+    def sample(self, rng: np.random.Generator | int | None = None) -> dict:
+        """A uniformly random arch (per-block ks and e, per-stage d, one r)."""
+        rng = np.random.default_rng(rng)
+        pick = lambda choices, n: [choices[i] for i in rng.integers(0, len(choices), n)]  # noqa: E731
+        return {"ks": pick(self.ks_list, self.n_blocks),
+                "e": pick(self.expand_ratio_list, self.n_blocks),
+                "d": pick(self.depth_list, self.n_stages),
+                "r": pick(self.resolutions, 1)}
+
+    def largest(self, resolution: int | None = None) -> dict:
+        return self.uniform(max(self.ks_list), max(self.expand_ratio_list), max(self.depth_list),
+                            resolution or max(self.resolutions))
+
+    def smallest(self, resolution: int | None = None) -> dict:
+        return self.uniform(min(self.ks_list), min(self.expand_ratio_list), min(self.depth_list),
+                            resolution or min(self.resolutions))
+
+    def uniform(self, ks, e, d, r=None) -> dict:
+        """An arch with the same choice everywhere (validated)."""
+        arch = {"ks": [ks] * self.n_blocks, "e": [e] * self.n_blocks, "d": [d] * self.n_stages}
+        if r is not None:
+            arch["r"] = [r]
+        return self.validate(arch)
+
+    def expand(self, ks=None, e=None, d=None) -> dict:
+        """Expand OFA-style arguments (an int for all, or a per-block/per-stage list)
+        into a full arch dict without ``r``; ``None`` entries are returned as ``None``."""
+        def widen(value, n, key):
+            if value is None:
+                return [None] * n
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                return [value] * n
+            if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+                if len(value) != n:
+                    raise ValueError(f"{key} has {len(value)} values; expected {n}")
+                return list(value)
+            raise ValueError(f"{key} must be a number or a list of numbers, got {value!r}")
+        return {"ks": widen(ks, self.n_blocks, "ks"), "e": widen(e, self.n_blocks, "e"),
+                "d": widen(d, self.n_stages, "d")}
+
+    def stage_slots(self, stage: int) -> range:
+        """Indices into ``ks``/``e`` of the block slots of one stage."""
+        return range(stage * self.max_depth, (stage + 1) * self.max_depth)
+
+    def active_slots(self, arch: Mapping) -> list[int]:
+        """Indices of the block slots that the arch runs."""
+        return [i for s in range(self.n_stages) for i in self.stage_slots(s)[: arch["d"][s]]]
+
+    # ------------------------------------------------------------ serialization
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["ks_list"], d["expand_ratio_list"] = list(self.ks_list), list(self.expand_ratio_list)
+        d["depth_list"], d["resolutions"] = list(self.depth_list), list(self.resolutions)
+        d["stages"] = [dataclasses.asdict(s) for s in self.stages]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "SearchSpace":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ValueError(f"search space has unknown field {unknown[0]!r}")
+        return cls(**dict(data))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SearchSpace":
+        return cls.from_dict(json.loads(text))
+
+
+def arch_to_json(arch: Mapping) -> str:
+    """Canonical JSON of an arch dict (stable key order, so it can be hashed)."""
+    return json.dumps({k: list(arch[k]) for k in ARCH_KEYS if k in arch}, sort_keys=False)
+
+
+def arch_from_json(text: str, space: SearchSpace, require_resolution: bool = False) -> dict:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"arch is not valid JSON: {err}") from None
+    return space.validate(data, require_resolution=require_resolution)
