@@ -1,0 +1,37 @@
+"""Small pieces every elastic layer needs: active channel counts and OFA's init."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+
+def channels_of(x):
+    """Channel count of an NHWC tensor: a Python int when static, else a scalar tensor."""
+    static = x.shape[-1]
+    return int(static) if static is not None else tf.shape(x)[-1]
+
+
+def static_int(value):
+    """The Python int behind ``value`` when it can be read now (eagerly), else None."""
+    if isinstance(value, int):
+        return value
+    if tf.executing_eagerly():
+        return int(keras.ops.convert_to_numpy(value))
+    return None
+
+
+def he_fan_out(kernel_size: int, out_channels: int):
+    """OFA's 'he_fout' conv init: normal with std sqrt(2 / (k * k * out_channels))."""
+    return keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / (kernel_size * kernel_size * out_channels)))
+
+
+def choice_variable(layer: keras.layers.Layer, name: str, value, dtype: str):
+    """A non-trainable scalar holding an active choice.
+
+    Only the first replica's write counts, so a subnet sampled inside a
+    distributed step is the same on every replica.
+    """
+    return layer.add_weight(name=name, shape=(), dtype=dtype, trainable=False,
+                            initializer=keras.initializers.Constant(value),
+                            aggregation="only_first_replica")

@@ -1,0 +1,175 @@
+"""The one description of the OFA-MobileNetV3 layout.
+
+The elastic supernet, the static subnet builder, the MACs counter and the
+latency table all walk these specs, so the architecture is written down once.
+Layer names follow keras.applications' MobileNetV3 (``conv``, ``conv_bn``,
+``expanded_conv_{i}_expand`` ... ``conv_1``, ``conv_2``, ``logits``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+from ofa_tf.space import SearchSpace
+
+CHANNEL_DIVISOR = 8
+
+
+def make_divisible(value: float, divisor: int = CHANNEL_DIVISOR, min_value: int | None = None) -> int:
+    """Round ``value`` to a multiple of ``divisor`` without losing more than 10 %."""
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return int(rounded)
+
+
+def conv_output_size(size: int, kernel_size: int, stride: int) -> int:
+    """Spatial size after a conv padded symmetrically by ``kernel_size // 2``."""
+    return (size + 2 * (kernel_size // 2) - kernel_size) // stride + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    """A fixed (non-elastic) convolution of the stem or head."""
+
+    name: str
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int
+    act: str
+    use_bn: bool = True
+    use_bias: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSpec:
+    """An MBConv block slot and the choices it can take."""
+
+    name: str
+    index: int            # 0 is the fixed first block; 1.. are the elastic slots
+    slot: int | None      # index into arch["ks"] / arch["e"]; None for the first block
+    in_channels: int
+    out_channels: int
+    stride: int
+    act: str
+    use_se: bool
+    kernel_sizes: tuple
+    expand_ratios: tuple
+
+    @property
+    def has_expand(self) -> bool:
+        """The first block (expand ratio 1) has no 1x1 expansion conv."""
+        return self.expand_ratios != (1,)
+
+    @property
+    def residual(self) -> bool:
+        return self.stride == 1 and self.in_channels == self.out_channels
+
+    @property
+    def max_kernel_size(self) -> int:
+        return max(self.kernel_sizes)
+
+    def mid_channels(self, expand_ratio) -> int:
+        if not self.has_expand:
+            return self.in_channels
+        return make_divisible(round(self.in_channels * expand_ratio))
+
+    @property
+    def max_mid_channels(self) -> int:
+        return max(self.mid_channels(e) for e in self.expand_ratios)
+
+    @staticmethod
+    def se_channels(mid_channels: int) -> int:
+        return make_divisible(mid_channels // 4)
+
+    @property
+    def max_se_channels(self) -> int:
+        return self.se_channels(self.max_mid_channels)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveBlock:
+    """A block slot with its choice made, at a known input size."""
+
+    spec: BlockSpec
+    kernel_size: int
+    expand_ratio: float
+    input_size: int
+
+    @property
+    def mid_channels(self) -> int:
+        return self.spec.mid_channels(self.expand_ratio)
+
+    @property
+    def se_channels(self) -> int:
+        return self.spec.se_channels(self.mid_channels)
+
+    @property
+    def output_size(self) -> int:
+        return conv_output_size(self.input_size, self.kernel_size, self.spec.stride)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    space: SearchSpace
+    n_classes: int
+    dropout_rate: float
+    stem: ConvSpec
+    first_block: BlockSpec
+    stages: tuple          # tuple of tuples of BlockSpec, max_depth each
+    final_expand: ConvSpec
+    feature_mix: ConvSpec
+
+    @property
+    def blocks(self) -> tuple:
+        """All block slots in order, first block included."""
+        return (self.first_block,) + tuple(b for stage in self.stages for b in stage)
+
+    def active_blocks(self, arch: Mapping, image_size: int) -> list:
+        """The blocks an arch runs, with their choices and input sizes."""
+        size = conv_output_size(image_size, self.stem.kernel_size, self.stem.stride)
+        first = self.first_block
+        out = [ActiveBlock(first, first.kernel_sizes[0], 1, size)]
+        size = out[-1].output_size
+        for s, stage in enumerate(self.stages):
+            for spec in stage[: arch["d"][s]]:
+                block = ActiveBlock(spec, arch["ks"][spec.slot], arch["e"][spec.slot], size)
+                out.append(block)
+                size = block.output_size
+        return out
+
+    def head_input_size(self, arch: Mapping, image_size: int) -> int:
+        return self.active_blocks(arch, image_size)[-1].output_size
+
+
+def build_layout(space: SearchSpace, n_classes: int = 1000, dropout_rate: float = 0.1) -> Layout:
+    if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate!r}")
+    w = space.width_mult
+    stem_width = make_divisible(space.stem_width * w)
+    first_width = make_divisible(space.first_block_width * w)
+    stem = ConvSpec("conv", 3, stem_width, 3, 2, "h_swish")
+    first = BlockSpec("expanded_conv_0", 0, None, stem_width, first_width, 1, "relu", False, (3,), (1,))
+    stages, channels, index = [], first_width, 1
+    for s, stage in enumerate(space.stages):
+        width, blocks = make_divisible(stage.width * w), []
+        for j in range(space.max_depth):
+            blocks.append(BlockSpec(
+                name=f"expanded_conv_{index}", index=index, slot=s * space.max_depth + j,
+                in_channels=channels, out_channels=width, stride=stage.stride if j == 0 else 1,
+                act=stage.act, use_se=stage.use_se, kernel_sizes=space.ks_list,
+                expand_ratios=space.expand_ratio_list))
+            channels, index = width, index + 1
+        stages.append(tuple(blocks))
+    final_width = make_divisible(space.final_expand_width * w)
+    mix_width = make_divisible(space.feature_mix_width * w)
+    return Layout(
+        space=space, n_classes=n_classes, dropout_rate=float(dropout_rate), stem=stem,
+        first_block=first, stages=tuple(stages),
+        final_expand=ConvSpec("conv_1", channels, final_width, 1, 1, "h_swish"),
+        feature_mix=ConvSpec("conv_2", final_width, mix_width, 1, 1, "h_swish", use_bn=False))

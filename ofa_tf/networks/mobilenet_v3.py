@@ -1,0 +1,196 @@
+"""OFA-MobileNetV3: the elastic supernet with the reference's API."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ofa_tf.layers import activations
+from ofa_tf.layers.common import he_fan_out
+from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
+from ofa_tf.layers.mbconv import ElasticMBConv
+from ofa_tf.networks.layout import ConvSpec, build_layout
+from ofa_tf.space import SearchSpace
+
+
+@keras.saving.register_keras_serializable("ofa_tf")
+class OFAMobileNetV3(keras.Model):
+    """Elastic MobileNetV3 supernet (kernel 3/5/7, expand 3/4/6, depth 2/3/4 by default).
+
+    The active subnet is held in variables (per block: kernel size and expand
+    ratio; per stage: depth), so one traced train step serves every subnet
+    and a small subnet costs less than a large one. Skipped blocks run under
+    ``tf.cond`` and cost nothing.
+
+    Pass ``space`` (a :class:`SearchSpace`) for spaces other than the
+    reference's, e.g. ``SearchSpace.tiny()`` for tests.
+    """
+
+    def __init__(self, n_classes=1000, width_mult=1.0, ks_list=None, expand_ratio_list=None,
+                 depth_list=None, dropout_rate=0.1, bn_momentum=0.9, bn_epsilon=1e-5, space=None,
+                 seed=None, name="ofa_mobilenet_v3", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if space is None:
+            space = SearchSpace.mobilenet_v3(width_mult, ks_list or (3, 5, 7),
+                                             expand_ratio_list or (3, 4, 6), depth_list or (2, 3, 4))
+        elif isinstance(space, dict):
+            space = SearchSpace.from_dict(space)
+        elif not isinstance(space, SearchSpace):
+            raise ValueError(f"space must be a SearchSpace or its dict, got {type(space).__name__}")
+        elif any(a is not None for a in (ks_list, expand_ratio_list, depth_list)) or width_mult != 1.0:
+            raise ValueError("pass either space= or width_mult/ks_list/expand_ratio_list/depth_list, not both")
+        self.space = space
+        self.layout = build_layout(space, n_classes, dropout_rate)
+        self.n_classes, self.dropout_rate = n_classes, float(dropout_rate)
+        self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
+        self._rng = np.random.default_rng(seed)
+        self.active_resolution = max(space.resolutions)
+
+        layout = self.layout
+        self.stem_conv, self.stem_bn = self._conv_layers(layout.stem)
+        self.first_block = ElasticMBConv(layout.first_block, bn_momentum, bn_epsilon)
+        self.stage_blocks = [[ElasticMBConv(spec, bn_momentum, bn_epsilon) for spec in stage]
+                             for stage in layout.stages]
+        self.final_expand_conv, self.final_expand_bn = self._conv_layers(layout.final_expand)
+        self.feature_mix_conv, _ = self._conv_layers(layout.feature_mix)
+        self.dropout = keras.layers.Dropout(dropout_rate, name="dropout")
+        fan_in = layout.feature_mix.out_channels
+        self.classifier = keras.layers.Dense(
+            n_classes, name="logits",
+            kernel_initializer=keras.initializers.RandomUniform(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in)))
+        self.build((None, None, None, 3))
+
+    def _conv_layers(self, spec: ConvSpec):
+        conv = keras.layers.Conv2D(spec.out_channels, spec.kernel_size, strides=spec.stride, padding="valid",
+                                   use_bias=spec.use_bias, name=spec.name,
+                                   kernel_initializer=he_fan_out(spec.kernel_size, spec.out_channels))
+        bn = (ElasticBatchNormalization(spec.out_channels, self.bn_momentum, self.bn_epsilon,
+                                        name=f"{spec.name}_bn") if spec.use_bn else None)
+        return conv, bn
+
+    @property
+    def blocks(self):
+        """Every block slot in order, the fixed first block included (as in OFA)."""
+        return [self.first_block] + [b for stage in self.stage_blocks for b in stage]
+
+    def build(self, input_shape=None):
+        layout = self.layout
+        self.stem_conv.build((None, None, None, 3))
+        self.stem_bn.build()
+        for block in self.blocks:
+            block.build()
+        self.final_expand_conv.build((None, None, None, layout.final_expand.in_channels))
+        self.final_expand_bn.build()
+        self.feature_mix_conv.build((None, 1, 1, layout.feature_mix.in_channels))
+        self.classifier.build((None, layout.feature_mix.out_channels))
+        self.active_depth = self.add_weight(
+            name="active_depth", shape=(self.space.n_stages,), dtype="int32", trainable=False,
+            initializer=keras.initializers.Constant(self.space.max_depth), aggregation="only_first_replica")
+
+    # ----------------------------------------------------------------- forward
+    def call(self, inputs, training=None):
+        pad = self.layout.stem.kernel_size // 2
+        x = tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        x = activations.h_swish(self.stem_bn(self.stem_conv(x), training=training))
+        x = self.first_block(x, training=training)
+        min_depth = min(self.space.depth_list)
+        eager = tf.executing_eagerly()
+        depths = self.active_depth.numpy() if eager else self.active_depth
+        for s, stage in enumerate(self.stage_blocks):
+            for j, block in enumerate(stage):
+                if j < min_depth:
+                    x = block(x, training=training)
+                elif eager:
+                    if j < depths[s]:
+                        x = block(x, training=training)
+                else:
+                    x = tf.cond(j < depths[s], lambda b=block, x=x: b(x, training=training),
+                                lambda x=x: tf.identity(x))
+        x = activations.h_swish(self.final_expand_bn(self.final_expand_conv(x), training=training))
+        x = tf.reduce_mean(x, axis=(1, 2), keepdims=True)
+        x = activations.h_swish(self.feature_mix_conv(x))
+        x = tf.reshape(x, (-1, self.layout.feature_mix.out_channels))
+        return self.classifier(self.dropout(x, training=training))
+
+    # ----------------------------------------------------- OFA's subnet API
+    def set_active_subnet(self, ks=None, e=None, d=None, r=None, **kwargs):
+        """Activate a subnet. Each argument is an int for all slots, a list
+        (per block slot for ``ks``/``e``, per stage for ``d``) or None to keep it."""
+        if kwargs:
+            raise ValueError(f"set_active_subnet got unknown argument(s) {sorted(kwargs)}; "
+                             "expected ks, e, d, r")
+        wide = self.space.expand(ks, e, d)
+        for key, allowed in (("ks", self.space.ks_list), ("e", self.space.expand_ratio_list),
+                             ("d", self.space.depth_list)):
+            for i, v in enumerate(wide[key]):
+                if v is not None and (isinstance(v, bool) or v not in allowed):
+                    raise ValueError(f"{key}[{i}] = {v!r} is not in the space's choices {list(allowed)}")
+        if r is not None:
+            self.active_resolution = self.space.validate({**self.space.smallest(), "r": r})["r"][0]
+        for block in self.blocks[1:]:
+            block.set_active(wide["ks"][block.spec.slot], wide["e"][block.spec.slot])
+        if any(v is not None for v in wide["d"]):
+            current = self.active_depth.numpy()
+            self.active_depth.assign([c if v is None else v for c, v in zip(current, wide["d"])])
+
+    def set_max_net(self):
+        self.set_active_subnet(**self.space.largest())
+
+    def set_min_net(self):
+        self.set_active_subnet(**self.space.smallest())
+
+    def sample_active_subnet(self, rng=None):
+        """Activate a uniformly sampled subnet and return its arch dict (with ``r``)."""
+        arch = self.space.sample(self._rng if rng is None else rng)
+        self.set_active_subnet(**arch)
+        return arch
+
+    def get_active_arch(self) -> dict:
+        """The active subnet as an arch dict, read from the variables."""
+        choices = [b.active_choice() for b in self.blocks[1:]]
+        return {"ks": [k for k, _ in choices], "e": [e for _, e in choices],
+                "d": [int(d) for d in self.active_depth.numpy()], "r": [self.active_resolution]}
+
+    def get_active_subnet(self, image_size=None, preserve_weight=True):
+        """The active subnet as a plain Keras model with its weights copied in."""
+        from ofa_tf.subnet import extract_subnet
+
+        return extract_subnet(self, self.get_active_arch(), image_size=image_size,
+                              preserve_weight=preserve_weight)
+
+    def active_weights(self, arch) -> dict:
+        """Weights of the static subnet for ``arch``, keyed by static layer name."""
+        layout = self.layout
+        arch = self.space.validate(arch)
+        out = {"conv": self.stem_conv.get_weights(),
+               "conv_bn": self.stem_bn.active_weights(layout.stem.out_channels)}
+        out.update(self.first_block.active_weights())
+        for s, stage in enumerate(self.stage_blocks):
+            for block in stage[: arch["d"][s]]:
+                slot = block.spec.slot
+                out.update(block.active_weights(arch["ks"][slot], arch["e"][slot]))
+        out["conv_1"] = self.final_expand_conv.get_weights()
+        out["conv_1_bn"] = self.final_expand_bn.active_weights(layout.final_expand.out_channels)
+        out["conv_2"] = self.feature_mix_conv.get_weights()
+        out["logits"] = self.classifier.get_weights()
+        return out
+
+    def sort_channels(self, expand_ratio_stage=0):
+        """Reorder every block's middle channels by importance (see ElasticMBConv.sort_channels)."""
+        for block in self.blocks[1:]:
+            block.sort_channels(expand_ratio_stage)
+
+    # OFA's name for the same operation.
+    re_organize_middle_weights = sort_channels
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "n_classes": self.n_classes,
+                "dropout_rate": self.dropout_rate, "bn_momentum": self.bn_momentum,
+                "bn_epsilon": self.bn_epsilon, "space": self.space.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

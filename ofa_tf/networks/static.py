@@ -1,0 +1,86 @@
+"""Build a plain Keras model for one arch from the shared layout.
+
+Only standard layers are used (ZeroPadding2D, Conv2D, DepthwiseConv2D,
+BatchNormalization, Activation, GlobalAveragePooling2D, Multiply, Add,
+Flatten, Dropout, Dense), so the TFLite graph has no slicing or control
+flow. ``keras_module`` may be ``keras`` or ``tf_keras`` (quantization-aware
+training needs the latter); both expose the same layer names.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import keras
+
+from ofa_tf.layers.activations import KERAS_NAMES
+from ofa_tf.networks.layout import ActiveBlock, ConvSpec, Layout
+
+
+class _Builder:
+    def __init__(self, keras_module, bn_momentum, bn_epsilon):
+        self.layers = keras_module.layers
+        self.bn_momentum, self.bn_epsilon = bn_momentum, bn_epsilon
+
+    def act(self, x, kind, name):
+        return self.layers.Activation(KERAS_NAMES[kind], name=name)(x)
+
+    def bn(self, x, name):
+        return self.layers.BatchNormalization(momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name)(x)
+
+    def padding(self, x, kernel_size, stride, name):
+        """Symmetric k // 2 padding as the reference pads; 'same' equals it at stride 1."""
+        if stride == 1 or kernel_size == 1:
+            return x, "same"
+        pad = kernel_size // 2
+        return self.layers.ZeroPadding2D(((pad, pad), (pad, pad)), name=f"{name}_pad")(x), "valid"
+
+    def conv(self, x, spec: ConvSpec):
+        x, padding = self.padding(x, spec.kernel_size, spec.stride, spec.name)
+        x = self.layers.Conv2D(spec.out_channels, spec.kernel_size, strides=spec.stride, padding=padding,
+                               use_bias=spec.use_bias, name=spec.name)(x)
+        if spec.use_bn:
+            x = self.bn(x, f"{spec.name}_bn")
+        return self.act(x, spec.act, f"{spec.name}_act")
+
+    def mbconv(self, inputs, block: ActiveBlock):
+        spec, p, L = block.spec, block.spec.name, self.layers
+        x = inputs
+        if spec.has_expand:
+            x = L.Conv2D(block.mid_channels, 1, use_bias=False, name=f"{p}_expand")(x)
+            x = self.act(self.bn(x, f"{p}_expand_bn"), spec.act, f"{p}_expand_act")
+        x, padding = self.padding(x, block.kernel_size, spec.stride, f"{p}_depthwise")
+        x = L.DepthwiseConv2D(block.kernel_size, strides=spec.stride, padding=padding, use_bias=False,
+                              name=f"{p}_depthwise")(x)
+        x = self.act(self.bn(x, f"{p}_depthwise_bn"), spec.act, f"{p}_depthwise_act")
+        if spec.use_se:
+            gate = L.GlobalAveragePooling2D(keepdims=True, name=f"{p}_se_pool")(x)
+            gate = L.Conv2D(block.se_channels, 1, name=f"{p}_se_reduce")(gate)
+            gate = self.act(gate, "relu", f"{p}_se_reduce_act")
+            gate = L.Conv2D(block.mid_channels, 1, name=f"{p}_se_expand")(gate)
+            gate = self.act(gate, "h_sigmoid", f"{p}_se_expand_act")
+            x = L.Multiply(name=f"{p}_se_mul")([x, gate])
+        x = L.Conv2D(spec.out_channels, 1, use_bias=False, name=f"{p}_project")(x)
+        x = self.bn(x, f"{p}_project_bn")
+        if spec.residual:
+            x = L.Add(name=f"{p}_add")([inputs, x])
+        return x
+
+
+def build_static_model(layout: Layout, arch: Mapping, image_size: int, keras_module=keras,
+                       bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, name: str = "ofa_subnet"):
+    """An untrained Keras model of ``arch`` (an arch dict validated by the layout's space)."""
+    arch = layout.space.validate(arch)
+    b = _Builder(keras_module, bn_momentum, bn_epsilon)
+    L = b.layers
+    inputs = keras_module.Input((image_size, image_size, 3), name="image")
+    x = b.conv(inputs, layout.stem)
+    for block in layout.active_blocks(arch, image_size):
+        x = b.mbconv(x, block)
+    x = b.conv(x, layout.final_expand)
+    x = L.GlobalAveragePooling2D(keepdims=True, name="global_pool")(x)
+    x = b.conv(x, layout.feature_mix)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dropout(layout.dropout_rate, name="dropout")(x)
+    x = L.Dense(layout.n_classes, name="logits")(x)
+    return keras_module.Model(inputs, x, name=name)

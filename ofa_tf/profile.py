@@ -1,0 +1,96 @@
+"""MACs and parameter counts, as the reference counts them.
+
+MACs: multiply-accumulates of convolutions and dense layers only (BN,
+activations, pooling, adds and biases excluded; SE convs on the pooled 1x1
+map included). Params: trainable weights of the static subnet (conv kernels,
+BN gamma/beta, SE biases, classifier weights and bias). ``profile_arch``
+needs no model; ``profile_model`` counts a built Keras model layer by layer,
+and the two agree on an extracted subnet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+
+from ofa_tf.networks.layout import ConvSpec, Layout, build_layout, conv_output_size
+from ofa_tf.space import SearchSpace
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    macs: int
+    params: int
+
+    @property
+    def mmacs(self) -> float:
+        return self.macs / 1e6
+
+    @property
+    def mparams(self) -> float:
+        return self.params / 1e6
+
+
+def _conv(spec: ConvSpec, size: int) -> tuple:
+    out = conv_output_size(size, spec.kernel_size, spec.stride)
+    k2 = spec.kernel_size ** 2
+    macs = out * out * k2 * spec.in_channels * spec.out_channels
+    params = k2 * spec.in_channels * spec.out_channels + (2 * spec.out_channels if spec.use_bn else 0) + \
+        (spec.out_channels if spec.use_bias else 0)
+    return macs, params, out
+
+
+def profile_layout(layout: Layout, arch: Mapping, image_size: int) -> Profile:
+    arch = layout.space.validate(arch)
+    macs, params, size = _conv(layout.stem, image_size)
+    for block in layout.active_blocks(arch, image_size):
+        spec, mid, k = block.spec, block.mid_channels, block.kernel_size
+        if spec.has_expand:
+            macs += block.input_size ** 2 * spec.in_channels * mid
+            params += spec.in_channels * mid + 2 * mid
+        out = block.output_size
+        macs += out * out * k * k * mid
+        params += k * k * mid + 2 * mid
+        if spec.use_se:
+            se = block.se_channels
+            macs += 2 * mid * se
+            params += 2 * mid * se + se + mid
+        macs += out * out * mid * spec.out_channels
+        params += mid * spec.out_channels + 2 * spec.out_channels
+        size = out
+    for spec in (layout.final_expand, layout.feature_mix):
+        m, p, size = _conv(spec, size)
+        macs, params = macs + m, params + p
+        size = 1  # global average pooling sits between the two head convs
+    features = layout.feature_mix.out_channels
+    macs += features * layout.n_classes
+    params += features * layout.n_classes + layout.n_classes
+    return Profile(int(macs), int(params))
+
+
+def profile_arch(arch: Mapping, space: SearchSpace, n_classes: int = 1000,
+                 image_size: int | None = None) -> Profile:
+    """MACs and params of ``arch`` at ``image_size`` (default: ``arch['r']``, else the largest)."""
+    arch = space.validate(arch)
+    if image_size is None:
+        image_size = arch["r"][0] if "r" in arch else max(space.resolutions)
+    return profile_layout(build_layout(space, n_classes), arch, image_size)
+
+
+def profile_model(model) -> Profile:
+    """Count a built Keras model (standard layers only) the same way."""
+    macs = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in ("Conv2D", "DepthwiseConv2D"):
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            c_in = layer.input.shape[-1]
+            per_output = kh * kw * (1 if kind == "DepthwiseConv2D" else c_in // layer.groups)
+            macs += h * w * c_out * per_output
+        elif kind == "Dense":
+            macs += int(np.prod(layer.kernel.shape))
+    params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return Profile(int(macs), int(params))
