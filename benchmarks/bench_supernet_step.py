@@ -1,0 +1,95 @@
+"""Train-step time of elastic subnets vs each other and vs the extracted static model.
+
+Measured side by side in one process on the full OFA-MBv3 w1.0 space, batch 32:
+  * smallest subnet @128 / largest subnet @224 (target <= 0.1): a small subnet must cost less;
+  * supernet at max @224 / extracted static model @224 (target <= 1.15): elasticity must be cheap.
+A train step is forward + gradient + one SGD-momentum update. Runs are interleaved
+round by round so drift in machine load hits every variant alike; medians are reported.
+
+    python benchmarks/bench_supernet_step.py [--batch 32] [--rounds 10] [--threads 2]
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from ofa_tf.networks import OFAMobileNetV3  # noqa: E402
+from ofa_tf.profile import profile_arch  # noqa: E402
+
+
+def make_step(model, activate=None):
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return loss
+
+    def run(x, y):
+        if activate:
+            activate()
+        return float(step(x, y))
+    return run, step
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+    net = OFAMobileNetV3(n_classes=1000, width_mult=1.0)
+    space = net.space
+    largest, smallest = space.largest(224), space.smallest(128)
+    net.set_active_subnet(**largest)
+    static = net.get_active_subnet(image_size=224)
+    super_step, super_fn = make_step(net)
+    static_step, _ = make_step(static)
+    rng = np.random.default_rng(0)
+    data = {r: (rng.uniform(-1, 1, (args.batch, r, r, 3)).astype(np.float32),
+                rng.integers(0, 1000, args.batch)) for r in (128, 224)}
+    variants = {
+        "supernet largest @224": (lambda: super_step(*data[224]), lambda: net.set_active_subnet(**largest)),
+        "supernet smallest @128": (lambda: super_step(*data[128]), lambda: net.set_active_subnet(**smallest)),
+        "static largest @224": (lambda: static_step(*data[224]), None),
+    }
+    times = {name: [] for name in variants}
+    for r in range(args.warmup + args.rounds):
+        for name, (run, activate) in variants.items():
+            if activate:
+                activate()
+            start = time.perf_counter()
+            run()
+            if r >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    macs = {"largest": profile_arch(largest, space).macs, "smallest": profile_arch(smallest, space).macs}
+    print(f"OFA-MBv3 w1.0, batch {args.batch}, {args.threads} threads, median of {args.rounds} rounds")
+    for name, value in med.items():
+        print(f"  {name:<24s} {value * 1000:8.1f} ms/step  ({args.batch / value:6.1f} img/s)")
+    ratio_small = med["supernet smallest @128"] / med["supernet largest @224"]
+    ratio_static = med["supernet largest @224"] / med["static largest @224"]
+    print(f"  MACs ratio smallest@128 / largest@224: {macs['smallest'] / macs['largest']:.3f}")
+    print(f"  step ratio smallest@128 / largest@224: {ratio_small:.3f}  (target <= 0.1)")
+    print(f"  step ratio supernet max / static:      {ratio_static:.3f}  (target <= 1.15)")
+    print(f"  supernet train-step traces: {super_fn.experimental_get_tracing_count()}")
+
+
+if __name__ == "__main__":
+    main()
