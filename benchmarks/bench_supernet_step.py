@@ -4,10 +4,13 @@ Measured side by side in one process on the full OFA-MBv3 w1.0 space, batch 32:
   * smallest subnet @128 / largest subnet @224 (target <= 0.1): a small subnet must cost less;
   * supernet at max @224 / extracted static model @224 (target <= 1.15): elasticity must be cheap.
 A train step is forward + gradient + one update of the reference's optimizer
-(SGD, Nesterov momentum 0.9, L2 3e-5 except BN and biases). Runs are interleaved
-round by round so drift in machine load hits every variant alike; medians are reported.
+(SGD, Nesterov momentum 0.9, L2 3e-5 except BN and biases). Variants take turns
+round by round (so drift in machine load hits all alike); each turn runs ``--block``
+steps of one variant. "steady" is the median over the steps after the first of a
+turn; "after switch" is the median of first steps, which pay for the change of
+subnet (caches and allocator warmed by the other variant).
 
-    python benchmarks/bench_supernet_step.py [--batch 32] [--rounds 10] [--threads 2]
+    python benchmarks/bench_supernet_step.py [--batch 32] [--rounds 5] [--block 3] [--threads 2]
 """
 
 import argparse
@@ -49,8 +52,9 @@ def make_step(model, update=True):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--block", type=int, default=3, help="steps per turn (>= 2)")
+    parser.add_argument("--warmup", type=int, default=1, help="rounds not counted")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     tf.get_logger().setLevel("ERROR")  # four step functions from one def trip TF's retracing warning
@@ -78,26 +82,34 @@ def main():
         "fwd+grad supernet smallest @128": (lambda: super_grad(*data[128]), small),
         "fwd+grad static largest @224": (lambda: static_grad(*data[224]), None),
     }
-    times = {name: [] for name in variants}
+    if args.block < 2:
+        parser.error("--block must be >= 2")
+    steady = {name: [] for name in variants}
+    switch = {name: [] for name in variants}
     for r in range(args.warmup + args.rounds):
         for name, (run, activate) in variants.items():
             if activate:
                 activate()
-            start = time.perf_counter()
-            run()
-            if r >= args.warmup:
-                times[name].append(time.perf_counter() - start)
-    med = {name: statistics.median(t) for name, t in times.items()}
+            for i in range(args.block):
+                start = time.perf_counter()
+                run()
+                if r >= args.warmup:
+                    (switch if i == 0 else steady)[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(t) for name, t in steady.items()}
+    med_switch = {name: statistics.median(t) for name, t in switch.items()}
     macs = {"largest": profile_arch(largest, space).macs, "smallest": profile_arch(smallest, space).macs}
-    print(f"OFA-MBv3 w1.0, batch {args.batch}, {args.threads} threads, median of {args.rounds} rounds")
+    print(f"OFA-MBv3 w1.0, batch {args.batch}, {args.threads} threads, {args.rounds} rounds x "
+          f"{args.block} steps")
+    print(f"  {'variant':<32s} {'steady ms':>10s} {'img/s':>7s} {'after switch ms':>16s}")
     for name, value in med.items():
-        print(f"  {name:<32s} {value * 1000:8.1f} ms/step  ({args.batch / value:6.1f} img/s)")
+        print(f"  {name:<32s} {value * 1000:10.1f} {args.batch / value:7.1f} {med_switch[name] * 1000:16.1f}")
     print(f"  MACs ratio smallest@128 / largest@224: {macs['smallest'] / macs['largest']:.3f}")
     for prefix, what in (("", "train step (fwd + grad + update)"), ("fwd+grad ", "fwd + grad")):
-        ratio_small = med[prefix + "supernet smallest @128"] / med[prefix + "supernet largest @224"]
-        ratio_static = med[prefix + "supernet largest @224"] / med[prefix + "static largest @224"]
-        print(f"  {what}: smallest@128 / largest@224 = {ratio_small:.3f} (target <= 0.1), "
-              f"supernet max / static = {ratio_static:.3f} (target <= 1.15)")
+        for label, table in (("steady", med), ("after switch", med_switch)):
+            ratio_small = table[prefix + "supernet smallest @128"] / table[prefix + "supernet largest @224"]
+            ratio_static = table[prefix + "supernet largest @224"] / table[prefix + "static largest @224"]
+            print(f"  {what}, {label}: smallest@128 / largest@224 = {ratio_small:.3f} (target <= 0.1), "
+                  f"supernet max / static = {ratio_static:.3f} (target <= 1.15)")
     print(f"  supernet train-step traces: {super_fn.experimental_get_tracing_count()}")
 
 
