@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.layers import activations
+from ofa_tf.layers.common import channels_of
 from ofa_tf.layers.elastic_conv import ElasticPointwiseConv2D
 
 
@@ -32,8 +33,7 @@ class ElasticSqueezeExcite(keras.layers.Layer):
     def call(self, inputs, se_channels=None):
         pooled = tf.reduce_mean(inputs, axis=(1, 2), keepdims=True)
         hidden = tf.nn.relu(self.reduce(pooled, out_channels=se_channels))
-        channels = tf.shape(inputs)[-1] if inputs.shape[-1] is None else inputs.shape[-1]
-        gate = activations.h_sigmoid(self.expand(hidden, out_channels=channels))
+        gate = activations.h_sigmoid(self.expand(hidden, out_channels=channels_of(inputs)))
         return inputs * gate
 
     def active_weights(self, channels, se_channels):

@@ -89,9 +89,8 @@ class ElasticMBConv(keras.layers.Layer):
     def call(self, inputs, training=None):
         act = self.spec.act
         mid, se_channels = self._active_widths()
-        kernel_size = self.active_kernel_size
-        if static_int(kernel_size) is not None:
-            kernel_size = static_int(kernel_size)
+        known = static_int(self.active_kernel_size)
+        kernel_size = self.active_kernel_size if known is None else known
         x = inputs
         if self.spec.has_expand:
             x = activations.apply(self.expand_bn(self.expand(x, out_channels=mid), training=training), act)
