@@ -18,6 +18,9 @@ import os
 import statistics
 import time
 
+from ofa_tf.allocator import active_allocator, reexec_with_tcmalloc
+
+reexec_with_tcmalloc()  # before TensorFlow loads; OFA_TF_ALLOCATOR=system opts out
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -99,7 +102,7 @@ def main():
     med_switch = {name: statistics.median(t) for name, t in switch.items()}
     macs = {"largest": profile_arch(largest, space).macs, "smallest": profile_arch(smallest, space).macs}
     print(f"OFA-MBv3 w1.0, batch {args.batch}, {args.threads} threads, {args.rounds} rounds x "
-          f"{args.block} steps")
+          f"{args.block} steps, allocator: {active_allocator()}")
     print(f"  {'variant':<32s} {'steady ms':>10s} {'img/s':>7s} {'after switch ms':>16s}")
     for name, value in med.items():
         print(f"  {name:<32s} {value * 1000:10.1f} {args.batch / value:7.1f} {med_switch[name] * 1000:16.1f}")
