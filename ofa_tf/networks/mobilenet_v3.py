@@ -136,6 +136,16 @@ class OFAMobileNetV3(keras.Model):
             current = self.active_depth.numpy()
             self.active_depth.assign([c if v is None else v for c, v in zip(current, wide["d"])])
 
+    def assign_active_subnet(self, ks, e, d):
+        """Activate a subnet given as tensors (``ks``, ``e``: one value per block slot;
+        ``d``: one per stage), e.g. sampled inside a compiled train step. Values are
+        not checked here: sample them from the space's lists."""
+        ks, e = tf.cast(ks, tf.int32), tf.cast(e, tf.float32)
+        for block in self.blocks[1:]:
+            block.active_kernel_size.assign(ks[block.spec.slot])
+            block.active_expand_ratio.assign(e[block.spec.slot])
+        self.active_depth.assign(tf.cast(d, tf.int32))
+
     def set_max_net(self):
         self.set_active_subnet(**self.space.largest())
 

@@ -1,0 +1,46 @@
+"""Sampling subnets and resolutions inside a compiled train step.
+
+Random draws come from a Keras ``SeedGenerator``, whose state is a variable of
+the trainer: it is saved with checkpoints, so a resumed run samples the same
+subnets as an uninterrupted one, and no Python randomness is baked into the trace.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from ofa_tf.space import SearchSpace
+
+
+class SubnetSampler:
+    """Uniform per-slot kernel size and expand ratio, per-stage depth, per-batch resolution."""
+
+    def __init__(self, space: SearchSpace, ks_list, expand_ratio_list, depth_list, resolutions,
+                 seed_generator: keras.random.SeedGenerator):
+        for name, values, allowed in (("ks_list", ks_list, space.ks_list),
+                                      ("expand_ratio_list", expand_ratio_list, space.expand_ratio_list),
+                                      ("depth_list", depth_list, space.depth_list),
+                                      ("resolutions", resolutions, space.resolutions)):
+            bad = [v for v in values if v not in allowed]
+            if not values or bad:
+                raise ValueError(f"{name} {list(values)} must be a non-empty subset of the space's {list(allowed)}")
+        self.space = space
+        self.ks_list, self.expand_ratio_list = tuple(ks_list), tuple(expand_ratio_list)
+        self.depth_list, self.resolutions = tuple(depth_list), tuple(resolutions)
+        self.seed_generator = seed_generator
+
+    def _pick(self, choices, n, dtype):
+        if len(choices) == 1:
+            return tf.fill([n], tf.constant(choices[0], dtype))
+        index = keras.random.randint((n,), 0, len(choices), dtype="int32", seed=self.seed_generator)
+        return tf.gather(tf.constant(choices, dtype), index)
+
+    def sample_arch(self):
+        """(ks [n_blocks] int32, e [n_blocks] float32, d [n_stages] int32) tensors."""
+        return (self._pick(self.ks_list, self.space.n_blocks, tf.int32),
+                self._pick(self.expand_ratio_list, self.space.n_blocks, tf.float32),
+                self._pick(self.depth_list, self.space.n_stages, tf.int32))
+
+    def sample_resolution(self):
+        return self._pick(self.resolutions, 1, tf.int32)[0]

@@ -1,0 +1,108 @@
+"""One progressive-shrinking phase as a Keras model, so ``model.fit`` drives it.
+
+Each step: sample a resolution and resize the batch to it; get the frozen
+teacher's soft labels once; then for each of the phase's ``dynamic_batch_size``
+subnets, sample it inside the compiled step, compute label-smoothed CE plus
+``kd_ratio`` x soft CE against the teacher, and add its gradients; finally one
+optimizer update with the summed gradients (as the reference does).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from ofa_tf.training.phases import Phase
+from ofa_tf.training.sampling import SubnetSampler
+
+
+def soft_cross_entropy(soft_targets, logits):
+    """Mean over the batch of -sum(p_teacher * log_softmax(student))."""
+    return tf.reduce_mean(tf.reduce_sum(-soft_targets * tf.nn.log_softmax(logits), axis=-1))
+
+
+class OFATrainer(keras.Model):
+    """Trains ``supernet`` through one phase; the supernet itself is what you keep."""
+
+    def __init__(self, supernet, phase: Phase, teacher=None, kd_ratio=1.0, label_smoothing=0.1,
+                 resolutions=None, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if phase.use_kd and teacher is None and kd_ratio > 0:
+            raise ValueError(f"phase {phase.name!r} distils from a teacher; pass teacher= "
+                             "(the network from the teacher phase) or kd_ratio=0")
+        self.supernet, self.phase = supernet, phase
+        self.teacher = teacher if phase.use_kd and kd_ratio > 0 else None
+        if self.teacher is not None:
+            self.teacher.trainable = False
+        self.kd_ratio, self.label_smoothing = float(kd_ratio), float(label_smoothing)
+        space = supernet.space
+        self.seed_generator = keras.random.SeedGenerator(seed, name="sampler_seed")
+        self.sampler = SubnetSampler(space, phase.ks_list, phase.expand_ratio_list, phase.depth_list,
+                                     resolutions or space.resolutions, self.seed_generator)
+        # Non-elastic phases train one fixed network: the largest of the phase.
+        supernet.set_active_subnet(ks=max(phase.ks_list), e=max(phase.expand_ratio_list),
+                                   d=max(phase.depth_list))
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.kd_tracker = keras.metrics.Mean(name="kd_loss")
+        self.top1 = keras.metrics.SparseCategoricalAccuracy(name="top1")
+        self.trace_count = 0
+
+    def call(self, inputs, training=False):
+        return self.supernet(inputs, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.kd_tracker, self.top1]
+
+    def compute_gradients(self, images, labels):
+        """Summed gradients of the step's sampled subnets (nothing is applied).
+
+        Returns (mean loss, mean KD loss, gradients aligned with
+        ``supernet.trainable_variables``, logits of the last subnet).
+        """
+        self.trace_count += 1          # Python side effect: runs once per trace
+        resolution = self.sampler.sample_resolution()
+        images = tf.image.resize(images, tf.stack([resolution, resolution]))
+        soft_targets = None
+        if self.teacher is not None:
+            soft_targets = tf.stop_gradient(tf.nn.softmax(self.teacher(images, training=False)))
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        one_hot = tf.one_hot(labels, self.supernet.n_classes)
+        variables = self.supernet.trainable_variables
+
+        def one_subnet():
+            if self.phase.is_elastic:
+                self.supernet.assign_active_subnet(*self.sampler.sample_arch())
+            with tf.GradientTape() as tape:
+                logits = self.supernet(images, training=True)
+                loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
+                    one_hot, logits, from_logits=True, label_smoothing=self.label_smoothing))
+                kd = soft_cross_entropy(soft_targets, logits) if soft_targets is not None else tf.zeros(())
+                total = loss + self.kd_ratio * kd
+            grads = tape.gradient(total, variables)
+            # A variable the graph never uses gets a zero gradient (torch's zero_grad() semantics).
+            grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+            return total, kd, logits, grads
+
+        n = self.phase.dynamic_batch_size
+        total, kd, logits, grads = one_subnet()
+        if n > 1:
+            # The other subnets run in a loop, not unrolled, so the traced graph stays one subnet big.
+            def body(i, total, kd, logits, grads):
+                t, k, lg, g = one_subnet()
+                return i + 1, total + t, kd + k, lg, [a + b for a, b in zip(grads, g)]
+
+            _, total, kd, logits, grads = tf.while_loop(
+                lambda i, *_: i < n, body, (tf.constant(1), total, kd, logits, grads),
+                shape_invariants=(tf.TensorShape([]), tf.TensorShape([]), tf.TensorShape([]),
+                                  logits.shape, [g.shape for g in grads]))
+        return total / n, kd / n, grads, logits, labels
+
+    def train_step(self, data):
+        images, labels = data[0], data[1]
+        loss, kd, grads, logits, labels = self.compute_gradients(images, labels)
+        self.optimizer.apply(grads, self.supernet.trainable_variables)
+        self.loss_tracker.update_state(loss)
+        self.kd_tracker.update_state(kd)
+        self.top1.update_state(labels, logits)
+        return {m.name: m.result() for m in self.metrics}
