@@ -25,8 +25,10 @@ setup(
         "numpy",
         "absl-py",
         "pyyaml",
-        # The embedded demo data set is scikit-learn's bundled UCI digits.
+        # The embedded demo data set is scikit-learn's bundled UCI digits drawn over
+        # scikit-image's bundled photos (ofa_tf/data.py).
         "scikit-learn",
+        "scikit-image",
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout"],
