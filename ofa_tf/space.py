@@ -205,15 +205,24 @@ class SearchSpace:
                              f"{type(values).__name__} {values!r}")
         if len(values) != length:
             raise ValueError(f"arch[{key!r}] has {len(values)} values; expected {length} ({what})")
-        out = []
-        for i, v in enumerate(values):
-            if isinstance(v, bool) or not isinstance(v, numbers.Real):
-                raise ValueError(f"arch[{key!r}][{i}] must be a number, got {type(v).__name__} {v!r}")
-            match = [a for a in allowed if math.isclose(float(a), float(v), rel_tol=0, abs_tol=1e-9)]
-            if not match:
-                raise ValueError(f"arch[{key!r}][{i}] = {v!r} is not in the space's choices {list(allowed)}")
-            out.append(match[0])
-        return out
+        return [self._choice(key, i, v, allowed) for i, v in enumerate(values)]
+
+    @staticmethod
+    def _choice(key, index, value, allowed):
+        """``value`` as the matching entry of ``allowed``; one ValueError naming the field if none."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"arch[{key!r}][{index}] must be a number, got {type(value).__name__} {value!r}")
+        match = [a for a in allowed if math.isclose(float(a), float(value), rel_tol=0, abs_tol=1e-9)]
+        if not match:
+            raise ValueError(f"arch[{key!r}][{index}] = {value!r} is not in the space's choices {list(allowed)}")
+        return match[0]
+
+    def check_partial(self, wide: Mapping) -> dict:
+        """Check an :meth:`expand`-ed arch whose entries may be ``None`` (keep the current
+        choice); returns it with every given value matched to the space's choices."""
+        lists = {"ks": self.ks_list, "e": self.expand_ratio_list, "d": self.depth_list}
+        return {key: [None if v is None else self._choice(key, i, v, lists[key]) for i, v in enumerate(wide[key])]
+                for key in lists}
 
     def sample(self, rng: np.random.Generator | int | None = None) -> dict:
         """A uniformly random arch (per-block ks and e, per-stage d, one r)."""

@@ -119,3 +119,17 @@ def test_fit_traces_once_across_subnets_and_resolutions(nets, tiny_space):
     print(f"trace count after 4 epochs of 4 subnets x 2 steps: {trainer.trace_count}")
     assert trainer.trace_count == traces <= 2
     assert len(seen) > 1, "subnets must change between steps"
+
+
+def test_fit_reduces_the_loss_on_a_fixed_batch(tiny_space):
+    """Guards the whole update path (loss scaling, tape, optimizer): a few steps on one batch
+    must fit it."""
+    net = OFAMobileNetV3(n_classes=10, space=tiny_space, dropout_rate=0.0, seed=0)
+    phase = progressive_shrinking_phases(tiny_space)["teacher"]
+    trainer = OFATrainer(net, phase, seed=0, resolutions=(48,))
+    trainer.compile(optimizer=ReferenceSGD(0.05), jit_compile=False)
+    x = images(16, 48, seed=1)
+    y = np.arange(16, dtype=np.int32) % 10
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    losses = trainer.fit(data, epochs=3, steps_per_epoch=8, shuffle=False, verbose=0).history["loss"]
+    assert losses[-1] < 0.5 * losses[0], losses

@@ -26,12 +26,17 @@ def he_fan_out(kernel_size: int, out_channels: int):
     return keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / (kernel_size * kernel_size * out_channels)))
 
 
-def choice_variable(layer: keras.layers.Layer, name: str, value, dtype: str):
-    """A non-trainable scalar holding an active choice.
+def choice_variable(layer: keras.layers.Layer, name: str, value, dtype: str, shape=()):
+    """A non-trainable variable of ``layer`` holding an active choice.
 
-    Only the first replica's write counts, so a subnet sampled inside a
-    distributed step is the same on every replica.
+    Under a distribution strategy it is sync-on-read: each replica writes its own copy
+    without a cross-replica merge (which control flow such as the trainer's loop over
+    subnets forbids), and every replica samples the same subnet from the same seed, so
+    the copies agree; reads outside a replica return the first replica's value.
     """
-    return layer.add_weight(name=name, shape=(), dtype=dtype, trainable=False,
-                            initializer=keras.initializers.Constant(value),
-                            aggregation="only_first_replica")
+    with keras.name_scope(layer.name, caller=layer):
+        variable = keras.Variable(keras.initializers.Constant(value), shape=shape, dtype=dtype,
+                                  trainable=False, name=name, aggregation="only_first_replica",
+                                  synchronization="on_read")
+    layer._track_variable(variable)
+    return variable

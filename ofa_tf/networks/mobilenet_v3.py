@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.layers import activations
-from ofa_tf.layers.common import he_fan_out
+from ofa_tf.layers.common import choice_variable, he_fan_out
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
 from ofa_tf.layers.mbconv import ElasticMBConv
 from ofa_tf.networks.layout import ConvSpec, build_layout
@@ -86,9 +86,8 @@ class OFAMobileNetV3(keras.Model):
         self.final_expand_bn.build()
         self.feature_mix_conv.build((None, 1, 1, layout.feature_mix.in_channels))
         self.classifier.build((None, layout.feature_mix.out_channels))
-        self.active_depth = self.add_weight(
-            name="active_depth", shape=(self.space.n_stages,), dtype="int32", trainable=False,
-            initializer=keras.initializers.Constant(self.space.max_depth), aggregation="only_first_replica")
+        self.active_depth = choice_variable(self, "active_depth", self.space.max_depth, "int32",
+                                            shape=(self.space.n_stages,))
 
     # ----------------------------------------------------------------- forward
     def call(self, inputs, training=None):
@@ -122,12 +121,7 @@ class OFAMobileNetV3(keras.Model):
         if kwargs:
             raise ValueError(f"set_active_subnet got unknown argument(s) {sorted(kwargs)}; "
                              "expected ks, e, d, r")
-        wide = self.space.expand(ks, e, d)
-        for key, allowed in (("ks", self.space.ks_list), ("e", self.space.expand_ratio_list),
-                             ("d", self.space.depth_list)):
-            for i, v in enumerate(wide[key]):
-                if v is not None and (isinstance(v, bool) or v not in allowed):
-                    raise ValueError(f"{key}[{i}] = {v!r} is not in the space's choices {list(allowed)}")
+        wide = self.space.check_partial(self.space.expand(ks, e, d))
         if r is not None:
             self.active_resolution = self.space.validate({**self.space.smallest(), "r": r})["r"][0]
         for block in self.blocks[1:]:

@@ -69,6 +69,9 @@ class OFATrainer(keras.Model):
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
         one_hot = tf.one_hot(labels, self.supernet.n_classes)
         variables = self.supernet.trainable_variables
+        # Each replica's loss is a mean over its share of the batch and the optimizer sums the
+        # replicas' gradients, so dividing here gives the gradient of the global-batch mean.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
 
         def one_subnet():
             if self.phase.is_elastic:
@@ -79,7 +82,8 @@ class OFATrainer(keras.Model):
                     one_hot, logits, from_logits=True, label_smoothing=self.label_smoothing))
                 kd = soft_cross_entropy(soft_targets, logits) if soft_targets is not None else tf.zeros(())
                 total = loss + self.kd_ratio * kd
-            grads = tape.gradient(total, variables)
+                scaled = total / replicas
+            grads = tape.gradient(scaled, variables)
             # A variable the graph never uses gets a zero gradient (torch's zero_grad() semantics).
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
             return total, kd, logits, grads
@@ -88,12 +92,14 @@ class OFATrainer(keras.Model):
         total, kd, logits, grads = one_subnet()
         if n > 1:
             # The other subnets run in a loop, not unrolled, so the traced graph stays one subnet big.
+            # One iteration at a time: each iteration assigns the choice variables that the
+            # previous one's forward and backward pass read (overlapping them would mix subnets).
             def body(i, total, kd, logits, grads):
                 t, k, lg, g = one_subnet()
                 return i + 1, total + t, kd + k, lg, [a + b for a, b in zip(grads, g)]
 
             _, total, kd, logits, grads = tf.while_loop(
-                lambda i, *_: i < n, body, (tf.constant(1), total, kd, logits, grads),
+                lambda i, *_: i < n, body, (tf.constant(1), total, kd, logits, grads), parallel_iterations=1,
                 shape_invariants=(tf.TensorShape([]), tf.TensorShape([]), tf.TensorShape([]),
                                   logits.shape, [g.shape for g in grads]))
         return total / n, kd / n, grads, logits, labels
