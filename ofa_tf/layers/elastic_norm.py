@@ -1,5 +1,7 @@
 """Batch normalization over the first C channels of a wider layer."""
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -22,6 +24,7 @@ class ElasticBatchNormalization(keras.layers.Layer):
         self.channels = int(channels)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
+        self._recalibration_factor = None  # set only inside `recalibrating(...)`
 
     def build(self, input_shape=None):
         shape = (self.channels,)
@@ -36,6 +39,8 @@ class ElasticBatchNormalization(keras.layers.Layer):
         c = channels_of(inputs)
         gamma, beta = self.gamma[:c], self.beta[:c]
         mean, variance = self.moving_mean[:c], self.moving_variance[:c]
+        if training and self._recalibration_factor is not None:
+            return self._recalibrate(inputs, gamma, beta, c)
         if training and self.trainable:
             outputs, new_mean, new_variance = tf.compat.v1.nn.fused_batch_norm(
                 inputs, gamma, beta, mean, variance, epsilon=self.epsilon, is_training=True,
@@ -45,6 +50,20 @@ class ElasticBatchNormalization(keras.layers.Layer):
             return outputs
         outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
             inputs, gamma, beta, mean, variance, epsilon=self.epsilon, is_training=False)
+        return outputs
+
+    def _recalibrate(self, inputs, gamma, beta, c):
+        """Normalize with the batch's statistics and move the active channels' moving stats
+        toward its mean and biased variance by the recalibration factor (OFA's recipe)."""
+        outputs, batch_mean, batch_variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs, gamma, beta, epsilon=self.epsilon, is_training=True)
+        # The fused kernel returns the unbiased variance; OFA averages the biased one.
+        n = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), batch_variance.dtype)
+        batch_variance = batch_variance * (n - 1.0) / tf.maximum(n, 1.0)
+        factor = tf.cast(self._recalibration_factor, batch_mean.dtype)
+        for var, batch in ((self.moving_mean, batch_mean), (self.moving_variance, batch_variance)):
+            old = var[:c]
+            var.assign(tf.concat([old + factor * (batch - old), var[c:]], 0))
         return outputs
 
     def active_weights(self, channels):
@@ -59,3 +78,23 @@ class ElasticBatchNormalization(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "momentum": self.momentum,
                 "epsilon": self.epsilon}
+
+
+@contextlib.contextmanager
+def recalibrating(model, factor):
+    """While this is active, calls of ``model`` with ``training=True`` recompute BN statistics:
+    every :class:`ElasticBatchNormalization` normalizes with the batch's own statistics and moves
+    its active channels' moving mean and variance by ``factor`` toward the batch's. With
+    ``factor = 1 / i`` for the i-th batch the moving stats end as the average over the batches,
+    as OFA's ``set_running_statistics``. Use it around the trace of a ``tf.function`` that takes
+    ``factor`` as an argument; nothing else about the model changes."""
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, ElasticBatchNormalization)]
+    if not layers:
+        raise ValueError(f"{model.name} has no ElasticBatchNormalization layers to recalibrate")
+    for layer in layers:
+        layer._recalibration_factor = factor
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer._recalibration_factor = None

@@ -1,0 +1,115 @@
+"""Evaluate subnets of the supernet: recalibrate their BN statistics, then top-1 / top-5.
+
+A subnet's BN statistics are not those of the supernet (the moving averages mix every
+subnet trained), so OFA recomputes them on a few thousand training images before any
+evaluation. Both steps run on the supernet itself with the subnet active, through two
+compiled functions that are traced once (spatial size left dynamic) and serve every
+subnet and resolution.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from ofa_tf.layers.elastic_norm import recalibrating
+from ofa_tf.space import SearchSpace
+
+
+def phase_validation_archs(space: SearchSpace, ks_list, expand_ratio_list, depth_list,
+                           resolutions) -> dict:
+    """The smallest, a middle and the largest subnet of a phase's choices, as arch dicts.
+
+    The middle one takes the middle element of each sorted choice list (resolution included).
+    """
+    def arch(pick):
+        return space.uniform(pick(ks_list), pick(expand_ratio_list), pick(depth_list), pick(resolutions))
+
+    return {"smallest": arch(min), "middle": arch(lambda v: sorted(v)[len(v) // 2]),
+            "largest": arch(max)}
+
+
+class SubnetValidator:
+    """BN recalibration and evaluation of any subnet of ``supernet``.
+
+    ``calibration_data(image_size)`` returns batches ``(images, labels)`` of training images at
+    that size (OFA uses 2000 images with training augmentation, in batches of 200);
+    ``eval_data(image_size)`` the validation batches. ``n_calibration_images`` caps the first.
+    """
+
+    def __init__(self, supernet, calibration_data: Callable[[int], tf.data.Dataset],
+                 eval_data: Callable[[int], tf.data.Dataset], n_calibration_images: int = 2000):
+        if n_calibration_images < 1:
+            raise ValueError(f"n_calibration_images must be >= 1, got {n_calibration_images}")
+        self.supernet = supernet
+        self.calibration_data, self.eval_data = calibration_data, eval_data
+        self.n_calibration_images = int(n_calibration_images)
+        signature = [tf.TensorSpec([None, None, None, 3], tf.float32)]
+        self._calibrate_batch = tf.function(self._calibrate_batch_fn,
+                                            input_signature=signature + [tf.TensorSpec([], tf.float32)])
+        self._eval_batch = tf.function(
+            self._eval_batch_fn, input_signature=signature + [tf.TensorSpec([None], tf.int32)])
+
+    def _calibrate_batch_fn(self, images, factor):
+        with recalibrating(self.supernet, factor):
+            self.supernet(images, training=True)
+        return tf.constant(0)
+
+    def _eval_batch_fn(self, images, labels):
+        logits = self.supernet(images, training=False)
+        labels = tf.cast(labels, tf.int32)
+        top5 = tf.math.top_k(logits, k=min(5, self.supernet.n_classes)).indices
+        hits = tf.equal(top5, labels[:, None])
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        return (tf.reduce_sum(tf.cast(hits[:, 0], tf.int64)),
+                tf.reduce_sum(tf.cast(tf.reduce_any(hits, axis=1), tf.int64)),
+                tf.reduce_sum(loss), tf.size(labels, out_type=tf.int64))
+
+    def recalibrate(self, image_size: int) -> int:
+        """Recompute the active subnet's BN statistics; returns the number of images used."""
+        seen, batches = 0, 0
+        for images, _ in self.calibration_data(image_size):
+            images = images[: self.n_calibration_images - seen]
+            batches += 1
+            self._calibrate_batch(images, tf.constant(1.0 / batches))
+            seen += int(images.shape[0])
+            if seen >= self.n_calibration_images:
+                break
+        if not seen:
+            raise ValueError("the calibration data yielded no images")
+        return seen
+
+    def evaluate(self, arch: Mapping) -> dict:
+        """Activate ``arch``, recalibrate its BN at ``arch["r"]`` and measure it on the eval data.
+
+        Returns ``{"top1", "top5"}`` in percent, the mean ``loss`` and ``n`` images. Note that the
+        supernet's moving statistics for the active channels are left recalibrated (as in OFA).
+        """
+        arch = self.supernet.space.validate(arch)
+        image_size = arch["r"][0]
+        self.supernet.set_active_subnet(**arch)
+        self.recalibrate(image_size)
+        totals = np.zeros(4)
+        for images, labels in self.eval_data(image_size):
+            totals += [float(t) for t in self._eval_batch(images, tf.reshape(labels, [-1]))]
+        top1, top5, loss, n = totals
+        if not n:
+            raise ValueError("the evaluation data yielded no images")
+        return {"top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "loss": loss / n, "n": int(n)}
+
+    def evaluate_many(self, archs: Mapping[str, Mapping]) -> dict:
+        """``{name: evaluate(arch)}`` without side effects: the active subnet and every BN
+        moving statistic are restored afterwards, so validating during training changes nothing
+        about the run (a resumed run equals an uninterrupted one)."""
+        previous = self.supernet.get_active_arch()
+        statistics = [v for v in self.supernet.non_trainable_weights
+                      if "moving_mean" in v.path or "moving_variance" in v.path]
+        saved = [v.numpy() for v in statistics]
+        try:
+            return {name: self.evaluate(arch) for name, arch in archs.items()}
+        finally:
+            self.supernet.set_active_subnet(**previous)
+            for v, value in zip(statistics, saved):
+                v.assign(value)
