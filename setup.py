@@ -29,6 +29,8 @@ setup(
         # scikit-image's bundled photos (ofa_tf/data.py).
         "scikit-learn",
         "scikit-image",
+        # TensorBoard scalars of training runs (tf.summary needs it installed).
+        "tensorboard>=2.20,<2.22",
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout"],

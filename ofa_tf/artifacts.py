@@ -1,0 +1,77 @@
+"""The trained supernet as other tools read it: ``supernet.weights.h5`` + ``supernet.json``.
+
+The JSON says how to rebuild the model (search space, classes, dropout, BN settings) and how
+to feed it (input normalization, class names), so export and search need nothing else.
+Both files are written under temporary names and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+from ofa_tf.data import DatasetInfo
+from ofa_tf.space import SearchSpace
+
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "supernet.weights.h5"
+META_NAME = "supernet.json"
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and a rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_supernet(supernet, info: DatasetInfo, directory: str, extra: Mapping[str, Any] | None = None) -> str:
+    """Save weights and metadata into ``directory``; returns the JSON's path."""
+    os.makedirs(directory, exist_ok=True)
+    weights = os.path.join(directory, WEIGHTS_NAME)
+    tmp = os.path.join(directory, f"supernet.tmp-{os.getpid()}.weights.h5")
+    supernet.save_weights(tmp)
+    os.replace(tmp, weights)
+    meta = {"format_version": FORMAT_VERSION, "weights": WEIGHTS_NAME,
+            "model": {"n_classes": supernet.n_classes, "dropout_rate": supernet.dropout_rate,
+                      "bn_momentum": supernet.bn_momentum, "bn_epsilon": supernet.bn_epsilon,
+                      "space": supernet.space.to_dict()},
+            "data": info.to_dict(), **dict(extra or {})}
+    path = os.path.join(directory, META_NAME)
+    atomic_write_text(path, json.dumps(meta, indent=2))
+    return path
+
+
+def read_supernet_meta(path: str) -> dict:
+    """The metadata dict of a saved supernet (``path``: the JSON or its directory)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, META_NAME)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no trained supernet at {path} (expected {META_NAME} written by "
+                                "python -m ofa_tf.train)")
+    with open(path, encoding="utf-8") as f:
+        try:
+            meta = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} has format_version {meta.get('format_version')!r}; "
+                         f"this version of ofa_tf reads {FORMAT_VERSION}")
+    meta["_path"] = path
+    return meta
+
+
+def load_supernet(path: str):
+    """Rebuild and load a saved supernet: returns ``(OFAMobileNetV3, DatasetInfo, meta)``."""
+    from ofa_tf.networks import OFAMobileNetV3
+
+    meta = read_supernet_meta(path)
+    model = dict(meta["model"])
+    space = SearchSpace.from_dict(model.pop("space"))
+    net = OFAMobileNetV3(space=space, **model)
+    net.load_weights(os.path.join(os.path.dirname(meta["_path"]), meta["weights"]))
+    return net, DatasetInfo.from_dict(meta["data"]), meta

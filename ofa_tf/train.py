@@ -1,0 +1,138 @@
+"""Train an OFA supernet by progressive shrinking.
+
+    python -m ofa_tf.train --flagfile=configs/demo.flags
+    python -m ofa_tf.train --flagfile=configs/imagenet_mbv3_w1.0.flags --data_dir=/data/imagenet
+
+Flags on the command line override the flagfile. Re-running the same command resumes the
+workdir where it stopped; `--phases` picks which phases to run now. At the end it prints the
+top-1 of the smallest, a middle and the largest subnet of the last phase (BN recalibrated) and
+leaves `supernet.weights.h5` + `supernet.json` in the workdir for export and search.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from ofa_tf.training.config import SPACE_PRESETS, STRATEGIES, TrainConfig  # noqa: E402
+from ofa_tf.training.phases import PHASE_NAMES  # noqa: E402
+
+FLAGS = flags.FLAGS
+_D = TrainConfig.__dataclass_fields__
+
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and the trained supernet. "
+                    "Re-running with the same workdir resumes.")
+flags.DEFINE_enum("space", _D["space"].default, SPACE_PRESETS, "Search space preset.")
+flags.DEFINE_string("dataset", _D["dataset"].default,
+                    "'demo' (embedded, no download), 'folder' (ImageNet layout under --data_dir: "
+                    "train/<class>/*.jpg, val/<class>/*.jpg) or 'tfds:NAME'.")
+flags.DEFINE_string("data_dir", None, "Root of a 'folder' data set, or TFDS data_dir.")
+flags.DEFINE_bool("tfds_download", False, "Let TFDS download and prepare the data set if it is missing.")
+flags.DEFINE_integer("batch_size", _D["batch_size"].default,
+                     "Images per replica per step; the global batch is this times the replicas.")
+flags.DEFINE_list("image_size_list", [], "Training resolutions sampled per batch (default: the space's).")
+flags.DEFINE_list("phases", list(PHASE_NAMES), "Phases to run now, in order (subset of "
+                  + ",".join(PHASE_NAMES) + "). Finished phases in the workdir are skipped.")
+flags.DEFINE_float("epochs_scale", _D["epochs_scale"].default,
+                   "Multiplies every phase's epochs (and warm-up epochs); each phase keeps >= 1 epoch.")
+flags.DEFINE_integer("steps_per_epoch", 0, "Cap on steps per epoch (0: one pass over the training split).")
+flags.DEFINE_float("lr_scale", 1.0, "Multiplies every phase's learning rate.")
+flags.DEFINE_integer("base_batch_size", _D["base_batch_size"].default,
+                     "The phase learning rates are per this many images; lr scales linearly with the "
+                     "global batch.")
+flags.DEFINE_float("momentum", _D["momentum"].default, "SGD momentum.")
+flags.DEFINE_bool("nesterov", True, "Nesterov momentum.")
+flags.DEFINE_float("weight_decay", _D["weight_decay"].default,
+                   "L2 weight decay (coupled, as PyTorch); not applied to BN parameters or biases.")
+flags.DEFINE_float("label_smoothing", _D["label_smoothing"].default, "Label smoothing of the CE loss.")
+flags.DEFINE_float("kd_ratio", _D["kd_ratio"].default,
+                   "Weight of the distillation loss (soft CE to the teacher); 0 turns KD off.")
+flags.DEFINE_float("dropout", _D["dropout"].default, "Dropout before the classifier.")
+flags.DEFINE_float("bn_momentum", _D["bn_momentum"].default, "BN momentum, Keras sense (0.9 = PyTorch 0.1).")
+flags.DEFINE_integer("seed", 0, "Seed of weights, data order and subnet sampling.")
+flags.DEFINE_string("init_weights", None,
+                    "A supernet .weights.h5 to start the first phase from when the workdir has no "
+                    "finished earlier phase (e.g. imported reference weights).")
+flags.DEFINE_integer("n_calibration_images", _D["n_calibration_images"].default,
+                     "Training images used to recalibrate a subnet's BN statistics before evaluation.")
+flags.DEFINE_integer("calibration_batch_size", _D["calibration_batch_size"].default,
+                     "Batch size of BN recalibration.")
+flags.DEFINE_integer("eval_batch_size", _D["eval_batch_size"].default, "Batch size of validation.")
+flags.DEFINE_integer("validate_every", 1, "Validate the phase's smallest, middle and largest subnet "
+                     "every this many epochs (and always at the end of a phase).")
+flags.DEFINE_integer("checkpoint_every", _D["checkpoint_every"].default,
+                     "Also checkpoint every this many steps (0: only at the end of each epoch).")
+flags.DEFINE_integer("keep_checkpoints", 2, "Checkpoints kept per phase.")
+flags.DEFINE_enum("strategy", "one_device", STRATEGIES,
+                  "tf.distribute strategy: one_device, mirrored (all GPUs, or all logical CPUs), "
+                  "multi_worker (from TF_CONFIG).")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (0: leave as is); "
+                     "with --strategy=mirrored this trains data-parallel on one machine without GPUs.")
+flags.DEFINE_bool("tensorboard", True, "Write TensorBoard scalars under <workdir>/logs.")
+flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.mark_flag_as_required("workdir")
+
+
+def config_from_flags() -> TrainConfig:
+    sizes = []
+    for value in FLAGS.image_size_list:
+        try:
+            sizes.append(int(value))
+        except ValueError:
+            raise ValueError(f"--image_size_list: {value!r} is not an integer") from None
+    return TrainConfig(
+        workdir=FLAGS.workdir, space=FLAGS.space, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
+        tfds_download=FLAGS.tfds_download, batch_size=FLAGS.batch_size, image_size_list=tuple(sizes),
+        phases=tuple(FLAGS.phases), epochs_scale=FLAGS.epochs_scale, steps_per_epoch=FLAGS.steps_per_epoch,
+        lr_scale=FLAGS.lr_scale, base_batch_size=FLAGS.base_batch_size, momentum=FLAGS.momentum,
+        nesterov=FLAGS.nesterov, weight_decay=FLAGS.weight_decay, label_smoothing=FLAGS.label_smoothing,
+        kd_ratio=FLAGS.kd_ratio, dropout=FLAGS.dropout, bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed,
+        init_weights=FLAGS.init_weights, n_calibration_images=FLAGS.n_calibration_images,
+        calibration_batch_size=FLAGS.calibration_batch_size, eval_batch_size=FLAGS.eval_batch_size,
+        validate_every=FLAGS.validate_every, checkpoint_every=FLAGS.checkpoint_every,
+        keep_checkpoints=FLAGS.keep_checkpoints, strategy=FLAGS.strategy, tensorboard=FLAGS.tensorboard,
+        verbose=FLAGS.verbose)
+
+
+def split_cpu(n: int) -> None:
+    import tensorflow as tf
+
+    if n > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TF's checkpoint internals log at INFO
+    try:
+        config = config_from_flags()
+        split_cpu(FLAGS.cpu_devices)
+        from ofa_tf.training.pipeline import ProgressiveShrinking, format_results_table
+
+        pipeline = ProgressiveShrinking(config)
+        results = pipeline.run()
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    last = config.phases[-1]
+    print(f"\nTop-1 on {pipeline.info.name} validation ({pipeline.info.n_val} images) after phase "
+          f"{last!r}, BN recalibrated on {config.n_calibration_images} training images:\n")
+    print(format_results_table(results[last]["validation"]))
+    print(f"\nTrained supernet: {os.path.join(config.workdir, 'supernet.json')}")
+    return 0
+
+
+def run():
+    from ofa_tf.allocator import reexec_with_tcmalloc
+
+    reexec_with_tcmalloc()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,143 @@
+"""Settings of a progressive-shrinking run, and which of them a workdir is bound to.
+
+A workdir belongs to one search space, data set and recipe: resuming it with another would
+silently mix two runs, so `check_workdir_config` refuses and names the fields that differ.
+Settings that do not change what is trained (which phases to run now, logging, checkpoint
+frequency, the number of calibration images, the strategy as long as the global batch is
+the same) may change between invocations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from ofa_tf.artifacts import atomic_write_text
+from ofa_tf.space import SearchSpace
+from ofa_tf.training.phases import PHASE_NAMES
+
+SPACE_PRESETS = ("tiny", "mbv3_w1.0", "mbv3_w1.2")
+STRATEGIES = ("one_device", "mirrored", "multi_worker")
+CONFIG_NAME = "config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    workdir: str
+    space: str = "tiny"
+    dataset: str = "demo"
+    data_dir: str | None = None
+    tfds_download: bool = False
+    batch_size: int = 64                  # per replica
+    image_size_list: tuple = ()           # () = the space's resolutions
+    phases: tuple = PHASE_NAMES
+    epochs_scale: float = 1.0
+    steps_per_epoch: int = 0              # 0 = one pass over the training split
+    lr_scale: float = 1.0
+    base_batch_size: int = 64             # a phase's lr is given per this many images
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 3e-5
+    label_smoothing: float = 0.1
+    kd_ratio: float = 1.0
+    dropout: float = 0.1
+    bn_momentum: float = 0.9
+    seed: int = 0
+    init_weights: str | None = None
+    n_calibration_images: int = 2000
+    calibration_batch_size: int = 200
+    eval_batch_size: int = 200
+    validate_every: int = 1               # epochs
+    checkpoint_every: int = 500           # steps; 0 = at the end of each epoch only
+    keep_checkpoints: int = 2
+    strategy: str = "one_device"
+    tensorboard: bool = True
+    verbose: int = 1
+
+    # Fields that bind a workdir (plus the derived global batch and the space's definition).
+    BOUND = ("space", "dataset", "image_size_list", "epochs_scale", "steps_per_epoch", "lr_scale",
+             "base_batch_size", "momentum", "nesterov", "weight_decay", "label_smoothing",
+             "kd_ratio", "dropout", "bn_momentum", "seed")
+
+    def __post_init__(self):
+        problems = []
+        if not self.workdir:
+            problems.append("workdir is required")
+        if self.space not in SPACE_PRESETS:
+            problems.append(f"space {self.space!r} is not one of {SPACE_PRESETS}")
+        if self.strategy not in STRATEGIES:
+            problems.append(f"strategy {self.strategy!r} is not one of {STRATEGIES}")
+        unknown = [p for p in self.phases if p not in PHASE_NAMES]
+        if unknown or not self.phases:
+            problems.append(f"phases {list(self.phases)} must be a non-empty list from {list(PHASE_NAMES)}")
+        elif list(self.phases) != sorted(self.phases, key=PHASE_NAMES.index) or len(set(self.phases)) != len(self.phases):
+            problems.append(f"phases {list(self.phases)} must follow the progressive-shrinking order "
+                            f"{list(PHASE_NAMES)} without repeats")
+        for name in ("batch_size", "base_batch_size", "n_calibration_images", "calibration_batch_size",
+                     "eval_batch_size", "validate_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("steps_per_epoch", "checkpoint_every", "weight_decay", "kd_ratio"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("epochs_scale", "lr_scale"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.label_smoothing < 1 or not 0 <= self.dropout < 1 or not 0 <= self.momentum < 1:
+            problems.append("label_smoothing, dropout and momentum must be in [0, 1)")
+        if not 0 < self.bn_momentum < 1:
+            problems.append(f"bn_momentum must be in (0, 1) (Keras sense), got {self.bn_momentum}")
+        if self.dataset == "folder" and not self.data_dir:
+            problems.append("dataset 'folder' needs data_dir (the directory holding train/ and val/)")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+        object.__setattr__(self, "image_size_list", tuple(int(r) for r in self.image_size_list))
+        object.__setattr__(self, "phases", tuple(self.phases))
+        if self.image_size_list:
+            allowed = self.search_space().resolutions
+            bad = [r for r in self.image_size_list if r not in allowed]
+            if bad:
+                raise ValueError(f"invalid training config: image_size_list {list(self.image_size_list)} has "
+                                 f"{bad}, not among the space's resolutions {list(allowed)}")
+
+    def search_space(self) -> SearchSpace:
+        return SearchSpace.preset(self.space)
+
+    @property
+    def resolutions(self) -> tuple:
+        return self.image_size_list or self.search_space().resolutions
+
+    def bound_fields(self, global_batch: int, class_names) -> dict:
+        """What `check_workdir_config` compares (JSON-ready)."""
+        out = {name: getattr(self, name) for name in self.BOUND}
+        out["image_size_list"] = list(self.resolutions)
+        out["global_batch_size"] = int(global_batch)
+        out["space_definition"] = self.search_space().to_dict()
+        out["class_names"] = list(class_names)
+        return json.loads(json.dumps(out))
+
+
+def check_workdir_config(workdir: str, bound: dict) -> None:
+    """Record ``bound`` in a new workdir, or refuse a workdir that was made with other values."""
+    path = os.path.join(workdir, CONFIG_NAME)
+    if not os.path.exists(path):
+        os.makedirs(workdir, exist_ok=True)
+        atomic_write_text(path, json.dumps(bound, indent=2))
+        return
+    with open(path, encoding="utf-8") as f:
+        try:
+            stored = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); is {workdir} an ofa_tf workdir?") from None
+    differing = sorted(k for k in set(stored) | set(bound) if stored.get(k) != bound.get(k))
+    if differing:
+        details = ", ".join(f"{k}: workdir has {_short(stored.get(k))}, now {_short(bound.get(k))}"
+                            for k in differing)
+        raise ValueError(f"workdir {workdir} was created by a different run ({details}). "
+                         "Use a new --workdir, or rerun with the workdir's settings.")
+
+
+def _short(value, limit=60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

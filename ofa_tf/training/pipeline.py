@@ -1,0 +1,339 @@
+"""Progressive shrinking end to end in one workdir: phases, checkpoints, resume, validation.
+
+Workdir layout::
+
+    config.json               the settings the workdir is bound to (see training/config.py)
+    <phase>/ckpt-<step>.*     checkpoints of a phase: supernet, optimizer (its step drives the
+                              schedule), the sampler's and dropout's RNG states
+    <phase>/done.json         written when the phase is finished, with its last validation
+    logs/<phase>/             TensorBoard scalars (train, validation)
+    supernet.weights.h5/.json the trained supernet for the export and search tools
+
+Each phase starts from the previous finished phase's final weights (sorted by channel
+importance first when the phase opens the width), and distils from the finished teacher.
+Re-running the same command resumes at the last checkpoint: same phase, same step, same
+data position (the training stream is skipped to it), same RNG states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from ofa_tf.artifacts import atomic_write_text, save_supernet
+from ofa_tf.data import load_dataset
+from ofa_tf.networks import OFAMobileNetV3
+from ofa_tf.profile import profile_arch
+from ofa_tf.training.config import TrainConfig, check_workdir_config
+from ofa_tf.training.optimizer import ReferenceSGD
+from ofa_tf.training.phases import PHASE_NAMES, Phase, progressive_shrinking_phases
+from ofa_tf.training.schedule import WarmupCosineDecay
+from ofa_tf.training.trainer import OFATrainer
+from ofa_tf.training.validation import SubnetValidator, phase_validation_archs
+
+DONE_NAME = "done.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class PhasePlan:
+    """A phase scaled to this run: epochs, steps and learning rate."""
+    phase: Phase
+    epochs: int            # including warm-up epochs
+    warmup_epochs: int
+    steps_per_epoch: int
+    lr: float
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def plan_phase(phase: Phase, config: TrainConfig, n_train: int, global_batch: int) -> PhasePlan:
+    """Scale a phase's epochs by ``epochs_scale`` (at least one), its learning rate by the global
+    batch (linear scaling from ``base_batch_size``, as OFA multiplies by the number of GPUs) and
+    by ``lr_scale``, and cap an epoch at ``steps_per_epoch``."""
+    steps = max(1, n_train // global_batch)
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
+    epochs = max(1, round(phase.epochs * config.epochs_scale))
+    warmup = round(phase.warmup_epochs * config.epochs_scale)
+    lr = phase.lr * config.lr_scale * global_batch / config.base_batch_size
+    return PhasePlan(phase, epochs + warmup, warmup, steps, lr)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """``one_device``: the default strategy. ``mirrored``: every GPU, or every logical CPU device
+    when there is no GPU. ``multi_worker``: from ``TF_CONFIG``."""
+    if name == "one_device":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().as_dict())
+
+
+class _StepCheckpoint(keras.callbacks.Callback):
+    """Save every ``every`` optimizer steps and at each epoch end; validate every few epochs."""
+
+    def __init__(self, run: "_PhaseRun"):
+        super().__init__()
+        self.run = run
+
+    def on_train_batch_end(self, batch, logs=None):
+        every = self.run.config.checkpoint_every
+        step = self.run.step
+        if every and step % every == 0 and step % self.run.plan.steps_per_epoch:
+            self.run.save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.run.save()
+        if (epoch + 1) % self.run.config.validate_every == 0 or self.run.step >= self.run.plan.total_steps:
+            self.run.validate()
+
+
+class _PhaseRun:
+    """One phase: build its trainer, restore or initialise its state, train, validate."""
+
+    def __init__(self, pipeline: "ProgressiveShrinking", plan: PhasePlan):
+        self.pipeline, self.plan, self.config = pipeline, plan, pipeline.config
+        self.phase = plan.phase
+        self.directory = pipeline.path(self.phase.name)
+        self.last_validation = None
+        supernet = pipeline.supernet
+        with pipeline.strategy.scope():
+            self.trainer = OFATrainer(supernet, self.phase, teacher=pipeline.teacher_for(self.phase),
+                                      kd_ratio=self.config.kd_ratio,
+                                      label_smoothing=self.config.label_smoothing,
+                                      resolutions=self.config.resolutions,
+                                      seed=self.config.seed * 1000 + PHASE_NAMES.index(self.phase.name))
+            schedule = WarmupCosineDecay(plan.lr, decay_steps=(plan.epochs - plan.warmup_epochs) * plan.steps_per_epoch,
+                                         warmup_steps=plan.warmup_epochs * plan.steps_per_epoch)
+            self.optimizer = ReferenceSGD(schedule, momentum=self.config.momentum,
+                                          nesterov=self.config.nesterov, l2_decay=self.config.weight_decay)
+            self.optimizer.build(supernet.trainable_variables)
+            self.trainer.compile(optimizer=self.optimizer, jit_compile=False)
+        rng_states = [self.trainer.seed_generator.state] + [
+            layer.seed_generator.state for layer in supernet._flatten_layers()
+            if getattr(layer, "seed_generator", None) is not None]
+        self.checkpoint = tf.train.Checkpoint(model=supernet, optimizer=self.optimizer, rng=rng_states)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, pipeline.writable(self.directory),
+                                                  max_to_keep=self.config.keep_checkpoints)
+        self.summary = (tf.summary.create_file_writer(pipeline.path("logs", self.phase.name, "validation"))
+                        if self.config.tensorboard else None)
+
+    @property
+    def trace_count(self) -> int:
+        """Traces of the train step; a distributed step is traced once per replica, counted once."""
+        return self.trainer.trace_count // self.pipeline.strategy.num_replicas_in_sync
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def save(self):
+        self.manager.save(checkpoint_number=self.step)
+
+    def start(self) -> str:
+        """Restore the phase's last checkpoint, or set up its initial state and checkpoint it."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            return f"resumed at step {self.step}"
+        source = self.pipeline.load_start_weights(self.phase)
+        if self.phase.sort_channels is not None:
+            self.pipeline.supernet.sort_channels(self.phase.sort_channels)
+            source += f", channels sorted (expand_ratio_stage={self.phase.sort_channels})"
+        self.save()
+        return source
+
+    def train(self):
+        plan, config = self.plan, self.config
+        callbacks = [_StepCheckpoint(self)]
+        if config.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(self.pipeline.path("logs", self.phase.name),
+                                                         update_freq=max(1, min(100, plan.steps_per_epoch))))
+        while self.step < plan.total_steps:
+            step = self.step
+            epoch, done_in_epoch = divmod(step, plan.steps_per_epoch)
+            # A resumed run first finishes its interrupted epoch, then runs whole epochs.
+            steps = plan.steps_per_epoch - done_in_epoch
+            epochs = epoch + 1 if done_in_epoch else plan.epochs
+            data = self.pipeline.train_data(self.phase, skip=step * self.pipeline.global_batch)
+            self.trainer.fit(data, initial_epoch=epoch, epochs=epochs, steps_per_epoch=steps,
+                             callbacks=callbacks, verbose=config.verbose, shuffle=False)
+        if self.last_validation is None or self.last_validation["step"] != self.step:
+            self.validate()
+
+    def validate(self):
+        archs = phase_validation_archs(self.pipeline.supernet.space, self.phase.ks_list,
+                                       self.phase.expand_ratio_list, self.phase.depth_list,
+                                       self.config.resolutions)
+        started = time.time()
+        results = self.pipeline.validator.evaluate_many(archs)
+        for name, arch in archs.items():
+            results[name]["arch"] = arch
+            results[name]["mmacs"] = profile_arch(arch, self.pipeline.supernet.space,
+                                                  n_classes=self.pipeline.supernet.n_classes).mmacs
+        step = self.step
+        self.last_validation = {"step": step, "epoch": step / self.plan.steps_per_epoch, "subnets": results}
+        if self.summary is not None:
+            with self.summary.as_default():
+                for name, r in results.items():
+                    for metric in ("top1", "top5", "loss"):
+                        tf.summary.scalar(f"{name}/{metric}", r[metric], step=step)
+            self.summary.flush()
+        row = "  ".join(f"{name} top1 {r['top1']:.1f}% top5 {r['top5']:.1f}%" for name, r in results.items())
+        print(f"[{self.phase.name}] step {step}/{self.plan.total_steps} validation (BN recalibrated, "
+              f"{time.time() - started:.0f}s): {row}", flush=True)
+
+    def finish(self) -> dict:
+        done = {"phase": self.phase.name, "steps": self.step, "trace_count": self.trace_count,
+                "validation": self.last_validation["subnets"]}
+        if self.pipeline.is_chief:
+            atomic_write_text(os.path.join(self.directory, DONE_NAME), json.dumps(done, indent=2))
+        return done
+
+
+class ProgressiveShrinking:
+    """Runs ``config.phases`` in ``config.workdir``; see the module docstring."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        # Weight initialization (Keras' global seed) follows --seed too, so a run is repeatable.
+        keras.utils.set_random_seed(config.seed)
+        self.strategy = make_strategy(config.strategy)
+        self.is_chief = _is_chief(self.strategy)
+        replicas = self.strategy.num_replicas_in_sync
+        self.global_batch = config.batch_size * replicas
+        kwargs = {"download": True} if config.tfds_download else {}
+        self.source = load_dataset(config.dataset, config.data_dir, **kwargs)
+        self.info = self.source.info
+        space = config.search_space()
+        check_workdir_config(config.workdir, config.bound_fields(self.global_batch, self.info.class_names))
+        self.phases = progressive_shrinking_phases(space)
+        with self.strategy.scope():
+            self.supernet = OFAMobileNetV3(n_classes=self.info.num_classes, space=space,
+                                           dropout_rate=config.dropout, bn_momentum=config.bn_momentum,
+                                           seed=config.seed)
+        self._teacher = None
+        self.validator = SubnetValidator(
+            self.supernet,
+            calibration_data=lambda size: self.source.train(config.calibration_batch_size, size,
+                                                            seed=config.seed + 7919),
+            eval_data=lambda size: self.source.val(config.eval_batch_size, size),
+            n_calibration_images=config.n_calibration_images)
+
+    # -------------------------------------------------------------- paths
+    def path(self, *parts) -> str:
+        return os.path.join(self.config.workdir, *parts)
+
+    def writable(self, directory: str) -> str:
+        """Where this worker writes: the real directory on the chief, a scratch one elsewhere
+        (multi-worker checkpointing needs every worker to write, but only the chief's counts)."""
+        if self.is_chief:
+            return directory
+        task = self.strategy.cluster_resolver.task_id
+        return os.path.join(self.config.workdir, ".scratch", f"worker-{task}", os.path.basename(directory))
+
+    def is_done(self, name: str) -> bool:
+        return os.path.exists(self.path(name, DONE_NAME))
+
+    def read_done(self, name: str) -> dict:
+        with open(self.path(name, DONE_NAME), encoding="utf-8") as f:
+            return json.load(f)
+
+    # ------------------------------------------------------------ weights
+    def _restore_model(self, model, name: str):
+        latest = tf.train.latest_checkpoint(self.path(name))
+        if latest is None:
+            raise RuntimeError(f"phase {name!r} is marked done but {self.path(name)} has no checkpoint")
+        tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+
+    def load_start_weights(self, phase: Phase) -> str:
+        earlier = [p for p in PHASE_NAMES[: PHASE_NAMES.index(phase.name)] if self.is_done(p)]
+        if earlier:
+            self._restore_model(self.supernet, earlier[-1])
+            return f"started from phase {earlier[-1]!r}"
+        if self.config.init_weights:
+            self.supernet.load_weights(self.config.init_weights)
+            return f"started from {self.config.init_weights}"
+        if phase.name != "teacher":
+            raise ValueError(f"phase {phase.name!r} starts from the weights of an earlier phase, but "
+                             f"{self.config.workdir} has no finished phase before it; run the earlier "
+                             "phases first (e.g. --phases=teacher,...) or pass --init_weights")
+        return "started from random initialization"
+
+    def teacher_for(self, phase: Phase):
+        if not phase.use_kd or self.config.kd_ratio == 0:
+            return None
+        if self._teacher is None:
+            if not self.is_done("teacher"):
+                raise ValueError(f"phase {phase.name!r} distils from the teacher, but {self.config.workdir} "
+                                 "has no finished 'teacher' phase; run it first or pass --kd_ratio=0")
+            with self.strategy.scope():
+                self._teacher = OFAMobileNetV3(n_classes=self.info.num_classes, space=self.supernet.space,
+                                               dropout_rate=self.config.dropout,
+                                               bn_momentum=self.config.bn_momentum, name="teacher")
+            self._restore_model(self._teacher, "teacher")
+            self._teacher.set_max_net()
+        return self._teacher
+
+    # --------------------------------------------------------------- data
+    def train_data(self, phase: Phase, skip: int) -> tf.data.Dataset:
+        return self.source.train(self.global_batch, max(self.config.resolutions),
+                                 seed=self.config.seed * 1000 + PHASE_NAMES.index(phase.name), skip=skip)
+
+    # ---------------------------------------------------------------- run
+    def run(self) -> dict:
+        """Run the configured phases; returns ``{phase: done record}`` for them."""
+        results = {}
+        for name in self.config.phases:
+            phase = self.phases[name]
+            plan = plan_phase(phase, self.config, self.info.n_train, self.global_batch)
+            if self.is_done(name):
+                self._restore_model(self.supernet, name)
+                results[name] = self.read_done(name)
+                print(f"[{name}] already finished in {self.config.workdir}; skipped", flush=True)
+                continue
+            run = _PhaseRun(self, plan)
+            how = run.start()
+            print(f"[{name}] {how}; {plan.epochs} epochs x {plan.steps_per_epoch} steps of "
+                  f"{self.global_batch} images, lr {plan.lr:.4g} ({plan.warmup_epochs} warm-up epochs), "
+                  f"{phase.dynamic_batch_size} subnet(s) per step, "
+                  f"{'KD from the teacher' if run.trainer.teacher is not None else 'no KD'}", flush=True)
+            started = time.time()
+            run.train()
+            results[name] = run.finish()
+            print(f"[{name}] finished in {time.time() - started:.0f}s; train step traced "
+                  f"{run.trace_count} time(s)", flush=True)
+        if self.is_chief:
+            save_supernet(self.supernet, self.info, self.config.workdir, extra={
+                "phases_completed": [p for p in PHASE_NAMES if self.is_done(p)],
+                "validation": {name: r["validation"] for name, r in results.items()},
+            })
+        return results
+
+
+def format_results_table(validation: dict) -> str:
+    """Markdown table of a phase's validation: subnet, resolution, MMACs, top-1, top-5."""
+    lines = ["| subnet | resolution | MMACs | top-1 (%) | top-5 (%) |", "|---|---|---|---|---|"]
+    for name, r in validation.items():
+        lines.append(f"| {name} | {r['arch']['r'][0]} | {r['mmacs']:.1f} | {r['top1']:.1f} | {r['top5']:.1f} |")
+    return "\n".join(lines)
+

@@ -1,0 +1,155 @@
+"""The progressive-shrinking pipeline: resume, workdir guard, artifacts, CLI, mirrored strategy."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ofa_tf.artifacts import load_supernet, read_supernet_meta
+from ofa_tf.networks import OFAMobileNetV3
+from ofa_tf.space import SearchSpace
+from ofa_tf.training import pipeline as pipeline_module
+from ofa_tf.training.config import TrainConfig
+from ofa_tf.training.pipeline import ProgressiveShrinking
+
+FAST = dict(space="tiny", dataset="demo", batch_size=8, steps_per_epoch=3, n_calibration_images=16,
+            calibration_batch_size=16, eval_batch_size=500, tensorboard=False, verbose=0,
+            image_size_list=(32, 40))
+
+
+@pytest.fixture(scope="module")
+def init_weights(tmp_path_factory):
+    """Random supernet weights for phases that start from an earlier phase's weights."""
+    path = str(tmp_path_factory.mktemp("init") / "init.weights.h5")
+    OFAMobileNetV3(n_classes=10, space=SearchSpace.tiny(), seed=11).save_weights(path)
+    return path
+
+
+def _state(pipeline):
+    """Trainable weights (they depend on the optimizer's momentum, the schedule's position,
+    the sampled subnets, dropout masks and the data order, all of which must be restored)."""
+    return [v.numpy() for v in pipeline.supernet.trainable_variables]
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path, init_weights, monkeypatch):
+    # depth2: two sampled subnets per step (kernel sizes and depths), dropout on, epochs of 3
+    # steps, a checkpoint every 2 steps: the crash after step 4 resumes mid-epoch from step 4.
+    common = dict(FAST, phases=("depth2",), kd_ratio=0.0, init_weights=init_weights,
+                  epochs_scale=2 / 120, checkpoint_every=2)
+    reference = ProgressiveShrinking(TrainConfig(workdir=str(tmp_path / "a"), **common))
+    done = reference.run()["depth2"]
+    assert done["steps"] == 6  # 2 epochs x 3 steps, no warm-up at this scale
+    expected = _state(reference)
+
+    saved = pipeline_module._StepCheckpoint.on_train_batch_end
+
+    def crash_after_step_4(self, batch, logs=None):
+        saved(self, batch, logs)
+        if self.run.step == 4:
+            raise _Crash()
+
+    monkeypatch.setattr(pipeline_module._StepCheckpoint, "on_train_batch_end", crash_after_step_4)
+    workdir = str(tmp_path / "b")
+    with pytest.raises(_Crash):
+        ProgressiveShrinking(TrainConfig(workdir=workdir, **common)).run()
+    monkeypatch.setattr(pipeline_module._StepCheckpoint, "on_train_batch_end", saved)
+    assert not os.path.exists(os.path.join(workdir, "depth2", "done.json"))
+
+    resumed = ProgressiveShrinking(TrainConfig(workdir=workdir, **common))
+    done_resumed = resumed.run()["depth2"]
+    assert done_resumed["steps"] == done["steps"]
+    for a, b in zip(expected, _state(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The runs really trained: weights moved away from the initialization.
+    start = OFAMobileNetV3(n_classes=10, space=SearchSpace.tiny())
+    start.load_weights(init_weights)
+    assert sum(not np.allclose(a, v.numpy()) for a, v in zip(expected, start.trainable_variables)) > 10
+
+
+def test_artifacts_and_a_later_invocation_skip_finished_phases(tmp_path, init_weights):
+    workdir = str(tmp_path / "w")
+    config = TrainConfig(workdir=workdir, phases=("teacher",), epochs_scale=1 / 120, **FAST)
+    results = ProgressiveShrinking(config).run()
+    teacher = results["teacher"]
+    assert teacher["trace_count"] == 1 and set(teacher["validation"]) == {"smallest", "middle", "largest"}
+    meta = read_supernet_meta(workdir)
+    assert meta["phases_completed"] == ["teacher"]
+    assert meta["data"]["class_names"] == [str(k) for k in range(10)] and len(meta["data"]["mean"]) == 3
+    net, info, _ = load_supernet(workdir)
+    assert info.num_classes == 10 and net.space == SearchSpace.tiny()
+    # Same weights as the run's final checkpoint.
+    again = ProgressiveShrinking(TrainConfig(workdir=workdir, phases=("teacher", "kernel"),
+                                             epochs_scale=1 / 120, **FAST))
+    results = again.run()
+    assert results["teacher"]["steps"] == 3  # read back, not retrained
+    assert results["kernel"]["validation"]["smallest"]["arch"]["ks"][0] == 3
+    assert read_supernet_meta(workdir)["phases_completed"] == ["teacher", "kernel"]
+
+
+def test_workdir_from_another_run_is_refused(tmp_path):
+    workdir = str(tmp_path / "w")
+    ProgressiveShrinking(TrainConfig(workdir=workdir, phases=("teacher",), **FAST))
+    with pytest.raises(ValueError, match=r"different run \(lr_scale: workdir has 1.0, now 2.0\)"):
+        ProgressiveShrinking(TrainConfig(workdir=workdir, phases=("teacher",), **{**FAST, "lr_scale": 2.0}))
+    with pytest.raises(ValueError, match="global_batch_size"):
+        ProgressiveShrinking(TrainConfig(workdir=workdir, phases=("teacher",), **{**FAST, "batch_size": 16}))
+    # What does not change the training may change.
+    ProgressiveShrinking(TrainConfig(workdir=workdir, phases=("kernel",), **{**FAST, "verbose": 2}))
+
+
+def test_phase_without_its_prerequisites_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no finished 'teacher' phase"):
+        ProgressiveShrinking(TrainConfig(workdir=str(tmp_path / "a"), phases=("kernel",), **FAST)).run()
+    with pytest.raises(ValueError, match="no finished phase before it"):
+        ProgressiveShrinking(TrainConfig(workdir=str(tmp_path / "b"), phases=("kernel",), kd_ratio=0.0,
+                                         **FAST)).run()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"phases": ("kernel", "teacher")}, "progressive-shrinking order"),
+    ({"phases": ("width",)}, "must be a non-empty list"),
+    ({"space": "huge"}, "space 'huge' is not one of"),
+    ({"image_size_list": (33,)}, r"image_size_list \[33\] has \[33\]"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"dataset": "folder"}, "needs data_dir"),
+])
+def test_bad_config_is_one_clear_error(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(workdir=str(tmp_path), **{**FAST, **changes})
+
+
+def _cli(*args, env_extra=None):
+    env = {**os.environ, "OFA_TF_ALLOCATOR": "system", "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "ofa_tf.train", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_cli_rejects_bad_flags_with_one_message(tmp_path):
+    result = _cli(f"--workdir={tmp_path}", "--phases=kernel,teacher")
+    assert result.returncode != 0
+    assert "progressive-shrinking order" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_mirrored_on_two_logical_cpus_with_a_flagfile(tmp_path, init_weights):
+    """Flagfile + overriding flags, two replicas: the global batch doubles, sampling and the
+    summed-gradient loop run under MirroredStrategy, the final table is printed."""
+    flagfile = tmp_path / "run.flags"
+    flagfile.write_text("\n".join([
+        f"--workdir={tmp_path / 'w'}", "--space=tiny", "--dataset=demo", "--batch_size=4",
+        "--steps_per_epoch=99", "--epochs_scale=0.0001", "--n_calibration_images=16",
+        "--calibration_batch_size=16", "--eval_batch_size=500", "--verbose=0", "--image_size_list=32,40"]))
+    result = _cli(f"--flagfile={flagfile}", "--steps_per_epoch=2", "--phases=depth2", "--kd_ratio=0",
+                  f"--init_weights={init_weights}", "--strategy=mirrored", "--cpu_devices=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 steps of 8 images" in result.stdout  # 4 per replica x 2 replicas; flag overrode file
+    assert "traced 1 time(s)" in result.stdout
+    assert "| smallest | 32 |" in result.stdout and "| largest | 40 |" in result.stdout
+    config = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert config["global_batch_size"] == 8
