@@ -3,7 +3,7 @@ and check that an extracted subnet computes what the supernet computes.
 
     python -m ofa_tf.demo [--space=mbv3_w1.0] [--n=8] [--seed=0]
 
-This is the project's main job until progressive-shrinking training lands.
+The main job is training (python -m ofa_tf.train); this tour needs no data and no training.
 """
 
 import os
