@@ -47,6 +47,13 @@ class OFATrainer(keras.Model):
         self.top1 = keras.metrics.SparseCategoricalAccuracy(name="top1")
         self.trace_count = 0
 
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        # Build the optimizer's slots now: created during the first trace, they would make
+        # tf.function trace the train step a second time.
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.supernet.trainable_variables)
+
     def call(self, inputs, training=False):
         return self.supernet(inputs, training=training)
 

@@ -1,0 +1,137 @@
+"""Throughput of the progressive-shrinking train step (`OFATrainer`, as `model.fit` runs it).
+
+Full OFA-MBv3 w1.0 space, 1000 classes, batch 32, 2 threads, the reference's optimizer:
+  * images/s for the largest subnet @224 and the smallest @128 (the PyTorch reference did
+    4.6 and 98.5 img/s on this kind of machine);
+  * the trace count of the train function over a run of mixed subnets and resolutions
+    (kernel/expand/depth sampled per step, resolution 128-224 sampled per batch).
+The two fixed-subnet variants take turns (``--block`` steps each, ``--rounds`` rounds) so that
+machine drift hits both alike; a step is one step of ``model.fit``, timed by a callback.
+
+    python benchmarks/bench_train_step.py [--batch 32] [--rounds 4] [--block 3] [--mixed_steps 50]
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+from ofa_tf.allocator import active_allocator, reexec_with_tcmalloc
+
+reexec_with_tcmalloc()  # before TensorFlow loads; OFA_TF_ALLOCATOR=system opts out
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from ofa_tf.networks import OFAMobileNetV3  # noqa: E402
+from ofa_tf.training import OFATrainer, Phase, ReferenceSGD, progressive_shrinking_phases  # noqa: E402
+
+REFERENCE_IMG_S = {"largest @224": 4.6, "smallest @128": 98.5}
+
+
+def fixed_phase(name, ks, e, d):
+    """A one-subnet phase (nothing sampled) for timing one subnet through the real train step."""
+    return Phase(name, (ks,), (e,), (d,), 1, 1, 0.01, 0, False, None)
+
+
+def trainer_for(net, phase, resolutions, seed=0):
+    trainer = OFATrainer(net, phase, kd_ratio=0.0, resolutions=resolutions, seed=seed)
+    trainer.compile(optimizer=ReferenceSGD(0.01, momentum=0.9, nesterov=True, l2_decay=3e-5),
+                    jit_compile=False)
+    return trainer
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Wall time of each train step as `fit` runs it."""
+
+    def __init__(self):
+        super().__init__()
+        self.times, self._start = [], None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def run_steps(trainer, data, steps):
+    """``steps`` steps through ``model.fit`` (as training runs them); returns their times."""
+    timer = StepTimer()
+    trainer.fit(data, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0, shuffle=False)
+    return timer.times
+
+
+def batches(batch, size, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+    y = rng.integers(0, 1000, batch).astype(np.int32)
+    return tf.data.Dataset.from_tensors((x, y)).repeat()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--block", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="rounds not counted")
+    parser.add_argument("--mixed_steps", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+    net = OFAMobileNetV3(n_classes=1000, width_mult=1.0)
+    space = net.space
+    variants = {
+        "largest @224": (fixed_phase("largest", 7, 6, 4), 224),
+        "smallest @128": (fixed_phase("smallest", 3, 3, 2), 128),
+    }
+    runs = {}
+    for name, (phase, size) in variants.items():
+        trainer = trainer_for(net, phase, (size,))
+        runs[name] = (trainer, batches(args.batch, size), phase)
+    times = {name: [] for name in variants}
+    for r in range(args.warmup + args.rounds):
+        for name, (trainer, data, phase) in runs.items():
+            net.set_active_subnet(ks=phase.ks_list[0], e=phase.expand_ratio_list[0], d=phase.depth_list[0])
+            steps = run_steps(trainer, data, args.block)
+            if r >= args.warmup:
+                times[name].extend(steps)
+
+    # Mixed subnets and resolutions: the full space sampled every step, one subnet per step.
+    full = progressive_shrinking_phases(space)["expand2"]
+    mixed_phase = Phase("mixed", full.ks_list, full.expand_ratio_list, full.depth_list, 1, 1, 0.01, 0,
+                        False, None)
+    mixed = trainer_for(net, mixed_phase, space.resolutions, seed=1)
+    data = batches(args.batch, max(space.resolutions))
+    seen = set()
+
+    class RecordArch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            arch = net.get_active_arch()
+            seen.add((tuple(arch["ks"]), tuple(arch["e"]), tuple(arch["d"])))
+
+    start = time.perf_counter()
+    mixed.fit(data, epochs=1, steps_per_epoch=args.mixed_steps, callbacks=[RecordArch()], verbose=0,
+              shuffle=False)
+    mixed_s = time.perf_counter() - start
+    traces = {name: runs[name][0].trace_count for name in runs}
+
+    print(f"OFA-MBv3 w1.0, 1000 classes, batch {args.batch}, {args.threads} threads, "
+          f"{args.rounds} rounds x {args.block} steps, allocator: {active_allocator()}")
+    print(f"  {'variant':<16s} {'median ms':>10s} {'img/s':>7s} {'reference img/s':>16s} {'ratio':>6s}")
+    for name, t in times.items():
+        med = statistics.median(t)
+        ips = args.batch / med
+        ref = REFERENCE_IMG_S[name]
+        print(f"  {name:<16s} {med * 1000:10.1f} {ips:7.1f} {ref:16.1f} {ips / ref:6.2f}x")
+    print(f"  mixed subnets/resolutions: {args.mixed_steps} steps in {mixed_s:.0f}s (fit), {len(seen)} distinct "
+          f"subnets, train step traced {mixed.trace_count} time(s)")
+    print(f"  fixed-subnet trainers traced: {traces}")
+
+
+if __name__ == "__main__":
+    main()
