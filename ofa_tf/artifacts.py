@@ -22,11 +22,15 @@ META_NAME = "supernet.json"
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file in the same directory and a rename."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def save_supernet(supernet, info: DatasetInfo, directory: str, extra: Mapping[str, Any] | None = None) -> str:
@@ -34,8 +38,12 @@ def save_supernet(supernet, info: DatasetInfo, directory: str, extra: Mapping[st
     os.makedirs(directory, exist_ok=True)
     weights = os.path.join(directory, WEIGHTS_NAME)
     tmp = os.path.join(directory, f"supernet.tmp-{os.getpid()}.weights.h5")
-    supernet.save_weights(tmp)
-    os.replace(tmp, weights)
+    try:
+        supernet.save_weights(tmp)
+        os.replace(tmp, weights)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     meta = {"format_version": FORMAT_VERSION, "weights": WEIGHTS_NAME,
             "model": {"n_classes": supernet.n_classes, "dropout_rate": supernet.dropout_rate,
                       "bn_momentum": supernet.bn_momentum, "bn_epsilon": supernet.bn_epsilon,

@@ -82,19 +82,10 @@ def config_from_flags() -> TrainConfig:
             sizes.append(int(value))
         except ValueError:
             raise ValueError(f"--image_size_list: {value!r} is not an integer") from None
-    return TrainConfig(
-        workdir=FLAGS.workdir, space=FLAGS.space, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
-        tfds_download=FLAGS.tfds_download, batch_size=FLAGS.batch_size, image_size_list=tuple(sizes),
-        phases=tuple(FLAGS.phases), epochs_scale=FLAGS.epochs_scale, steps_per_epoch=FLAGS.steps_per_epoch,
-        lr_scale=FLAGS.lr_scale, base_batch_size=FLAGS.base_batch_size, momentum=FLAGS.momentum,
-        nesterov=FLAGS.nesterov, weight_decay=FLAGS.weight_decay, label_smoothing=FLAGS.label_smoothing,
-        kd_ratio=FLAGS.kd_ratio, dropout=FLAGS.dropout, bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed,
-        init_weights=FLAGS.init_weights, n_calibration_images=FLAGS.n_calibration_images,
-        calibration_batch_size=FLAGS.calibration_batch_size, eval_batch_size=FLAGS.eval_batch_size,
-        validate_every=FLAGS.validate_every, checkpoint_every=FLAGS.checkpoint_every,
-        keep_checkpoints=FLAGS.keep_checkpoints, strategy=FLAGS.strategy, tensorboard=FLAGS.tensorboard,
-        verbose=FLAGS.verbose)
-
+    # Every TrainConfig field has a flag of the same name.
+    values = {name: FLAGS[name].value for name in _D}
+    values.update(image_size_list=tuple(sizes), phases=tuple(FLAGS.phases))
+    return TrainConfig(**values)
 
 def split_cpu(n: int) -> None:
     import tensorflow as tf

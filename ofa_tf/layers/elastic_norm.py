@@ -80,6 +80,11 @@ class ElasticBatchNormalization(keras.layers.Layer):
                 "epsilon": self.epsilon}
 
 
+def elastic_batch_norms(model) -> list:
+    """Every :class:`ElasticBatchNormalization` inside ``model``."""
+    return [layer for layer in model._flatten_layers() if isinstance(layer, ElasticBatchNormalization)]
+
+
 @contextlib.contextmanager
 def recalibrating(model, factor):
     """While this is active, calls of ``model`` with ``training=True`` recompute BN statistics:
@@ -88,7 +93,7 @@ def recalibrating(model, factor):
     ``factor = 1 / i`` for the i-th batch the moving stats end as the average over the batches,
     as OFA's ``set_running_statistics``. Use it around the trace of a ``tf.function`` that takes
     ``factor`` as an argument; nothing else about the model changes."""
-    layers = [layer for layer in model._flatten_layers() if isinstance(layer, ElasticBatchNormalization)]
+    layers = elastic_batch_norms(model)
     if not layers:
         raise ValueError(f"{model.name} has no ElasticBatchNormalization layers to recalibrate")
     for layer in layers:

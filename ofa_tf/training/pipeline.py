@@ -121,12 +121,11 @@ class _PhaseRun:
                                       kd_ratio=self.config.kd_ratio,
                                       label_smoothing=self.config.label_smoothing,
                                       resolutions=self.config.resolutions,
-                                      seed=self.config.seed * 1000 + PHASE_NAMES.index(self.phase.name))
+                                      seed=pipeline.phase_seed(self.phase))
             schedule = WarmupCosineDecay(plan.lr, decay_steps=(plan.epochs - plan.warmup_epochs) * plan.steps_per_epoch,
                                          warmup_steps=plan.warmup_epochs * plan.steps_per_epoch)
             self.optimizer = ReferenceSGD(schedule, momentum=self.config.momentum,
                                           nesterov=self.config.nesterov, l2_decay=self.config.weight_decay)
-            self.optimizer.build(supernet.trainable_variables)
             self.trainer.compile(optimizer=self.optimizer, jit_compile=False)
         rng_states = [self.trainer.seed_generator.state] + [
             layer.seed_generator.state for layer in supernet._flatten_layers()
@@ -295,9 +294,13 @@ class ProgressiveShrinking:
         return self._teacher
 
     # --------------------------------------------------------------- data
+    def phase_seed(self, phase: Phase) -> int:
+        """Seed of a phase's data order and subnet sampling, distinct per phase."""
+        return self.config.seed * 1000 + PHASE_NAMES.index(phase.name)
+
     def train_data(self, phase: Phase, skip: int) -> tf.data.Dataset:
         return self.source.train(self.global_batch, max(self.config.resolutions),
-                                 seed=self.config.seed * 1000 + PHASE_NAMES.index(phase.name), skip=skip)
+                                 seed=self.phase_seed(phase), skip=skip)
 
     # ---------------------------------------------------------------- run
     def run(self) -> dict:

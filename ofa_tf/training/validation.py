@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 import numpy as np
 import tensorflow as tf
 
-from ofa_tf.layers.elastic_norm import recalibrating
+from ofa_tf.layers.elastic_norm import elastic_batch_norms, recalibrating
 from ofa_tf.space import SearchSpace
 
 
@@ -87,7 +87,7 @@ class SubnetValidator:
         Returns ``{"top1", "top5"}`` in percent, the mean ``loss`` and ``n`` images. Note that the
         supernet's moving statistics for the active channels are left recalibrated (as in OFA).
         """
-        arch = self.supernet.space.validate(arch)
+        arch = self.supernet.space.validate(arch, require_resolution=True)
         image_size = arch["r"][0]
         self.supernet.set_active_subnet(**arch)
         self.recalibrate(image_size)
@@ -104,8 +104,8 @@ class SubnetValidator:
         moving statistic are restored afterwards, so validating during training changes nothing
         about the run (a resumed run equals an uninterrupted one)."""
         previous = self.supernet.get_active_arch()
-        statistics = [v for v in self.supernet.non_trainable_weights
-                      if "moving_mean" in v.path or "moving_variance" in v.path]
+        statistics = [v for bn in elastic_batch_norms(self.supernet)
+                      for v in (bn.moving_mean, bn.moving_variance)]
         saved = [v.numpy() for v in statistics]
         try:
             return {name: self.evaluate(arch) for name, arch in archs.items()}
