@@ -7,6 +7,10 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
 
+EXPORT = ["ai-edge-litert>=2.1", "tensorflow-model-optimization>=0.8.1", "tf-keras==2.21.*"]
+TORCH = ["torch==2.13.0"]
+PLOT = ["matplotlib"]
+
 setup(
     name="ofa-tf",
     version="0.1.0",
@@ -33,13 +37,14 @@ setup(
         "tensorboard>=2.20,<2.22",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout"],
-        # tflite-support is deliberately absent: it pins protobuf<4, so it has to be
-        # installed separately with `pip install --no-deps tflite-support`.
-        "export": ["ai-edge-litert", "tensorflow-model-optimization", "tf-keras==2.21.*"],
-        "torch": ["torch==2.13.0"],
-        "plot": ["matplotlib"],
+        # tflite-support is deliberately absent: it pins protobuf<4, so it is installed
+        # separately with `pip install --no-deps -r requirements/export-nodeps.txt`.
+        "export": EXPORT,
+        "torch": TORCH,
+        "plot": PLOT,
         "tfds": ["tensorflow-datasets"],
+        # The tests exercise export, the PyTorch import and the plots.
+        "test": ["pytest", "pytest-timeout"] + EXPORT + TORCH + PLOT,
     },
     classifiers=[
         "Programming Language :: Python :: 3",
