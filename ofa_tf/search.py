@@ -8,17 +8,18 @@ Needs the accuracy predictor trained by ``python -m ofa_tf.nas.collect``. For ea
 ``--table``) it runs the reference's evolution and prints and saves the best arch with its
 predicted accuracy, MACs and latency (``<output_dir>/<metric>_<value>.json``, all of them in
 ``search.json``) and a Pareto plot per metric (``pareto_<metric>.png``). ``--measure`` also
-measures each found subnet (BN recalibrated) on the validation half the predictor never saw.
+measures each found subnet (BN recalibrated) on the validation half the predictor never saw;
+``--export=float32`` (or int8, float16, ...) hands each one to the TFLite exporter (ofa_tf.export).
 """
 
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
+from ofa_tf.cli import absl_main, run_cli  # noqa: E402
 from ofa_tf.nas.accuracy_dataset import EVAL_SPLITS  # noqa: E402 (no TensorFlow: it loads after the re-exec)
 
 FLAGS = flags.FLAGS
@@ -45,10 +46,17 @@ flags.DEFINE_bool("measure", False, "Measure each found subnet's top-1 (BN recal
 flags.DEFINE_enum("measure_split", "val_odd", EVAL_SPLITS,
                   "Images for --measure.")
 flags.DEFINE_integer("n_calibration_images", 2000, "Training images for BN recalibration with --measure.")
-flags.DEFINE_string("dataset", None, "Data set for --measure (default: the training one).")
-flags.DEFINE_string("data_dir", None, "Root of a 'folder' data set, or TFDS data_dir, for --measure.")
+flags.DEFINE_list("export", [], "Hand each found subnet to the TFLite exporter (ofa_tf.export) in these "
+                  "modes, e.g. float32 or int8,float16 (empty: no export).")
+flags.DEFINE_string("export_dir", None, "Where exported .tflite files go (default <output_dir>/tflite).")
+flags.DEFINE_string("dataset", None, "Data set for --measure and --export (default: the training one).")
+flags.DEFINE_string("data_dir", None, "Root of a 'folder' data set, or TFDS data_dir, for --measure and --export.")
 flags.mark_flag_as_required("workdir")
 flags.mark_flag_as_required("constraint")
+
+
+def default_output_dir(workdir: str) -> str:
+    return os.path.join(workdir, "search")
 
 
 def parse_constraints(values) -> list[tuple[str, float]]:
@@ -98,9 +106,9 @@ def describe(result, costs: dict) -> str:
 
 def run_search(workdir: str, constraints, predictor_path: str | None, table_path: str | None,
                output_dir: str | None, seed: int, finder_kwargs: dict, plot: bool = True,
-               plot_samples: int = 2000, measure=None) -> list[dict]:
+               plot_samples: int = 2000, measure=None, export=None) -> list[dict]:
     """Everything the CLI does; returns one summary dict per constraint. ``measure``: an optional
-    callable arch -> measured top-1 (%)."""
+    callable arch -> measured top-1 (%); ``export``: an optional callable arch -> list of files."""
     import numpy as np
 
     from ofa_tf.artifacts import atomic_write_text, read_supernet_meta
@@ -117,7 +125,7 @@ def run_search(workdir: str, constraints, predictor_path: str | None, table_path
     predictors = efficiency_predictors(space, meta["model"]["n_classes"], {m for m, _ in constraints},
                                        table_path)
     finders = {metric: EvolutionFinder(p, accuracy, **finder_kwargs) for metric, p in predictors.items()}
-    output_dir = output_dir or os.path.join(workdir, "search")
+    output_dir = output_dir or default_output_dir(workdir)
     os.makedirs(output_dir, exist_ok=True)
     summaries, by_metric = [], {}
     for metric, value in constraints:
@@ -129,6 +137,8 @@ def run_search(workdir: str, constraints, predictor_path: str | None, table_path
         print(f"{metric} <= {value:g}: {describe(result, costs)}"
               + (f", measured top-1 {summary['measured_top1']:.2f} %" if measure else ""))
         print(f"  arch {json.dumps(result.arch)}")
+        if export is not None:
+            summary["exported"] = export(result.arch)
         atomic_write_text(os.path.join(output_dir, f"{metric}_{value:g}.json"), json.dumps(summary, indent=2))
         summaries.append(summary)
         by_metric.setdefault(metric, []).append(result)
@@ -148,44 +158,66 @@ def run_search(workdir: str, constraints, predictor_path: str | None, table_path
     return summaries
 
 
-def make_measure(workdir: str):
-    """arch -> top-1 (%) on --measure_split, BN recalibrated (the collector's validator)."""
+def load_trained(workdir: str):
+    """The supernet, its DatasetInfo and its data set (for --measure and --export)."""
     from ofa_tf.artifacts import load_supernet
-    from ofa_tf.nas.subnet_measurement import load_data_source, make_validator
+    from ofa_tf.nas.subnet_measurement import load_data_source
 
     supernet, info, _ = load_supernet(workdir)
-    source = load_data_source(workdir, info, FLAGS.dataset, FLAGS.data_dir)
+    return supernet, info, load_data_source(workdir, info, FLAGS.dataset, FLAGS.data_dir)
+
+
+def make_measure(supernet, source):
+    """arch -> top-1 (%) on --measure_split, BN recalibrated (the collector's validator)."""
+    from ofa_tf.nas.subnet_measurement import make_validator
+
     validator = make_validator(supernet, source, FLAGS.measure_split,
                                n_calibration_images=FLAGS.n_calibration_images, seed=FLAGS.seed)
     return lambda arch: validator.evaluate(arch)["top1"]
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-    try:
-        constraints = parse_constraints(FLAGS.constraint)
-        finder_kwargs = {"population_size": FLAGS.population_size, "max_time_budget": FLAGS.generations,
-                         "parent_ratio": FLAGS.parent_ratio, "mutation_ratio": FLAGS.mutation_ratio,
-                         "arch_mutate_prob": FLAGS.arch_mutate_prob,
-                         "resolution_mutate_prob": FLAGS.resolution_mutate_prob}
-        measure = make_measure(FLAGS.workdir) if FLAGS.measure else None
-        run_search(FLAGS.workdir, constraints, FLAGS.predictor, FLAGS.table, FLAGS.output_dir, FLAGS.seed,
-                   finder_kwargs, FLAGS.plot, FLAGS.plot_samples, measure)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+def make_export(supernet, info, source, workdir: str, modes, out_dir: str):
+    """arch -> the .tflite files that ofa_tf.export's SubnetExporter wrote, one per mode."""
+    from ofa_tf.export import ExportSettings, SubnetExporter
+
+    exporter = SubnetExporter(supernet, info, source, source=os.path.abspath(workdir))
+    settings = [ExportSettings(mode=m, n_bn_calibration_images=FLAGS.n_calibration_images, seed=FLAGS.seed)
+                for m in modes]  # bad modes fail here, before any search
+
+    def export(arch):
+        paths = []
+        for s in settings:
+            result = exporter.export(arch, out_dir, s)
+            a = result.agreement
+            print(f"  exported {result.tflite_path} ({result.mode}, {result.size_bytes / 1024:.0f} KiB; "
+                  f"top-1 agreement with Keras {100 * a.top1_agreement:.1f} % on {a.n} images)")
+            paths.append(result.tflite_path)
+        return paths
+
+    return export
 
 
-def run():
-    from ofa_tf.allocator import reexec_with_tcmalloc
+def search_from_flags() -> None:
+    constraints = parse_constraints(FLAGS.constraint)
+    finder_kwargs = {"population_size": FLAGS.population_size, "max_time_budget": FLAGS.generations,
+                     "parent_ratio": FLAGS.parent_ratio, "mutation_ratio": FLAGS.mutation_ratio,
+                     "arch_mutate_prob": FLAGS.arch_mutate_prob,
+                     "resolution_mutate_prob": FLAGS.resolution_mutate_prob}
+    measure = export = None
+    modes = [m.strip() for m in FLAGS.export if m.strip()]
+    if FLAGS.measure or modes:
+        supernet, info, source = load_trained(FLAGS.workdir)
+        if FLAGS.measure:
+            measure = make_measure(supernet, source)
+        if modes:
+            output_dir = FLAGS.output_dir or default_output_dir(FLAGS.workdir)
+            export = make_export(supernet, info, source, FLAGS.workdir, modes,
+                                 FLAGS.export_dir or os.path.join(output_dir, "tflite"))
+    run_search(FLAGS.workdir, constraints, FLAGS.predictor, FLAGS.table, FLAGS.output_dir, FLAGS.seed,
+               finder_kwargs, FLAGS.plot, FLAGS.plot_samples, measure, export)
 
-    reexec_with_tcmalloc()
-    app.run(main)
 
+main = absl_main(search_from_flags)
 
 if __name__ == "__main__":
-    run()
+    run_cli(main)

@@ -10,9 +10,8 @@ import tensorflow as tf
 from conftest import images
 from ofa_tf.data import DemoSource
 from ofa_tf.nas.accuracy_dataset import AccuracyDataset, sample_distinct_archs
-from ofa_tf.nas.collect import collect
 from ofa_tf.nas.encoding import MobileNetArchEncoder
-from ofa_tf.nas.subnet_measurement import eval_batches
+from ofa_tf.nas.subnet_measurement import collect, eval_batches
 from ofa_tf.space import SearchSpace
 from ofa_tf.training.validation import SubnetValidator
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
+from nas_synthetic import made_up_latency_entries
 from ofa_tf.nas.efficiency import LatencyPredictor, MACsPredictor
 from ofa_tf.nas.latency_table import LatencyTable, load_latency_table, op_keys
 from ofa_tf.networks.layout import build_layout
@@ -82,15 +83,7 @@ def test_op_keys_match_the_reference_latency_table_queries():
 
 
 def _table_for(space, n_classes, resolutions, drop=()):
-    """A table with a made-up latency for every op the space runs at ``resolutions``."""
-    layout = build_layout(space, n_classes)
-    rng = np.random.default_rng(0)
-    entries = {}
-    for r in resolutions:
-        for k in space.ks_list:
-            for e in space.expand_ratio_list:
-                for key in op_keys(layout, space.uniform(k, e, space.max_depth, r)):
-                    entries.setdefault(key, {"count": 10, "mean": float(rng.uniform(0.1, 3.0)), "var": 0.01})
+    entries = made_up_latency_entries(space, n_classes, resolutions)
     for key in drop:
         del entries[key]
     return entries

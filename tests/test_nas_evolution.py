@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
 
-from nas_synthetic import trained_synthetic_predictor
+from nas_synthetic import made_up_latency_entries, trained_synthetic_predictor
 from ofa_tf.nas.efficiency import LatencyPredictor, MACsPredictor
 from ofa_tf.nas.evolution import EvolutionFinder
-from ofa_tf.nas.latency_table import LatencyTable, op_keys
-from ofa_tf.networks.layout import build_layout
+from ofa_tf.nas.latency_table import LatencyTable
 from ofa_tf.profile import profile_arch
 from ofa_tf.space import SearchSpace
 
@@ -92,15 +91,7 @@ def test_mutation_and_crossover_follow_the_probabilities(space, accuracy):
 
 
 def test_latency_constrained_search_uses_only_resolutions_the_table_covers(space, accuracy):
-    layout = build_layout(space, 10)
-    entries = {}
-    for r in (40, 48):
-        for k in space.ks_list:
-            for e in space.expand_ratio_list:
-                for key in op_keys(layout, space.uniform(k, e, space.max_depth, r)):
-                    entries[key] = {"count": 1, "mean": 0.01 * len(key) + (0.5 if "expanded" in key else 0.1),
-                                    "var": 0.0}
-    latency = LatencyPredictor(LatencyTable(entries), space, 10)
+    latency = LatencyPredictor(LatencyTable(made_up_latency_entries(space, 10, (40, 48))), space, 10)
     finder = EvolutionFinder(latency, accuracy, **SMALL_BUDGET)
     _, cheapest = latency.cheapest()
     result = finder.run_evolution_search(cheapest + 3.0, seed=0)

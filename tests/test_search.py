@@ -6,13 +6,11 @@ import sys
 import pytest
 import yaml
 
-from nas_synthetic import trained_synthetic_predictor
+from nas_synthetic import made_up_latency_entries, trained_synthetic_predictor
 from ofa_tf.artifacts import save_supernet
 from ofa_tf.data import DatasetInfo
 from ofa_tf.nas.accuracy_dataset import workdir_paths
-from ofa_tf.nas.latency_table import op_keys
 from ofa_tf.networks import OFAMobileNetV3
-from ofa_tf.networks.layout import build_layout
 from ofa_tf.profile import profile_arch
 from ofa_tf.search import parse_constraints, run_search
 
@@ -27,13 +25,7 @@ def workdir(tmp_path_factory, tiny_space):
     info = DatasetInfo("demo", [str(k) for k in range(10)], 10, 10, (0.5,) * 3, (0.25,) * 3)
     save_supernet(net, info, str(root))
     trained_synthetic_predictor(tiny_space).save(workdir_paths(str(root))["predictor"])
-    layout = build_layout(tiny_space, 10)
-    entries = {}
-    for r in (40, 48):
-        for k in tiny_space.ks_list:
-            for e in tiny_space.expand_ratio_list:
-                for key in op_keys(layout, tiny_space.uniform(k, e, tiny_space.max_depth, r)):
-                    entries[key] = {"count": 5, "mean": 0.002 * len(key), "var": 0.0}
+    entries = made_up_latency_entries(tiny_space, 10, (40, 48), latency=lambda key, rng: 0.002 * len(key))
     (root / "phone.yaml").write_text(yaml.safe_dump(entries))
     return root
 

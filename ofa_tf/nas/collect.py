@@ -18,13 +18,12 @@ on 10K held-out training images).
 """
 
 import os
-import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
+from ofa_tf.cli import absl_main, run_cli  # noqa: E402
 from ofa_tf.nas.accuracy_dataset import EVAL_SPLITS  # noqa: E402 (no TensorFlow: it loads after the re-exec)
 
 FLAGS = flags.FLAGS
@@ -51,28 +50,6 @@ flags.DEFINE_integer("epochs", 300, "Maximum epochs of predictor training (early
 flags.mark_flag_as_required("workdir")
 
 
-def collect(validator, dataset, archs, split: str) -> int:
-    """Measure every arch not in ``dataset`` yet; returns how many were measured now."""
-    todo = [a for a in archs if a not in dataset]
-    other = {r.get("split") for r in dataset} - {split}
-    if other:
-        raise ValueError(f"{dataset.path} holds subnets measured on {sorted(other)}, not {split!r}; "
-                         "use another --output")
-    print(f"{len(archs) - len(todo)} of {len(archs)} subnets already measured in {dataset.path}; "
-          f"measuring {len(todo)} on {split}", flush=True)
-    for i, arch in enumerate(todo, 1):
-        start = time.perf_counter()
-        result = validator.evaluate(arch)
-        seconds = time.perf_counter() - start
-        dataset.append({"arch": arch, "top1": result["top1"], "top5": result["top5"],
-                        "loss": result["loss"], "n_images": result["n"], "split": split,
-                        "seconds": round(seconds, 3)})
-        if i % 10 == 0 or i == len(todo):
-            print(f"  {len(dataset)}/{len(archs)}: r={arch['r'][0]} top1 {result['top1']:.1f} % "
-                  f"({seconds:.1f} s)", flush=True)
-    return len(todo)
-
-
 def train_predictor(space, dataset, path: str, val_fraction: float, epochs: int, seed: int):
     from ofa_tf.nas.accuracy_predictor import AccuracyPredictor
 
@@ -89,47 +66,33 @@ def train_predictor(space, dataset, path: str, val_fraction: float, epochs: int,
     return predictor
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-    try:
-        if FLAGS.n < 1:
-            raise ValueError(f"--n must be >= 1, got {FLAGS.n}")
-        from ofa_tf.artifacts import load_supernet, read_supernet_meta
-        from ofa_tf.nas.accuracy_dataset import AccuracyDataset, sample_distinct_archs, workdir_paths
-        from ofa_tf.nas.subnet_measurement import load_data_source, make_validator
+def collect_and_train() -> None:
+    if FLAGS.n < 1:
+        raise ValueError(f"--n must be >= 1, got {FLAGS.n}")
+    from ofa_tf.artifacts import load_supernet, read_supernet_meta
+    from ofa_tf.nas.accuracy_dataset import AccuracyDataset, sample_distinct_archs, workdir_paths
+    from ofa_tf.nas.subnet_measurement import collect, load_data_source, make_validator
 
-        paths = workdir_paths(FLAGS.workdir)
-        read_supernet_meta(FLAGS.workdir)  # clear error before the slow imports and data loading
-        dataset = AccuracyDataset(FLAGS.output or paths["accuracy"])
-        supernet, info, _ = load_supernet(FLAGS.workdir)
-        archs = sample_distinct_archs(supernet.space, FLAGS.n, FLAGS.seed)
-        if any(a not in dataset for a in archs):
-            source = load_data_source(FLAGS.workdir, info, FLAGS.dataset, FLAGS.data_dir)
-            validator = make_validator(supernet, source, FLAGS.eval_split, eval_images=FLAGS.eval_images,
-                                       n_calibration_images=FLAGS.n_calibration_images,
-                                       calibration_batch_size=FLAGS.calibration_batch_size,
-                                       eval_batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
-            collect(validator, dataset, archs, FLAGS.eval_split)
-        else:
-            print(f"all {len(archs)} subnets already measured in {dataset.path}")
-        if FLAGS.train_predictor:
-            train_predictor(supernet.space, dataset, FLAGS.predictor or paths["predictor"],
-                            FLAGS.val_fraction, FLAGS.epochs, FLAGS.seed)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    paths = workdir_paths(FLAGS.workdir)
+    read_supernet_meta(FLAGS.workdir)  # clear error before the slow imports and data loading
+    dataset = AccuracyDataset(FLAGS.output or paths["accuracy"])
+    supernet, info, _ = load_supernet(FLAGS.workdir)
+    archs = sample_distinct_archs(supernet.space, FLAGS.n, FLAGS.seed)
+    if any(a not in dataset for a in archs):
+        source = load_data_source(FLAGS.workdir, info, FLAGS.dataset, FLAGS.data_dir)
+        validator = make_validator(supernet, source, FLAGS.eval_split, eval_images=FLAGS.eval_images,
+                                   n_calibration_images=FLAGS.n_calibration_images,
+                                   calibration_batch_size=FLAGS.calibration_batch_size,
+                                   eval_batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
+        collect(validator, dataset, archs, FLAGS.eval_split)
+    else:
+        print(f"all {len(archs)} subnets already measured in {dataset.path}")
+    if FLAGS.train_predictor:
+        train_predictor(supernet.space, dataset, FLAGS.predictor or paths["predictor"],
+                        FLAGS.val_fraction, FLAGS.epochs, FLAGS.seed)
 
 
-def run():
-    from ofa_tf.allocator import reexec_with_tcmalloc
-
-    reexec_with_tcmalloc()
-    app.run(main)
-
+main = absl_main(collect_and_train)
 
 if __name__ == "__main__":
-    run()
+    run_cli(main)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import tensorflow as tf
 
@@ -76,3 +77,26 @@ def make_validator(supernet, source: ImageSource, split: str, *, eval_images: in
                                                    seed=seed + CALIBRATION_SEED_OFFSET),
         eval_data=lambda size: eval_batches(source, split, eval_batch_size, size, eval_images),
         n_calibration_images=n_calibration_images)
+
+
+def collect(validator: SubnetValidator, dataset, archs, split: str) -> int:
+    """Measure every arch not in ``dataset`` (an AccuracyDataset) yet, appending each result as
+    soon as it is measured; returns how many were measured now."""
+    todo = [a for a in archs if a not in dataset]
+    other = {r.get("split") for r in dataset} - {split}
+    if other:
+        raise ValueError(f"{dataset.path} holds subnets measured on {sorted(other)}, not {split!r}; "
+                         "use another --output")
+    print(f"{len(archs) - len(todo)} of {len(archs)} subnets already measured in {dataset.path}; "
+          f"measuring {len(todo)} on {split}", flush=True)
+    for i, arch in enumerate(todo, 1):
+        start = time.perf_counter()
+        result = validator.evaluate(arch)
+        seconds = time.perf_counter() - start
+        dataset.append({"arch": arch, "top1": result["top1"], "top5": result["top5"],
+                        "loss": result["loss"], "n_images": result["n"], "split": split,
+                        "seconds": round(seconds, 3)})
+        if i % 10 == 0 or i == len(todo):
+            print(f"  {len(dataset)}/{len(archs)}: r={arch['r'][0]} top1 {result['top1']:.1f} % "
+                  f"({seconds:.1f} s)", flush=True)
+    return len(todo)
