@@ -72,3 +72,18 @@ def test_cli_errors_are_one_line(workdir):
         assert result.returncode == 2, result.stderr
         assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_cli_searches_measures_and_exports(workdir):
+    """The CLI end to end on the tiny supernet: one constraint, a short run, --measure on the odd
+    validation half and --export=float32 through ofa_tf.export."""
+    out = workdir / "cli_export"
+    result = _cli(f"--workdir={workdir}", "--constraint=mmacs=2", "--generations=5", "--noplot", "--measure",
+                  "--n_calibration_images=64", "--export=float32", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "mmacs_2.json").read_text())
+    assert summary["mmacs"] <= 2 and 0.0 <= summary["measured_top1"] <= 100.0
+    (exported,) = summary["exported"]
+    assert exported.startswith(str(out / "tflite")) and exported.endswith("-float32.tflite")
+    assert os.path.getsize(exported) > 10_000
+    assert "exported " in result.stdout and "measured top-1" in result.stdout
