@@ -124,7 +124,10 @@ def run_search(workdir: str, constraints, predictor_path: str | None, table_path
         raise ValueError("the accuracy predictor was trained for another search space than the supernet's")
     predictors = efficiency_predictors(space, meta["model"]["n_classes"], {m for m, _ in constraints},
                                        table_path)
-    finders = {metric: EvolutionFinder(p, accuracy, **finder_kwargs) for metric, p in predictors.items()}
+    finders = {metric: EvolutionFinder(predictors[metric], accuracy, **finder_kwargs)
+               for metric in dict.fromkeys(m for m, _ in constraints)}
+    for metric, value in constraints:  # every budget checked before the first search
+        finders[metric].check_constraint(value)
     output_dir = output_dir or default_output_dir(workdir)
     os.makedirs(output_dir, exist_ok=True)
     summaries, by_metric = [], {}
