@@ -168,6 +168,24 @@ def test_import_checkpoint_file_gives_a_loadable_workdir(torch, imported_pair, t
         import_reference_checkpoint(str(checkpoint), str(tmp_path / "out"))
 
 
+def test_export_torch_writes_a_checkpoint_that_imports_back(torch, tiny_net, tiny_space, tmp_path):
+    from ofa_tf.artifacts import save_supernet
+    from ofa_tf.interop.export_torch import export_reference_checkpoint
+    from ofa_tf.interop.import_torch import imagenet_info
+    from ofa_tf.interop.torch_checkpoint import read_state_dict
+
+    save_supernet(tiny_net, imagenet_info(10), str(tmp_path / "run"))
+    n_tensors = export_reference_checkpoint(str(tmp_path / "run"), str(tmp_path / "tiny.pth"))
+    state = read_state_dict(str(tmp_path / "tiny.pth"))
+    assert n_tensors == len(state) == len(reference_state_dict(tiny_net))
+    other = _fresh_tiny(tiny_space)
+    load_reference_state_dict(other, state)
+    for a, b in zip(reference_links(tiny_net), reference_links(other)):
+        np.testing.assert_array_equal(a.variable.numpy(), b.variable.numpy(), err_msg=a.name)
+    with pytest.raises(ValueError, match="exists; pass --overwrite"):
+        export_reference_checkpoint(str(tmp_path / "run"), str(tmp_path / "tiny.pth"))
+
+
 # ------------------------------------------------------------------ refusals (no torch needed)
 @pytest.fixture()
 def tiny_state(tiny_net):

@@ -27,14 +27,6 @@ FLAGS = flags.FLAGS
 IMAGENET_N_TRAIN = 1_281_167
 IMAGENET_N_VAL = 50_000
 
-flags.DEFINE_string("checkpoint", None, "The reference's checkpoint file (a PyTorch state_dict, or a "
-                    "dict holding it under 'state_dict'), e.g. ofa_mbv3_d234_e346_k357_w1.0.")
-flags.DEFINE_float("width_mult", None, "Width multiplier of the checkpoint's supernet (1.0 or 1.2 for the "
-                   "releases). Default: read from the checkpoint.")
-flags.DEFINE_string("out", None, "Output directory; gets supernet.weights.h5 and supernet.json.")
-flags.DEFINE_bool("overwrite", False, "Replace a supernet already saved in --out.")
-flags.mark_flags_as_required(["checkpoint", "out"])
-
 
 def imagenet_info(n_classes: int = 1000):
     """The data description saved with an imported supernet: ImageNet's size and normalization.
@@ -110,11 +102,22 @@ def main(argv):
     return 0
 
 
-def run():
-    from ofa_tf.allocator import reexec_with_tcmalloc
+def define_flags():
+    """The CLI's flags, defined when it runs, so importing this module defines none."""
+    flags.DEFINE_string("checkpoint", None, "The reference's checkpoint file (a PyTorch state_dict, or a "
+                        "dict holding it under 'state_dict'), e.g. ofa_mbv3_d234_e346_k357_w1.0.")
+    flags.DEFINE_float("width_mult", None, "Width multiplier of the checkpoint's supernet (1.0 or 1.2 for the "
+                       "releases). Default: read from the checkpoint.")
+    flags.DEFINE_string("out", None, "Output directory; gets supernet.weights.h5 and supernet.json.")
+    flags.DEFINE_bool("overwrite", False, "Replace a supernet already saved in --out.")
+    flags.mark_flags_as_required(["checkpoint", "out"])
 
-    reexec_with_tcmalloc()
-    app.run(main)
+
+def run():
+    from ofa_tf.allocator import run_absl_main
+
+    define_flags()
+    run_absl_main(main)
 
 
 if __name__ == "__main__":
