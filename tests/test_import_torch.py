@@ -148,6 +148,31 @@ def test_reference_state_dict_round_trips_exactly(torch, reference_class, import
                                   original["blocks.5.conv.depth_conv.conv.7to5_matrix"].numpy())
 
 
+def test_tflite_subnet_of_imported_supernet_matches_reference(torch, imported_pair, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ofa_tf.subnet import extract_subnet
+
+    ref, net = imported_pair
+    arch = {**net.space.sample(11), "r": [140]}
+    subnet = extract_subnet(net, arch)
+    tflite = tf.lite.TFLiteConverter.from_keras_model(subnet).convert()
+    interpreter = Interpreter(model_content=tflite)
+    interpreter.allocate_tensors()
+    (source,), (sink,) = interpreter.get_input_details(), interpreter.get_output_details()
+    x = smooth_images(np.random.default_rng(11), 2, 140)
+    got = []
+    for image in np.transpose(x, (0, 2, 3, 1)):
+        interpreter.set_tensor(source["index"], image[None])
+        interpreter.invoke()
+        got.append(interpreter.get_tensor(sink["index"])[0])
+    delta = np.abs(np.stack(got) - reference_logits(torch, ref, arch, x)).max()
+    print(f"TFLite subnet at 140 px vs PyTorch reference: max |delta logits| = {delta:.2e}")
+    assert delta <= 1e-3
+
+
 def test_import_checkpoint_file_gives_a_loadable_workdir(torch, imported_pair, tmp_path):
     from ofa_tf.interop.import_torch import import_reference_checkpoint
 
