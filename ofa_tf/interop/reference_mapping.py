@@ -145,11 +145,11 @@ def _mismatch(net, state_dict: Mapping, problems: list) -> CheckpointMismatchErr
     listed = "; ".join(problems[:_MAX_LISTED])
     more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
     width = checkpoint_width_mult(state_dict, net.space)
-    hint = ""
     if width is not None and abs(width - net.space.width_mult) > 1e-6:
-        hint = (f" The checkpoint was built with width_mult {width:g}, not {net.space.width_mult:g}: "
-                f"import it with width_mult {width:g}.")
-    return CheckpointMismatchError(f"state_dict does not fit {_describe(net)}: {listed}{more}.{hint}")
+        return CheckpointMismatchError(
+            f"state_dict was built with width_mult {width:g}, not {net.space.width_mult:g}: import it "
+            f"with width_mult {width:g} (first differences: {listed}{more})")
+    return CheckpointMismatchError(f"state_dict does not fit {_describe(net)}: {listed}{more}")
 
 
 def load_reference_state_dict(net, state_dict: Mapping) -> None:
