@@ -20,11 +20,16 @@ META_NAME = "supernet.json"
 
 
 def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and a rename."""
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file and a rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -75,11 +80,32 @@ def read_supernet_meta(path: str) -> dict:
 
 def load_supernet(path: str):
     """Rebuild and load a saved supernet: returns ``(OFAMobileNetV3, DatasetInfo, meta)``."""
-    from ofa_tf.networks import OFAMobileNetV3
-
     meta = read_supernet_meta(path)
     model = dict(meta["model"])
     space = SearchSpace.from_dict(model.pop("space"))
-    net = OFAMobileNetV3(space=space, **model)
-    net.load_weights(os.path.join(os.path.dirname(meta["_path"]), meta["weights"]))
+    net = build_supernet(space, weights=os.path.join(os.path.dirname(meta["_path"]), meta["weights"]),
+                         **model)
     return net, DatasetInfo.from_dict(meta["data"]), meta
+
+
+def build_supernet(space: SearchSpace, n_classes: int, weights: str | None = None, **kwargs):
+    """An `OFAMobileNetV3` of ``space``, built, with ``weights`` (a .weights.h5) loaded if given.
+
+    Weights saved from a different space or class count give one error naming the file.
+    """
+    import numpy as np
+
+    from ofa_tf.networks import OFAMobileNetV3
+
+    net = OFAMobileNetV3(space=space, n_classes=n_classes, **kwargs)
+    net(np.zeros((1, 32, 32, 3), np.float32), training=False)
+    if weights is not None:
+        if not os.path.exists(weights):
+            raise FileNotFoundError(f"no such weights file: {weights}")
+        try:
+            net.load_weights(weights)
+        except (ValueError, KeyError) as err:
+            reason = " ".join(line.strip() for line in str(err).splitlines() if line.strip())[:400]
+            raise ValueError(f"{weights} does not fit a supernet of this search space with "
+                             f"{n_classes} classes (saved from another space?): {reason}") from None
+    return net

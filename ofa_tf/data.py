@@ -661,18 +661,29 @@ def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(p @ levels**2 - mean**2)
 
 
-class DemoSource(ImageSource):
-    """The embedded demo set (see the module docstring), served from memory."""
+class ArraySource(ImageSource):
+    """A data set held in memory as uint8 arrays [N, H, W, 3] and integer labels [N].
 
-    default_flip = False  # a mirrored digit is not the same digit
-    default_scale = (0.5, 1.0)  # keep most of the digit in the crop
+    For data already in numpy (and the embedded demo); normalization defaults to the training
+    images' own per-channel statistics.
+    """
 
-    def __init__(self, n_train: int = 6000, n_val: int = 1500, seed: int = 0):
-        self.arrays = demo_arrays(n_train, n_val, seed)
-        mean, std = _channel_stats(self.arrays.x_train)
-        self.info = DatasetInfo(
-            name="demo", class_names=[str(k) for k in range(10)], n_train=n_train, n_val=n_val,
-            mean=tuple(np.round(mean, 4)), std=tuple(np.round(std, 4)))
+    def __init__(self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                 class_names: Sequence[str], name: str = "arrays", mean=None, std=None):
+        for split, x, y in (("train", x_train, y_train), ("val", x_val, y_val)):
+            if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+                raise ValueError(f"{split} images must be uint8 [N, H, W, 3], got {x.dtype} {list(x.shape)}")
+            if len(y) != len(x):
+                raise ValueError(f"{split}: {len(x)} images but {len(y)} labels")
+            if len(y) and (y.min() < 0 or y.max() >= len(class_names)):
+                raise ValueError(f"{split} labels must be in [0, {len(class_names)})")
+        self._splits = {"train": (x_train, y_train.astype(np.int32)), "val": (x_val, y_val.astype(np.int32))}
+        if mean is None or std is None:
+            stats_mean, stats_std = _channel_stats(x_train)
+            mean = tuple(np.round(stats_mean, 4)) if mean is None else mean
+            std = tuple(np.round(stats_std, 4)) if std is None else std
+        self.info = DatasetInfo(name=name, class_names=list(class_names), n_train=len(x_train),
+                                n_val=len(x_val), mean=mean, std=std)
         self._tensors: dict[str, tuple[tf.Tensor, tf.Tensor]] = {}
 
     def keys(self, split, seed, repeat):
@@ -680,11 +691,22 @@ class DemoSource(ImageSource):
 
     def decoder(self, split):
         if split not in self._tensors:
-            a = self.arrays
-            x, y = (a.x_train, a.y_train) if split == "train" else (a.x_val, a.y_val)
+            x, y = self._splits[_check_split(split)]
             self._tensors[split] = (tf.constant(x), tf.constant(y))
         images, labels = self._tensors[split]
         return lambda i: (tf.gather(images, i), tf.gather(labels, i), tf.constant(True))
+
+
+class DemoSource(ArraySource):
+    """The embedded demo set (see the module docstring), served from memory."""
+
+    default_flip = False  # a mirrored digit is not the same digit
+    default_scale = (0.5, 1.0)  # keep most of the digit in the crop
+
+    def __init__(self, n_train: int = 6000, n_val: int = 1500, seed: int = 0):
+        self.arrays = demo_arrays(n_train, n_val, seed)
+        a = self.arrays
+        super().__init__(a.x_train, a.y_train, a.x_val, a.y_val, [str(k) for k in range(10)], name="demo")
 
 
 # ----------------------------------------------------------------------------- entry point

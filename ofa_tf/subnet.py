@@ -8,11 +8,12 @@ from ofa_tf.networks.static import build_static_model
 
 
 def extract_subnet(supernet, arch: Mapping, image_size: int | None = None, keras_module=None,
-                   preserve_weight: bool = True, name: str | None = None):
+                   preserve_weight: bool = True, name: str | None = None, batch_size: int | None = None):
     """Build ``arch`` with standard layers from the supernet's layout and copy the
     active weights (kernel transforms applied, channels sliced) into it.
 
-    ``image_size`` defaults to ``arch["r"]``, then to the largest resolution.
+    ``image_size`` defaults to ``arch["r"]``, then to the largest resolution. ``batch_size``
+    fixes the input's batch dimension (see `build_static_model`).
     """
     space = supernet.space
     arch = space.validate(arch)
@@ -22,7 +23,8 @@ def extract_subnet(supernet, arch: Mapping, image_size: int | None = None, keras
         raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
     kwargs = {} if keras_module is None else {"keras_module": keras_module}
     model = build_static_model(supernet.layout, arch, image_size, bn_momentum=supernet.bn_momentum,
-                               bn_epsilon=supernet.bn_epsilon, name=name or "ofa_subnet", **kwargs)
+                               bn_epsilon=supernet.bn_epsilon, name=name or "ofa_subnet",
+                               batch_size=batch_size, **kwargs)
     if not preserve_weight:
         return model
     weights = supernet.active_weights(arch)

@@ -46,3 +46,27 @@ def tiny_net(tiny_space):
 
 def images(batch, size, seed=0):
     return np.random.default_rng(seed).uniform(-1.0, 1.0, (batch, size, size, 3)).astype(np.float32)
+
+
+# Ten well-separated colours: a task a tiny supernet learns in a few dozen steps, so its
+# subnets give confident predictions (int8 agreement is only meaningful on such a model).
+_PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                     [145, 30, 180], [70, 240, 240], [240, 50, 230], [128, 128, 0], [0, 0, 128]], float)
+
+
+def colour_images(n, size=48, seed=0):
+    """uint8 images [n, size, size, 3] of class-coloured noise, and their labels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(_PALETTE), n)
+    x = (_PALETTE[labels][:, None, None, :] * rng.uniform(0.7, 1.0, (n, 1, 1, 1))
+         + rng.normal(0.0, 25.0, (n, size, size, 3)))
+    return np.clip(x, 0, 255).astype(np.uint8), labels
+
+
+@pytest.fixture(scope="session")
+def colour_source():
+    from ofa_tf.data import ArraySource
+
+    x_train, y_train = colour_images(2000, seed=0)
+    x_val, y_val = colour_images(300, seed=1)
+    return ArraySource(x_train, y_train, x_val, y_val, [f"colour_{i}" for i in range(10)], name="colours")

@@ -24,7 +24,12 @@ _FUNCTIONS = {"relu": tf.nn.relu, "h_swish": h_swish, "h_sigmoid": h_sigmoid}
 KERAS_NAMES = {"relu": "relu", "h_swish": "hard_swish", "h_sigmoid": "hard_sigmoid"}
 
 
-def apply(x, name: str):
+def function(name: str):
+    """The activation function called ``name`` in the layout (``relu``, ``h_swish``, ``h_sigmoid``)."""
     if name not in _FUNCTIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of {sorted(_FUNCTIONS)}")
-    return _FUNCTIONS[name](x)
+    return _FUNCTIONS[name]
+
+
+def apply(x, name: str):
+    return function(name)(x)

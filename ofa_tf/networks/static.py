@@ -4,7 +4,9 @@ Only standard layers are used (ZeroPadding2D, Conv2D, DepthwiseConv2D,
 BatchNormalization, Activation, GlobalAveragePooling2D, Multiply, Add,
 Flatten, Dropout, Dense), so the TFLite graph has no slicing or control
 flow. ``keras_module`` may be ``keras`` or ``tf_keras`` (quantization-aware
-training needs the latter); both expose the same layer names.
+training needs the latter); both expose the same layer names. Activations are
+passed to ``tf_keras`` as functions rather than names: tf_keras has no
+``hard_swish``, and its ``hard_sigmoid`` is a different curve (0.2x + 0.5).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Mapping
 
 import keras
 
-from ofa_tf.layers.activations import KERAS_NAMES
+from ofa_tf.layers import activations
 from ofa_tf.networks.layout import ActiveBlock, ConvSpec, Layout
 
 
@@ -21,9 +23,11 @@ class _Builder:
     def __init__(self, keras_module, bn_momentum, bn_epsilon):
         self.layers = keras_module.layers
         self.bn_momentum, self.bn_epsilon = bn_momentum, bn_epsilon
+        self.by_name = keras_module is keras
 
     def act(self, x, kind, name):
-        return self.layers.Activation(KERAS_NAMES[kind], name=name)(x)
+        function = activations.KERAS_NAMES[kind] if self.by_name else activations.function(kind)
+        return self.layers.Activation(function, name=name)(x)
 
     def bn(self, x, name):
         return self.layers.BatchNormalization(momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name)(x)
@@ -68,12 +72,20 @@ class _Builder:
 
 
 def build_static_model(layout: Layout, arch: Mapping, image_size: int, keras_module=keras,
-                       bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, name: str = "ofa_subnet"):
-    """An untrained Keras model of ``arch`` (an arch dict validated by the layout's space)."""
+                       bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, name: str = "ofa_subnet",
+                       batch_size: int | None = None):
+    """An untrained Keras model of ``arch`` (an arch dict validated by the layout's space).
+
+    ``batch_size`` fixes the batch dimension (1 for phone export: a dynamic batch makes the
+    converter compute the flatten shape at run time with SHAPE / STRIDED_SLICE ops).
+    """
     arch = layout.space.validate(arch)
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be None or a positive int, got {batch_size!r}")
     b = _Builder(keras_module, bn_momentum, bn_epsilon)
     L = b.layers
-    inputs = keras_module.Input((image_size, image_size, 3), name="image")
+    inputs = keras_module.Input((image_size, image_size, 3), batch_size=batch_size, name="image")
     x = b.conv(inputs, layout.stem)
     for block in layout.active_blocks(arch, image_size):
         x = b.mbconv(x, block)

@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 import numpy as np
 import tensorflow as tf
 
-from ofa_tf.layers.elastic_norm import elastic_batch_norms, recalibrating
+from ofa_tf.layers.elastic_norm import preserved_statistics, recalibrating
 from ofa_tf.space import SearchSpace
 
 
@@ -104,12 +104,8 @@ class SubnetValidator:
         moving statistic are restored afterwards, so validating during training changes nothing
         about the run (a resumed run equals an uninterrupted one)."""
         previous = self.supernet.get_active_arch()
-        statistics = [v for bn in elastic_batch_norms(self.supernet)
-                      for v in (bn.moving_mean, bn.moving_variance)]
-        saved = [v.numpy() for v in statistics]
-        try:
-            return {name: self.evaluate(arch) for name, arch in archs.items()}
-        finally:
-            self.supernet.set_active_subnet(**previous)
-            for v, value in zip(statistics, saved):
-                v.assign(value)
+        with preserved_statistics(self.supernet):
+            try:
+                return {name: self.evaluate(arch) for name, arch in archs.items()}
+            finally:
+                self.supernet.set_active_subnet(**previous)

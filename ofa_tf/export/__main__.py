@@ -1,0 +1,222 @@
+"""Export a subnet of a supernet to TFLite, verified.
+
+    python -m ofa_tf.export --supernet=runs/demo --preset=max --mode=float32,int8
+    python -m ofa_tf.export --supernet=runs/demo --arch=arch.json --mode=qat_int8 --out_dir=exports
+    python -m ofa_tf.export --space=mbv3_w1.0 --n_classes=1000 --arch='{"ks": 7, "e": 6, "d": 4}' \\
+        --resolution=224 --n_bn_calibration_images=0           # a fresh (untrained) supernet
+    python -m ofa_tf.export --supernet=runs/demo --verify=exports/subnet-...-float32.tflite
+
+The supernet is a training workdir (or its supernet.json), a .weights.h5 with --space and
+--n_classes, or, with neither, a freshly initialized supernet of --space. Each export is
+verified in LiteRT before anything is written; a failed check writes nothing and exits 1.
+Bad input exits 2 with one `error:` line.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from ofa_tf.export.converter import IO_TYPES, MODES  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("supernet", None, "A trained supernet: training workdir or its supernet.json.")
+flags.DEFINE_string("weights", None, "A supernet .weights.h5 (e.g. imported weights); needs --space.")
+flags.DEFINE_string("space", None, "Search space preset (tiny, mbv3_w1.0, mbv3_w1.2) for --weights or "
+                    "a fresh supernet; a trained supernet brings its own.")
+flags.DEFINE_integer("n_classes", None, "Classes of a --weights or fresh supernet (default: the data set's).")
+flags.DEFINE_string("arch", None, "The subnet: a JSON file or inline JSON with ks, e, d (and r); ints "
+                    "or per-block / per-stage lists.")
+flags.DEFINE_enum("preset", None, ["max", "min"], "The largest or smallest subnet instead of --arch.")
+flags.DEFINE_integer("resolution", None, "Input resolution (default: the arch's r, else the largest).")
+flags.DEFINE_list("mode", ["float32"], "Comma-separated export modes: " + ", ".join(MODES) + ".")
+flags.DEFINE_enum("io_type", "float32", IO_TYPES, "Input/output type of int8 and qat_int8 models.")
+flags.DEFINE_string("out_dir", "exports", "Output directory.")
+flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
+flags.DEFINE_bool("metadata", True, "Attach TFLite metadata (normalization, labels) for the Task Library.")
+flags.DEFINE_bool("save_keras", False, "Also save the Keras subnet as .keras.")
+flags.DEFINE_bool("save_saved_model", False, "Also save the Keras subnet as a TF SavedModel.")
+flags.DEFINE_string("dataset", None, "Data for BN recalibration, int8 calibration, QAT and verification: "
+                    "demo, folder or tfds:NAME (default: the supernet's own; demo for a fresh one).")
+flags.DEFINE_string("data_dir", None, "Root of a folder data set, or TFDS data_dir.")
+flags.DEFINE_integer("n_bn_calibration_images", 2000, "Training images to recalibrate the subnet's BN "
+                     "statistics on (0: keep the supernet's).")
+flags.DEFINE_integer("calibration_batch_size", 200, "Batch size of BN recalibration.")
+flags.DEFINE_integer("n_representative_images", 200, "Training images that set int8 activation ranges.")
+flags.DEFINE_integer("n_verify_images", 200, "Validation images the .tflite is checked on.")
+flags.DEFINE_integer("qat_steps", 20, "Quantization-aware fine-tuning steps (qat_int8).")
+flags.DEFINE_integer("qat_batch_size", 32, "Batch size of quantization-aware fine-tuning.")
+flags.DEFINE_float("qat_learning_rate", 1e-4, "SGD learning rate of quantization-aware fine-tuning.")
+flags.DEFINE_string("version", "1", "Model version written into the metadata.")
+flags.DEFINE_integer("seed", 0, "Seed of the calibration and fine-tuning data order (and fresh weights).")
+flags.DEFINE_string("verify", None, "Verify an existing .tflite written by this tool instead of exporting.")
+
+
+def read_arch_flag(value: str) -> dict:
+    """--arch: a path to a JSON file, or the JSON itself."""
+    text = value
+    if not value.lstrip().startswith("{"):
+        if not os.path.exists(value):
+            raise FileNotFoundError(f"--arch: no such file {value!r} (and not inline JSON)")
+        with open(value, encoding="utf-8") as f:
+            text = f.read()
+    try:
+        arch = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--arch is not valid JSON: {err}") from None
+    if not isinstance(arch, dict):
+        raise ValueError(f"--arch must be a JSON object with ks, e, d (and r), got {type(arch).__name__}")
+    return arch
+
+
+def load_supernet_flags():
+    """(supernet, DatasetInfo or None, data set spec, description of the source) from the flags.
+
+    The data set itself is loaded later (`load_data`), after the arch has been checked."""
+    from ofa_tf.artifacts import build_supernet, load_supernet
+    from ofa_tf.space import SearchSpace
+
+    if FLAGS.supernet and (FLAGS.weights or FLAGS.space or FLAGS.n_classes):
+        raise ValueError("--supernet brings its own space, classes and weights; drop --weights, "
+                         "--space and --n_classes")
+    if FLAGS.supernet:
+        supernet, info, _ = load_supernet(FLAGS.supernet)
+        spec = FLAGS.dataset or info.name
+        if spec.startswith("folder:"):
+            if not FLAGS.data_dir:
+                raise ValueError(f"the supernet was trained on {spec}; pass --data_dir=<its root> "
+                                 "(and --dataset=folder)")
+            spec = "folder"
+        return supernet, info, spec, os.path.abspath(FLAGS.supernet)
+    if not FLAGS.space:
+        raise ValueError("give --supernet (a trained workdir), or --space (with --weights, or alone "
+                         "for a freshly initialized supernet)")
+    space = SearchSpace.preset(FLAGS.space)
+    spec = FLAGS.dataset or "demo"
+    n_classes = FLAGS.n_classes or (10 if spec == "demo" else None)
+    if n_classes is None:
+        raise ValueError("--n_classes is needed with --space and a data set other than demo")
+    import keras
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    supernet = build_supernet(space, n_classes, weights=FLAGS.weights)
+    source = os.path.abspath(FLAGS.weights) if FLAGS.weights else f"fresh:{FLAGS.space}:seed{FLAGS.seed}"
+    return supernet, None, spec, source
+
+
+def load_data(spec: str, info):
+    """The data set and the DatasetInfo the export writes (the supernet's own when trained)."""
+    from ofa_tf.data import DatasetInfo, load_dataset
+
+    kwargs = {} if spec == "demo" or info is None else {"mean": info.mean, "std": info.std}
+    data = load_dataset(spec, FLAGS.data_dir, **kwargs)
+    if info is not None:
+        if data.info.class_names != info.class_names:
+            raise ValueError(f"data set {data.info.name} has other classes than the supernet was "
+                             "trained on")
+        return data, info
+    info = data.info
+    n_classes = FLAGS.n_classes or info.num_classes
+    if n_classes != info.num_classes:
+        # A supernet for another class count (e.g. imported ImageNet weights): the data set
+        # still feeds BN recalibration, calibration and verification; the labels are generic.
+        info = DatasetInfo(name=info.name, class_names=[f"class_{i}" for i in range(n_classes)],
+                           n_train=info.n_train, n_val=info.n_val, mean=info.mean, std=info.std)
+    return data, info
+
+
+def settings_for(mode: str):
+    from ofa_tf.export.exporter import ExportSettings
+
+    return ExportSettings(
+        mode=mode, io_type=FLAGS.io_type, n_bn_calibration_images=FLAGS.n_bn_calibration_images,
+        calibration_batch_size=FLAGS.calibration_batch_size,
+        n_representative_images=FLAGS.n_representative_images, n_verify_images=FLAGS.n_verify_images,
+        qat_steps=FLAGS.qat_steps, qat_batch_size=FLAGS.qat_batch_size,
+        qat_learning_rate=FLAGS.qat_learning_rate, write_metadata=FLAGS.metadata,
+        save_keras=FLAGS.save_keras, save_saved_model=FLAGS.save_saved_model,
+        overwrite=FLAGS.overwrite, version=FLAGS.version, seed=FLAGS.seed)
+
+
+def format_result(result) -> str:
+    a = result.agreement
+    line = (f"{result.tflite_path}\n  {result.mode}, {result.image_size}px, {result.mmacs:.1f} MMACs, "
+            f"{result.size_bytes / 1024:.0f} KiB; vs Keras on {a.n} images: max |Δlogit| "
+            f"{a.max_abs_diff:.2g}, top-1 agreement {100 * a.top1_agreement:.1f} %, top-1 "
+            f"{100 * a.tflite_top1:.1f} % (Keras {100 * a.keras_top1:.1f} %)")
+    if result.float_agreement is not None:
+        line += (f"\n  vs the float subnet before fine-tuning: top-1 agreement "
+                 f"{100 * result.float_agreement.top1_agreement:.1f} %")
+    return line
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    from ofa_tf.export.verify import ExportCheckError
+
+    try:
+        modes = [m.strip() for m in FLAGS.mode if m.strip()]
+        if not modes:
+            raise ValueError("--mode is empty")
+        unknown = [m for m in modes if m not in MODES]
+        if unknown:
+            raise ValueError(f"unknown --mode {unknown[0]!r}: expected one of {', '.join(MODES)}")
+        if FLAGS.verify:
+            if FLAGS.arch or FLAGS.preset:
+                raise ValueError("--verify reads the arch from the file's sidecar; drop --arch/--preset")
+        elif bool(FLAGS.arch) == bool(FLAGS.preset):
+            raise ValueError("give exactly one of --arch (JSON file or inline JSON) and --preset (max|min)")
+        settings = [settings_for(m) for m in modes]
+        arch = read_arch_flag(FLAGS.arch) if FLAGS.arch else None
+        supernet, info, spec, source = load_supernet_flags()
+        if arch is not None:
+            supernet.space.validate(arch)
+        if FLAGS.resolution is not None and FLAGS.resolution not in supernet.space.resolutions:
+            raise ValueError(f"--resolution={FLAGS.resolution} is not one of the space's resolutions")
+        from ofa_tf.export.exporter import SubnetExporter, check_outputs, output_paths
+
+        if arch is None and not FLAGS.verify:
+            arch = supernet.space.largest() if FLAGS.preset == "max" else supernet.space.smallest()
+        if arch is not None:   # fail on an unwritable or existing output before the slow part
+            checked = supernet.space.validate(arch)
+            resolution = FLAGS.resolution or (checked["r"][0] if "r" in checked
+                                              else max(supernet.space.resolutions))
+            for s in settings:
+                check_outputs(FLAGS.out_dir, output_paths(supernet.space, checked, resolution,
+                                                          FLAGS.out_dir, s), s.overwrite)
+        data, info = load_data(spec, info)
+
+        exporter = SubnetExporter(supernet, info, data, source=source)
+        if FLAGS.verify:
+            report = exporter.verify_file(FLAGS.verify)
+            v = report["verification"]
+            print(f"{FLAGS.verify}: OK ({report['mode']}, {v['n']} images: max |Δlogit| "
+                  f"{v['max_abs_diff']:.2g}, top-1 agreement {100 * v['top1_agreement']:.1f} %)")
+            return 0
+        for s in settings:
+            print(format_result(exporter.export(arch, FLAGS.out_dir, s, image_size=FLAGS.resolution)),
+                  flush=True)
+    except ExportCheckError as err:
+        print(f"error: verification failed, nothing written: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run():
+    from ofa_tf.allocator import reexec_with_tcmalloc
+
+    reexec_with_tcmalloc()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

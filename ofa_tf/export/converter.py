@@ -1,0 +1,76 @@
+"""Keras subnet → TFLite flatbuffer, in each of the precisions phones run.
+
+The modes are TFLite's post-training options plus quantization-aware training:
+
+* ``float32``: the graph as is (BN folded into the convolutions by the converter).
+* ``float16``: weights stored in float16, computed in float32 on CPU (GPU delegates use fp16).
+* ``dynamic_int8``: weights in int8, activations quantized on the fly (no data needed).
+* ``int8``: full integer; activation ranges come from a representative data set. Input and
+  output stay float32 unless ``io_type`` is ``int8`` or ``uint8``.
+* ``qat_int8``: a model fine-tuned with fake quantization (`ofa_tf.export.qat`), converted to
+  integer with the ranges it learnt (calibration data fills in the few it has none for).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+MODES = ("float32", "float16", "dynamic_int8", "int8", "qat_int8")
+IO_TYPES = ("float32", "int8", "uint8")
+_TF_IO_TYPES = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}
+
+
+def check_mode(mode: str, io_type: str = "float32") -> None:
+    """One error naming the bad value; integer input/output only exists for integer models."""
+    if mode not in MODES:
+        raise ValueError(f"unknown export mode {mode!r}: expected one of {', '.join(MODES)}")
+    if io_type not in IO_TYPES:
+        raise ValueError(f"unknown io_type {io_type!r}: expected one of {', '.join(IO_TYPES)}")
+    if io_type != "float32" and mode not in ("int8", "qat_int8"):
+        raise ValueError(f"io_type={io_type} needs a full-integer mode (int8 or qat_int8), not {mode}")
+
+
+def to_tflite(model, mode: str = "float32",
+              representative_images: Callable[[], Iterable[np.ndarray]] | None = None,
+              io_type: str = "float32") -> bytes:
+    """Convert a Keras (or, for ``qat_int8``, a tfmot-quantized tf_keras) model.
+
+    ``representative_images()`` yields float32 batches [1, H, W, 3] of normalized images; the
+    integer modes need it (``qat_int8`` for the few ops fake quantization leaves without ranges,
+    so that the whole graph runs in int8).
+    """
+    check_mode(mode, io_type)
+    with tempfile.TemporaryDirectory() as saved_model:
+        if isinstance(model, keras.Model):
+            # Keras 3 models go through a SavedModel, as from_keras_model would take them, but
+            # without its listing of every captured variable on stdout.
+            # The input signature keeps the model's own (fixed) batch size.
+            signature = [tf.TensorSpec(model.inputs[0].shape, tf.float32, name="image")]
+            model.export(saved_model, format="tf_saved_model", verbose=False, input_signature=signature)
+            converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        else:   # tf_keras (tfmot's quantization-aware models)
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        return _convert(converter, mode, representative_images, io_type)
+
+
+def _convert(converter, mode, representative_images, io_type) -> bytes:
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic_int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode in ("int8", "qat_int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if representative_images is None:
+            raise ValueError(f"{mode} export needs representative images (the calibration data)")
+        converter.representative_dataset = lambda: ([images] for images in representative_images())
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = _TF_IO_TYPES[io_type]
+        converter.inference_output_type = _TF_IO_TYPES[io_type]
+    return converter.convert()

@@ -1,0 +1,79 @@
+"""TFLite metadata, so Android's Task Library `ImageClassifier` takes the file as it is.
+
+The metadata carries the model's name and version, a description (with the arch as JSON, so a
+file says which subnet it is), the input normalization and the class labels. Task Library
+normalizes raw pixel values p in [0, 255] as (p - mean) / std; our models take
+(p / 255 - mean01) / std01, so the metadata holds mean = 255 · mean01 and std = 255 · std01.
+The model outputs logits, which rank classes as their softmax does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Sequence
+
+LABEL_FILE = "labels.txt"
+INSTALL_HINT = ("TFLite metadata needs tflite-support, installed without its dependencies "
+                "(pip install --no-deps -r requirements/export-nodeps.txt), and the system library "
+                "libusb-1.0-0 (apt-get install libusb-1.0-0)")
+
+
+def _tflite_support():
+    try:
+        from tensorflow_lite_support.metadata import metadata_schema_py_generated as schema
+        from tensorflow_lite_support.metadata.python import metadata
+        from tensorflow_lite_support.metadata.python.metadata_writers import image_classifier, metadata_info
+    except ImportError as err:
+        raise RuntimeError(f"{INSTALL_HINT}: {err}") from None
+    return schema, metadata, image_classifier, metadata_info
+
+
+def add_metadata(tflite: bytes, *, name: str, version: str, description: str,
+                 class_names: Sequence[str], mean: Sequence[float], std: Sequence[float],
+                 author: str = "ofa-tf") -> bytes:
+    """Return ``tflite`` with image-classifier metadata attached (the labels packed inside).
+
+    ``mean`` / ``std`` are per RGB channel in [0, 1]-pixel units, as `DatasetInfo` keeps them.
+    """
+    schema, _, image_classifier, info = _tflite_support()
+    if any("\n" in str(c) for c in class_names):
+        raise ValueError("class names must not contain newlines (the label file has one per line)")
+    with tempfile.TemporaryDirectory() as tmp:
+        labels = os.path.join(tmp, LABEL_FILE)
+        with open(labels, "w", encoding="utf-8") as f:
+            f.write("".join(f"{c}\n" for c in class_names))
+        writer = image_classifier.MetadataWriter.create_from_metadata_info(
+            bytearray(tflite),
+            general_md=info.GeneralMd(name=name, version=version, description=description,
+                                      author=author, licenses="Apache-2.0"),
+            input_md=info.InputImageTensorMd(
+                name="image", description="RGB image, pixel values normalized by mean/std",
+                norm_mean=[255.0 * m for m in mean], norm_std=[255.0 * s for s in std],
+                color_space_type=schema.ColorSpaceType.RGB),
+            output_md=info.ClassificationTensorMd(
+                name="logits", description="class logits",
+                label_files=[info.LabelFileMd(labels)]))
+        return bytes(writer.populate())
+
+
+def read_metadata(tflite: bytes | str) -> dict:
+    """The metadata `add_metadata` writes, read back: name, version, description, author,
+    ``mean`` / ``std`` in [0, 1]-pixel units and ``class_names``."""
+    _, metadata, _, _ = _tflite_support()
+    if isinstance(tflite, (bytes, bytearray)):
+        displayer = metadata.MetadataDisplayer.with_model_buffer(bytes(tflite))
+    else:
+        displayer = metadata.MetadataDisplayer.with_model_file(tflite)
+    model = json.loads(displayer.get_metadata_json())
+    graph = model["subgraph_metadata"][0]
+    normalization = next(unit["options"] for unit in graph["input_tensor_metadata"][0]["process_units"]
+                         if unit["options_type"] == "NormalizationOptions")
+    label_file = graph["output_tensor_metadata"][0]["associated_files"][0]["name"]
+    labels = displayer.get_associated_file_buffer(label_file).decode("utf-8").splitlines()
+    return {"name": model.get("name"), "version": model.get("version"),
+            "description": model.get("description"), "author": model.get("author"),
+            "mean": [m / 255.0 for m in normalization["mean"]],
+            "std": [s / 255.0 for s in normalization["std"]],
+            "class_names": labels}

@@ -1,0 +1,274 @@
+"""TFLite export: every mode converts, runs in LiteRT and meets its tolerance; the float32 graph
+holds exactly the operators the arch implies; metadata round-trips; bad input fails cleanly."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from ofa_tf.artifacts import build_supernet, save_supernet
+from ofa_tf.data import DatasetInfo
+from ofa_tf.export import (ExportCheckError, ExportSettings, SubnetExporter, TFLiteModel, arch_hash,
+                           check_graph, expected_float_op_counts, op_counts, output_stem, read_metadata,
+                           read_sidecar, to_tflite)
+from ofa_tf.export import verify
+from ofa_tf.subnet import extract_subnet
+from ofa_tf.training.phases import progressive_shrinking_phases
+from ofa_tf.training.trainer import OFATrainer
+
+pytest.importorskip("ai_edge_litert")
+
+FAST = dict(n_bn_calibration_images=200, calibration_batch_size=100, n_verify_images=100,
+            n_representative_images=50)
+
+
+def _metadata_available():
+    try:
+        from ofa_tf.export.metadata import _tflite_support
+
+        _tflite_support()
+        return True
+    except RuntimeError:
+        return False
+
+
+needs_metadata = pytest.mark.skipif(not _metadata_available(),
+                                    reason="tflite-support or libusb-1.0-0 missing (see README)")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_space, colour_source):
+    """A tiny supernet trained for a few dozen steps of sampled subnets on the colour task."""
+    keras.utils.set_random_seed(0)
+    net = build_supernet(tiny_space, 10, dropout_rate=0.0)
+    phase = dataclasses.replace(progressive_shrinking_phases(tiny_space)["expand2"], dynamic_batch_size=1)
+    trainer = OFATrainer(net, phase, teacher=None, kd_ratio=0.0, resolutions=(32, 48), seed=0)
+    trainer.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=False)
+    trainer.fit(colour_source.train(32, 48, seed=0), epochs=1, steps_per_epoch=60, verbose=0)
+    return net
+
+
+@pytest.fixture(scope="module")
+def exporter(trained, colour_source):
+    return SubnetExporter(trained, colour_source.info, colour_source, source="test")
+
+
+def _random_archs(space, n, seed):
+    rng = np.random.default_rng(seed)
+    return [{**space.sample(rng), "r": [int(rng.choice([32, 40, 48]))]} for _ in range(n)]
+
+
+@needs_metadata
+def test_every_post_training_mode_of_random_subnets_meets_its_tolerance(exporter, tiny_space, tmp_path):
+    for i, arch in enumerate(_random_archs(tiny_space, 2, seed=4)):
+        for mode in ("float32", "float16", "dynamic_int8", "int8"):
+            result = exporter.export(arch, str(tmp_path), ExportSettings(mode=mode, **FAST))
+            a = result.agreement
+            assert a.n == 100
+            if mode == "float32":
+                assert a.max_abs_diff <= 1e-4, a
+            assert a.top1_agreement >= verify.MIN_TOP1_AGREEMENT.get(mode, 1.0), (mode, a)
+            assert os.path.basename(result.tflite_path).endswith(f"-r{arch['r'][0]}-{mode}.tflite")
+            # The file on disk is what was verified: run it again from the path.
+            runner = TFLiteModel(result.tflite_path)
+            assert runner.input_shape == (1, arch["r"][0], arch["r"][0], 3)
+            sidecar = read_sidecar(result.tflite_path)
+            assert sidecar["arch"] == result.arch and sidecar["mode"] == mode
+            assert sidecar["verification"]["top1_agreement"] == a.top1_agreement
+    # Quantized files are smaller: float16 about half of float32, the int8 ones under half (the
+    # graph and metadata are a fixed overhead in files this small).
+        sizes = {mode: os.path.getsize(p) for p in tmp_path.glob(f"*-r{arch['r'][0]}-*.tflite")
+                 for mode in [read_sidecar(str(p))["mode"]] if os.path.basename(p).startswith(
+                     os.path.basename(result.tflite_path).rsplit("-r", 1)[0])}
+        assert sizes["float16"] < 0.6 * sizes["float32"]
+        assert sizes["dynamic_int8"] < 0.5 * sizes["float32"] and sizes["int8"] < 0.5 * sizes["float32"]
+
+
+@needs_metadata
+def test_int8_with_integer_input_and_output(exporter, tiny_space, tmp_path):
+    arch = {**tiny_space.sample(7), "r": [40]}
+    for io_type in ("int8", "uint8"):
+        result = exporter.export(arch, str(tmp_path), ExportSettings(mode="int8", io_type=io_type, **FAST))
+        runner = TFLiteModel(result.tflite_path)
+        assert np.dtype(runner.input_dtype) == np.dtype(io_type)
+        assert result.agreement.top1_agreement >= 0.9
+        assert result.tflite_path.endswith(f"-int8-io_{io_type}.tflite")
+
+
+@pytest.mark.parametrize("pick", ["largest", "smallest", "random1", "random2"])
+def test_float32_graph_is_exactly_the_ops_the_arch_implies(trained, tiny_space, pick):
+    arch = {"largest": tiny_space.largest(48), "smallest": tiny_space.smallest(32),
+            "random1": {**tiny_space.sample(11), "r": [40]},
+            "random2": {**tiny_space.sample(12), "r": [56]}}[pick]
+    size = arch["r"][0]
+    model = extract_subnet(trained, arch, size, batch_size=1)
+    tflite = to_tflite(model, "float32")
+    counts = op_counts(tflite)
+    blocks = trained.layout.active_blocks(tiny_space.validate(arch), size)
+    assert counts["DEPTHWISE_CONV_2D"] == len(blocks)     # one per active block, skipped ones absent
+    assert not set(counts) & verify.FORBIDDEN_OPS
+    assert not set(counts) & {"BATCH_NORM", "RSQRT", "SUB"}  # BN folded
+    assert counts == expected_float_op_counts(trained.layout, arch, size)
+    assert check_graph(tflite, trained.layout, arch, size) == counts
+    # The check can fail: against another depth it reports the difference.
+    other = {**arch, "d": [max(1, d - 1) if i == 0 else d for i, d in enumerate(arch["d"])]}
+    if other["d"] != arch["d"]:
+        with pytest.raises(ExportCheckError, match="DEPTHWISE_CONV_2D"):
+            check_graph(tflite, trained.layout, other, size)
+
+
+def test_dynamic_batch_graph_is_rejected(trained, tiny_space):
+    """With a free batch dimension the converter computes the flatten shape at run time
+    (SHAPE, STRIDED_SLICE): the export uses batch 1, and the check catches such graphs."""
+    tflite = to_tflite(extract_subnet(trained, tiny_space.largest(32), 32), "float32")
+    with pytest.raises(ExportCheckError, match="STRIDED_SLICE"):
+        check_graph(tflite)
+
+
+@needs_metadata
+def test_metadata_round_trips(exporter, colour_source, tiny_space, tmp_path):
+    arch = {**tiny_space.sample(3), "r": [32]}
+    result = exporter.export(arch, str(tmp_path), ExportSettings(mode="dynamic_int8", version="7", **FAST))
+    meta = read_metadata(result.tflite_path)
+    info = colour_source.info
+    np.testing.assert_allclose(meta["mean"], info.mean, rtol=1e-6)
+    np.testing.assert_allclose(meta["std"], info.std, rtol=1e-6)
+    assert meta["class_names"] == info.class_names
+    assert meta["version"] == "7"
+    assert meta["name"] == os.path.splitext(os.path.basename(result.tflite_path))[0]
+    described = json.loads(meta["description"].split("arch=", 1)[1])
+    assert described == {k: list(v) for k, v in result.arch.items()}
+    # Metadata does not change what the model computes.
+    assert result.agreement.top1_agreement >= 0.9
+
+
+@needs_metadata
+def test_qat_int8_fine_tunes_a_few_steps_and_converts(exporter, tiny_space, tmp_path):
+    arch = {**tiny_space.sample(5), "r": [32]}
+    settings = ExportSettings(mode="qat_int8", qat_steps=3, qat_batch_size=16, **FAST)
+    result = exporter.export(arch, str(tmp_path), settings)
+    assert len(result.qat_losses) == 3 and all(np.isfinite(result.qat_losses))
+    assert result.agreement.top1_agreement >= 0.9          # against the fake-quantized Keras model
+    assert result.float_agreement.n == 100                  # and reported against the float subnet
+    counts = op_counts(result.tflite_path)
+    assert counts["DEPTHWISE_CONV_2D"] == len(trained_blocks(exporter, arch))
+    assert not set(counts) & verify.FORBIDDEN_OPS
+    runner = TFLiteModel(result.tflite_path)
+    assert runner(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 10)
+
+
+def trained_blocks(exporter, arch):
+    return exporter.supernet.layout.active_blocks(exporter.supernet.space.validate(arch), arch["r"][0])
+
+
+def test_failed_verification_writes_nothing(exporter, tiny_space, tmp_path, monkeypatch):
+    monkeypatch.setitem(verify.MAX_ABS_DIFF, "float32", 0.0)
+    with pytest.raises(ExportCheckError, match="max"):
+        exporter.export({**tiny_space.sample(1), "r": [32]}, str(tmp_path / "out"),
+                        ExportSettings(write_metadata=False, **FAST))
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_existing_output_is_kept_without_overwrite(exporter, tiny_space, tmp_path):
+    arch = {**tiny_space.sample(2), "r": [32]}
+    settings = ExportSettings(write_metadata=False, **FAST)
+    first = exporter.export(arch, str(tmp_path), settings)
+    before = open(first.tflite_path, "rb").read()
+    with pytest.raises(FileExistsError, match="already exists"):
+        exporter.export(arch, str(tmp_path), settings)
+    assert open(first.tflite_path, "rb").read() == before
+    again = exporter.export(arch, str(tmp_path), dataclasses.replace(settings, overwrite=True))
+    assert again.tflite_path == first.tflite_path
+
+
+def test_output_name_depends_only_on_what_the_subnet_computes(tiny_space):
+    arch = tiny_space.validate({**tiny_space.sample(2), "d": [1] * tiny_space.n_stages})
+    skipped = tiny_space.stage_slots(0)[1]                       # a slot depth 1 leaves out
+    other_ks = [k for k in tiny_space.ks_list if k != arch["ks"][skipped]][0]
+    same = {**arch, "ks": [other_ks if i == skipped else k for i, k in enumerate(arch["ks"])]}
+    assert output_stem(same, tiny_space, 32, "int8", "float32") == output_stem(arch, tiny_space, 32, "int8",
+                                                                            "float32")
+    active = tiny_space.stage_slots(0)[0]
+    changed = {**arch, "ks": [other_ks if i == active else k for i, k in enumerate(arch["ks"])]}
+    assert arch_hash(changed, tiny_space) != arch_hash(arch, tiny_space)
+    assert output_stem(arch, tiny_space, 32, "int8", "uint8").endswith("-r32-int8-io_uint8")
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _cli(*args):
+    env = {**os.environ, "OFA_TF_ALLOCATOR": "system", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "ofa_tf.export", *args], capture_output=True,
+                          text=True, env=env, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def demo_workdir(trained, tmp_path_factory):
+    """The trained supernet saved as a training run on the embedded data would save it."""
+    path = tmp_path_factory.mktemp("workdir")
+    info = DatasetInfo(name="demo", class_names=[str(k) for k in range(10)], n_train=6000, n_val=1500,
+                       mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    save_supernet(trained, info, str(path))
+    return path
+
+
+def _one_error_line(result, *fragments):
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_cli_exports_keras_and_saved_model_then_verifies(demo_workdir, tmp_path):
+    out = tmp_path / "exports"
+    result = _cli(f"--supernet={demo_workdir}", "--preset=min", "--resolution=40", f"--out_dir={out}",
+                  "--save_keras", "--save_saved_model", "--nometadata", "--n_bn_calibration_images=100",
+                  "--calibration_batch_size=50", "--n_verify_images=20")
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = sorted(p.name for p in out.iterdir())
+    stem = names[0].rsplit(".", 1)[0]
+    assert names == sorted(f"{stem}{ext}" for ext in (".json", ".keras", ".saved_model", ".tflite"))
+    assert stem.endswith("-r40-float32") and "top-1 agreement 100.0 %" in result.stdout
+    # The .keras subnet computes what the .tflite computes.
+    keras_model = keras.models.load_model(out / f"{stem}.keras")
+    images = np.random.default_rng(0).normal(size=(3, 40, 40, 3)).astype(np.float32)
+    np.testing.assert_allclose(TFLiteModel(str(out / f"{stem}.tflite"))(images),
+                               keras_model(images, training=False), atol=1e-4)
+
+    verified = _cli(f"--supernet={demo_workdir}", f"--verify={out / (stem + '.tflite')}",
+                    "--n_verify_images=20")
+    assert verified.returncode == 0, verified.stderr[-3000:]
+    assert "OK (float32" in verified.stdout
+    # Against other weights the same file fails verification, with exit code 1.
+    other = _cli("--space=tiny", "--seed=5", f"--verify={out / (stem + '.tflite')}", "--n_verify_images=20")
+    assert other.returncode == 1
+    _one_error_line(other, "verification failed", "max |Δlogit|")
+
+
+def test_cli_bad_arch_is_one_clear_error(demo_workdir, tmp_path):
+    result = _cli(f"--supernet={demo_workdir}", '--arch={"ks": 9, "e": 3, "d": 2}', f"--out_dir={tmp_path}")
+    assert result.returncode == 2
+    _one_error_line(result, "ks")
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_checkpoint_from_another_space_is_one_clear_error(demo_workdir, tmp_path):
+    weights = str(demo_workdir / "supernet.weights.h5")
+    result = _cli(f"--weights={weights}", "--space=mbv3_w1.0", "--n_classes=10", "--preset=max",
+                  f"--out_dir={tmp_path}")
+    assert result.returncode == 2
+    _one_error_line(result, weights, "does not fit")
+
+
+def test_cli_unwritable_output_path_is_one_clear_error(demo_workdir, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = _cli(f"--supernet={demo_workdir}", "--preset=max", f"--out_dir={blocker / 'exports'}")
+    assert result.returncode == 2
+    _one_error_line(result, "cannot write to output directory", str(blocker / "exports"))
