@@ -58,11 +58,3 @@ def _module_name() -> str | None:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     return spec.name if spec is not None and spec.name != "__main__" else None
-
-
-def run_absl_main(main) -> None:
-    """The body of a CLI's entry point: re-execute under tcmalloc if needed, then ``app.run(main)``."""
-    from absl import app
-
-    reexec_with_tcmalloc()
-    app.run(main)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import randomize_weights
 from ofa_tf.artifacts import load_supernet
@@ -24,7 +25,7 @@ from ofa_tf.space import SearchSpace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESOLUTIONS = (128, 140)  # 140 gives odd sizes before the stride-2 convs, where padding matters
-N_SUBNETS = 12
+N_SUBNETS = 10
 
 
 def _torchvision_stand_in() -> dict:
@@ -118,13 +119,16 @@ def test_imported_supernet_matches_reference_on_random_subnets(torch, imported_p
     ref, net = imported_pair
     space, rng = net.space, np.random.default_rng(0)
     archs = [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(N_SUBNETS - 2)]
+    # One graph serves every subnet and size (the active subnet lives in variables).
+    forward = tf.function(lambda images: net(images, training=False),
+                          input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
     deltas, spreads = [], []
     for arch in archs:
         net.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
         for size in RESOLUTIONS:
             x = smooth_images(rng, 2, size)
             expected = reference_logits(torch, ref, arch, x)
-            got = net(np.transpose(x, (0, 2, 3, 1)), training=False).numpy()
+            got = forward(np.transpose(x, (0, 2, 3, 1))).numpy()
             deltas.append(float(np.abs(got - expected).max()))
             spreads.append(float(expected.std()))
     print(f"{len(archs)} subnets x {RESOLUTIONS}: max |delta logits| = {max(deltas):.2e}, "
@@ -148,40 +152,43 @@ def test_reference_state_dict_round_trips_exactly(torch, reference_class, import
                                   original["blocks.5.conv.depth_conv.conv.7to5_matrix"].numpy())
 
 
-def test_tflite_subnet_of_imported_supernet_matches_reference(torch, imported_pair, tmp_path):
+@pytest.fixture(scope="module")
+def imported_workdir(torch, imported_pair, tmp_path_factory):
+    """The reference's weights saved as a .pth and imported the way a user would."""
+    from ofa_tf.interop.import_torch import import_reference_checkpoint
+
+    ref, _ = imported_pair
+    root = tmp_path_factory.mktemp("import")
+    checkpoint = root / "ofa_mbv3_w1.0.pth"
+    torch.save({"state_dict": ref.state_dict()}, checkpoint)
+    import_reference_checkpoint(str(checkpoint), str(root / "out"))
+    return checkpoint, root / "out"
+
+
+def test_tflite_subnet_of_imported_supernet_matches_reference(torch, imported_pair, imported_workdir, tmp_path):
     pytest.importorskip("ai_edge_litert")
-    import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
+    from ofa_tf.export import ExportSettings, SubnetExporter, TFLiteModel
 
-    from ofa_tf.subnet import extract_subnet
-
-    ref, net = imported_pair
+    ref, _ = imported_pair
+    net, info, _ = load_supernet(str(imported_workdir[1]))
     arch = {**net.space.sample(11), "r": [140]}
-    subnet = extract_subnet(net, arch)
-    tflite = tf.lite.TFLiteConverter.from_keras_model(subnet).convert()
-    interpreter = Interpreter(model_content=tflite)
-    interpreter.allocate_tensors()
-    (source,), (sink,) = interpreter.get_input_details(), interpreter.get_output_details()
+    # The imported BN statistics are the reference's: no recalibration, no data set needed.
+    settings = ExportSettings(n_bn_calibration_images=0, n_verify_images=2, write_metadata=False)
+    result = SubnetExporter(net, info, None, source=str(imported_workdir[1])).export(arch, str(tmp_path), settings)
     x = smooth_images(np.random.default_rng(11), 2, 140)
-    got = []
-    for image in np.transpose(x, (0, 2, 3, 1)):
-        interpreter.set_tensor(source["index"], image[None])
-        interpreter.invoke()
-        got.append(interpreter.get_tensor(sink["index"])[0])
-    delta = np.abs(np.stack(got) - reference_logits(torch, ref, arch, x)).max()
+    got = TFLiteModel(result.tflite_path)(np.transpose(x, (0, 2, 3, 1)))
+    delta = np.abs(got - reference_logits(torch, ref, arch, x)).max()
     print(f"TFLite subnet at 140 px vs PyTorch reference: max |delta logits| = {delta:.2e}")
     assert delta <= 1e-3
 
 
-def test_import_checkpoint_file_gives_a_loadable_workdir(torch, imported_pair, tmp_path):
+def test_import_checkpoint_file_gives_a_loadable_workdir(torch, imported_pair, imported_workdir):
     from ofa_tf.interop.import_torch import import_reference_checkpoint
 
     ref, _ = imported_pair
-    checkpoint = tmp_path / "ofa_mbv3_w1.0.pth"
-    torch.save({"state_dict": ref.state_dict()}, checkpoint)
-    _, meta_path = import_reference_checkpoint(str(checkpoint), str(tmp_path / "out"))
-    assert sorted(os.listdir(tmp_path / "out")) == ["supernet.json", "supernet.weights.h5"]
-    net, info, meta = load_supernet(str(tmp_path / "out"))
+    checkpoint, out = imported_workdir
+    assert sorted(os.listdir(out)) == ["supernet.json", "supernet.weights.h5"]
+    net, info, meta = load_supernet(str(out))
     assert (info.num_classes, net.space.width_mult, meta["imported_from"]["checkpoint"]) == \
         (1000, 1.0, str(checkpoint))
     arch = net.space.sample(3)
@@ -190,7 +197,7 @@ def test_import_checkpoint_file_gives_a_loadable_workdir(torch, imported_pair, t
     got = net(np.transpose(x, (0, 2, 3, 1)), training=False).numpy()
     assert np.abs(got - reference_logits(torch, ref, arch, x)).max() <= 1e-4
     with pytest.raises(ValueError, match="already holds a supernet"):
-        import_reference_checkpoint(str(checkpoint), str(tmp_path / "out"))
+        import_reference_checkpoint(str(checkpoint), str(out))
 
 
 def test_export_torch_writes_a_checkpoint_that_imports_back(torch, tiny_net, tiny_space, tmp_path):
@@ -279,7 +286,8 @@ def test_wrong_width_mult_says_which_width_the_checkpoint_has(tiny_state, tiny_s
 
 
 def _cli(*args):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OFA_TF_ALLOCATOR": "system"}  # no re-exec: these runs stop at the flags
     return subprocess.run([sys.executable, "-m", "ofa_tf.interop.import_torch", *args], capture_output=True,
                           text=True, env=env, timeout=120, cwd=REPO_ROOT)
 

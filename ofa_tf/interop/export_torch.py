@@ -15,7 +15,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -36,10 +36,6 @@ def export_reference_checkpoint(supernet_dir: str, out_path: str, overwrite: boo
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
     try:
         n_tensors = export_reference_checkpoint(FLAGS.supernet, FLAGS.out, FLAGS.overwrite)
     except (ValueError, FileNotFoundError, ImportError) as err:
@@ -58,7 +54,7 @@ def define_flags():
 
 
 def run():
-    from ofa_tf.allocator import run_absl_main
+    from ofa_tf.cli import run_absl_main
 
     define_flags()
     run_absl_main(main)

@@ -17,9 +17,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
-from ofa_tf.interop.torch_checkpoint import read_state_dict, release_width_mult  # noqa: E402
+from ofa_tf.interop.torch_checkpoint import (check_checkpoint_exists, read_state_dict,  # noqa: E402
+                                             release_width_mult)
 
 FLAGS = flags.FLAGS
 
@@ -52,6 +53,7 @@ def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float
                                 overwrite: bool = False):
     """Read ``checkpoint``, load it into a new ``OFAMobileNetV3`` and save it to ``out_dir``.
     Returns ``(supernet, path of supernet.json)``."""
+    check_checkpoint_exists(checkpoint)  # before TensorFlow loads, so a wrong path fails fast
     from ofa_tf.artifacts import META_NAME, WEIGHTS_NAME, save_supernet
     from ofa_tf.interop.reference_mapping import checkpoint_width_mult, load_reference_state_dict
     from ofa_tf.networks import OFAMobileNetV3
@@ -82,10 +84,6 @@ def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
     if FLAGS.out.endswith(".h5"):
         print(f"error: --out takes a directory (it gets supernet.weights.h5 and supernet.json), "
               f"got {FLAGS.out!r}", file=sys.stderr)
@@ -114,7 +112,7 @@ def define_flags():
 
 
 def run():
-    from ofa_tf.allocator import run_absl_main
+    from ofa_tf.cli import run_absl_main
 
     define_flags()
     run_absl_main(main)

@@ -32,19 +32,27 @@ def release_width_mult(path: str) -> float | None:
     return RELEASES.get(os.path.basename(os.fspath(path)))
 
 
+def check_checkpoint_exists(path: str) -> None:
+    """Raise FileNotFoundError unless ``path`` is a file; for a bare release name, say where the
+    reference publishes it (nothing is downloaded here)."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return
+    name = os.path.basename(path)
+    if name in RELEASES:
+        url = RELEASE_URL.format(name=name)
+        raise FileNotFoundError(
+            f"checkpoint file {path!r} not found, and this tool does not download. The "
+            f"reference publishes it at {url}; fetch it (e.g. curl -L -o {name} {url}) and "
+            "pass the file's path to --checkpoint")
+    raise FileNotFoundError(f"checkpoint file {path!r} not found")
+
+
 def read_state_dict(path: str) -> dict:
     """The state_dict in a checkpoint file (``{"state_dict": ...}`` or the state_dict itself),
     as numpy arrays keyed by tensor name."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        name = os.path.basename(path)
-        if name in RELEASES:
-            url = RELEASE_URL.format(name=name)
-            raise FileNotFoundError(
-                f"checkpoint file {path!r} not found, and this tool does not download. The "
-                f"reference publishes it at {url}; fetch it (e.g. curl -L -o {name} {url}) and "
-                "pass the file's path to --checkpoint")
-        raise FileNotFoundError(f"checkpoint file {path!r} not found")
+    check_checkpoint_exists(path)
     torch = require_torch()
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
