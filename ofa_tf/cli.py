@@ -1,0 +1,25 @@
+"""The shared start of the project's absl command lines.
+
+Each CLI's ``main(argv)`` keeps only its own work: this runs it under tcmalloc when installed
+(see ``ofa_tf/allocator.py``), refuses stray positional arguments, and keeps absl/TF logging
+at WARNING unless ``--verbosity`` is given.
+"""
+
+from __future__ import annotations
+
+
+def run_absl_main(main) -> None:
+    """``app.run(main)`` after the tcmalloc re-exec, with the checks every CLI makes first."""
+    from absl import app, flags, logging
+
+    from ofa_tf.allocator import reexec_with_tcmalloc
+
+    def checked_main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)
+        return main(argv)
+
+    reexec_with_tcmalloc()
+    app.run(checked_main)
