@@ -14,7 +14,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
 from ofa_tf.training.config import SPACE_PRESETS, STRATEGIES, TrainConfig  # noqa: E402
 from ofa_tf.training.phases import PHASE_NAMES  # noqa: E402
@@ -96,10 +96,6 @@ def split_cpu(n: int) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # TF's checkpoint internals log at INFO
     try:
         config = config_from_flags()
         split_cpu(FLAGS.cpu_devices)
@@ -119,10 +115,9 @@ def main(argv):
 
 
 def run():
-    from ofa_tf.allocator import reexec_with_tcmalloc
+    from ofa_tf.cli import run_absl_main
 
-    reexec_with_tcmalloc()
-    app.run(main)
+    run_absl_main(main)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
 from ofa_tf.export.converter import IO_TYPES, MODES  # noqa: E402
 
@@ -154,10 +154,6 @@ def format_result(result) -> str:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
     from ofa_tf.export.verify import ExportCheckError
 
     try:
@@ -212,10 +208,9 @@ def main(argv):
 
 
 def run():
-    from ofa_tf.allocator import reexec_with_tcmalloc
+    from ofa_tf.cli import run_absl_main
 
-    reexec_with_tcmalloc()
-    app.run(main)
+    run_absl_main(main)
 
 
 if __name__ == "__main__":

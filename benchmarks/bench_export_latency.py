@@ -1,0 +1,113 @@
+"""Host LiteRT latency of exported subnets in every post-training precision, side by side.
+
+    python benchmarks/bench_export_latency.py                     # w1.0 space, 3 subnets
+    python benchmarks/bench_export_latency.py --space=tiny --resolutions=32,48,64 --num_runs=50
+
+For each subnet (smallest, middle, largest of the space, at increasing resolutions) the static
+subnet is converted to float32, float16, dynamic_int8 and int8 (calibrated on the embedded
+data, resized), and each file is timed by LiteRT's own benchmark tool
+(`python -m ai_edge_litert.tools.benchmark_litert_model`, CPU, XNNPACK) in a fresh process:
+warm-up runs, then `--num_runs` timed runs, median and std. Weights are freshly initialized:
+latency does not depend on their values. Prints a table with the int8 / float32 ratio.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MODES = ("float32", "float16", "dynamic_int8", "int8")
+
+
+def measure(path: str, num_runs: int, warmup_runs: int, num_threads: int) -> dict:
+    result_json = f"{path}.bench.json"
+    command = [sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model", f"--model={path}",
+               f"--num_runs={num_runs}", f"--warmup_runs={warmup_runs}", f"--num_threads={num_threads}",
+               f"--result_json={result_json}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0 or not os.path.exists(result_json):
+        raise RuntimeError(f"benchmark_litert_model failed on {path}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    with open(result_json, encoding="utf-8") as f:
+        return json.load(f)["latency"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default="mbv3_w1.0")
+    parser.add_argument("--n_classes", type=int, default=1000)
+    parser.add_argument("--resolutions", default="160,192,224",
+                        help="Resolution of the smallest, middle and largest subnet.")
+    parser.add_argument("--num_runs", type=int, default=100)
+    parser.add_argument("--warmup_runs", type=int, default=10)
+    parser.add_argument("--num_threads", type=int, default=1)
+    parser.add_argument("--n_representative_images", type=int, default=100)
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from ofa_tf.allocator import reexec_with_tcmalloc
+
+    reexec_with_tcmalloc()
+    import keras
+
+    from ofa_tf.artifacts import build_supernet
+    from ofa_tf.data import load_dataset
+    from ofa_tf.export import check_graph, to_tflite
+    from ofa_tf.profile import profile_arch
+    from ofa_tf.space import SearchSpace
+    from ofa_tf.subnet import extract_subnet
+
+    keras.utils.set_random_seed(0)
+    space = SearchSpace.preset(args.space)
+    sizes = [int(r) for r in args.resolutions.split(",")]
+    if len(sizes) != 3:
+        raise SystemExit("--resolutions needs three values (smallest, middle, largest subnet)")
+    middle = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
+    archs = {"smallest": space.smallest(sizes[0]),
+             "middle": space.uniform(middle(space.ks_list), middle(space.expand_ratio_list),
+                                     middle(space.depth_list), sizes[1]),
+             "largest": space.largest(sizes[2])}
+    net = build_supernet(space, args.n_classes)
+    data = load_dataset("demo")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, arch in archs.items():
+            size = arch["r"][0]
+            model = extract_subnet(net, arch, size, batch_size=1)
+
+            def representative(size=size):
+                for images, _ in data.train(1, size, seed=1).take(args.n_representative_images):
+                    yield np.asarray(images, np.float32)
+
+            mmacs = profile_arch(arch, space, args.n_classes, size).mmacs
+            latency = {}
+            for mode in MODES:
+                path = os.path.join(tmp, f"{name}-{mode}.tflite")
+                tflite = to_tflite(model, mode, representative)
+                check_graph(tflite, *((net.layout, arch, size) if mode == "float32" else ()))
+                with open(path, "wb") as f:
+                    f.write(tflite)
+                latency[mode] = measure(path, args.num_runs, args.warmup_runs, args.num_threads)
+                latency[mode]["size_mb"] = len(tflite) / 2**20
+                print(f"{name} {mode}: median {latency[mode]['median_ms']:.2f} ms", file=sys.stderr, flush=True)
+            rows.append((name, arch, size, mmacs, latency))
+
+    print(f"\nHost LiteRT CPU latency, {args.num_threads} thread(s), median of {args.num_runs} runs "
+          f"(± std), space {args.space}, batch 1:\n")
+    print("| subnet | r | MMACs | " + " | ".join(f"{m} ms" for m in MODES) + " | int8 / float32 |")
+    print("|---|---|---|" + "---|" * len(MODES) + "---|")
+    for name, arch, size, mmacs, latency in rows:
+        cells = [f"{latency[m]['median_ms']:.2f} ± {latency[m]['std_ms']:.2f}" for m in MODES]
+        ratio = latency["int8"]["median_ms"] / latency["float32"]["median_ms"]
+        print(f"| {name} | {size} | {mmacs:.1f} | " + " | ".join(cells) + f" | {ratio:.2f} |")
+    print("\nFile sizes (MB): " + "; ".join(
+        f"{name}: " + ", ".join(f"{m} {latency[m]['size_mb']:.2f}" for m in MODES)
+        for name, _, _, _, latency in rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Import the reference's pretrained OFA-MobileNetV3 (PyTorch) as an ofa_tf supernet.
+
+    python -m ofa_tf.interop.import_torch --checkpoint ofa_mbv3_d234_e346_k357_w1.0 \\
+        --width_mult 1.0 --out runs/ofa_mbv3_w1.0
+
+``--out`` is a directory that receives ``supernet.weights.h5`` + ``supernet.json``, the same
+pair ``python -m ofa_tf.train`` leaves in its workdir, so ``ofa_tf.artifacts.load_supernet``,
+export and search take it as is (``--init_weights=<out>/supernet.weights.h5`` fine-tunes it).
+Every tensor is checked before anything is written; a missing, unexpected or mis-shaped
+tensor is named in the error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+
+from ofa_tf.interop.torch_checkpoint import (check_checkpoint_exists, read_state_dict,  # noqa: E402
+                                             release_width_mult)
+
+FLAGS = flags.FLAGS
+
+# ImageNet-1k (ILSVRC 2012), the data set of the reference's releases.
+IMAGENET_N_TRAIN = 1_281_167
+IMAGENET_N_VAL = 50_000
+
+
+def imagenet_info(n_classes: int = 1000):
+    """The data description saved with an imported supernet: ImageNet's size and normalization.
+    The checkpoints carry no class names, so they are ``class_0`` ... in the reference's order."""
+    from ofa_tf.data import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo
+
+    return DatasetInfo(name="imagenet" if n_classes == 1000 else "imported",
+                       class_names=[f"class_{i}" for i in range(n_classes)],
+                       n_train=IMAGENET_N_TRAIN if n_classes == 1000 else 0,
+                       n_val=IMAGENET_N_VAL if n_classes == 1000 else 0,
+                       mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def _n_classes(state_dict) -> int:
+    from ofa_tf.interop.reference_mapping import canonical_name
+
+    by_name = {canonical_name(k): v for k, v in state_dict.items()}
+    classifier = by_name.get("classifier.linear.weight")
+    return int(classifier.shape[0]) if classifier is not None and classifier.ndim == 2 else 1000
+
+
+def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float | None = None,
+                                overwrite: bool = False):
+    """Read ``checkpoint``, load it into a new ``OFAMobileNetV3`` and save it to ``out_dir``.
+    Returns ``(supernet, path of supernet.json)``."""
+    check_checkpoint_exists(checkpoint)  # before TensorFlow loads, so a wrong path fails fast
+    from ofa_tf.artifacts import META_NAME, WEIGHTS_NAME, save_supernet
+    from ofa_tf.interop.reference_mapping import checkpoint_width_mult, load_reference_state_dict
+    from ofa_tf.networks import OFAMobileNetV3
+    from ofa_tf.space import SearchSpace
+
+    existing = [n for n in (META_NAME, WEIGHTS_NAME) if os.path.exists(os.path.join(out_dir, n))]
+    if existing and not overwrite:
+        raise ValueError(f"{out_dir} already holds a supernet ({', '.join(existing)}); pass --overwrite "
+                         "to replace it or choose another --out")
+    if width_mult is not None and width_mult <= 0:
+        raise ValueError(f"--width_mult must be positive, got {width_mult}")
+    state_dict = read_state_dict(checkpoint)
+    released = release_width_mult(checkpoint)
+    if width_mult is None:
+        width_mult = released or checkpoint_width_mult(state_dict, SearchSpace.mobilenet_v3())
+        if width_mult is None:
+            raise ValueError(f"cannot tell the width multiplier of {checkpoint!r} (it has no "
+                             "feature_mix_layer.conv.weight); pass --width_mult")
+    elif released is not None and released != width_mult:
+        raise ValueError(f"--width_mult {width_mult:g} does not match the release "
+                         f"{os.path.basename(checkpoint)}, which has width_mult {released:g}")
+    net = OFAMobileNetV3(n_classes=_n_classes(state_dict), width_mult=float(width_mult))
+    load_reference_state_dict(net, state_dict)
+    source = {"checkpoint": os.path.abspath(checkpoint), "reference": "mit-han-lab/once-for-all",
+              "width_mult": float(width_mult)}
+    meta_path = save_supernet(net, imagenet_info(net.n_classes), out_dir, extra={"imported_from": source})
+    return net, meta_path
+
+
+def main(argv):
+    if FLAGS.out.endswith(".h5"):
+        print(f"error: --out takes a directory (it gets supernet.weights.h5 and supernet.json), "
+              f"got {FLAGS.out!r}", file=sys.stderr)
+        return 2
+    try:
+        net, meta_path = import_reference_checkpoint(FLAGS.checkpoint, FLAGS.out, FLAGS.width_mult,
+                                                     FLAGS.overwrite)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    n_weights = sum(int(v.numpy().size) for v in net.weights if "float" in str(v.dtype))
+    print(f"Imported {FLAGS.checkpoint} ({n_weights:,} values, width_mult {net.space.width_mult:g}, "
+          f"{net.n_classes} classes) -> {os.path.dirname(meta_path)}")
+    return 0
+
+
+def define_flags():
+    """The CLI's flags, defined when it runs, so importing this module defines none."""
+    flags.DEFINE_string("checkpoint", None, "The reference's checkpoint file (a PyTorch state_dict, or a "
+                        "dict holding it under 'state_dict'), e.g. ofa_mbv3_d234_e346_k357_w1.0.")
+    flags.DEFINE_float("width_mult", None, "Width multiplier of the checkpoint's supernet (1.0 or 1.2 for the "
+                       "releases). Default: read from the checkpoint.")
+    flags.DEFINE_string("out", None, "Output directory; gets supernet.weights.h5 and supernet.json.")
+    flags.DEFINE_bool("overwrite", False, "Replace a supernet already saved in --out.")
+    flags.mark_flags_as_required(["checkpoint", "out"])
+
+
+def run():
+    from ofa_tf.cli import run_absl_main
+
+    define_flags()
+    run_absl_main(main)
+
+
+if __name__ == "__main__":
+    run()

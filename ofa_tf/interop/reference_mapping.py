@@ -1,0 +1,201 @@
+"""Which tensor of the reference's OFA-MobileNetV3 state_dict is which variable of ours.
+
+The reference (mit-han-lab/once-for-all) names its tensors after its modules
+(``blocks.3.conv.depth_conv.conv.conv.weight``) and stores convolutions as OIHW;
+Keras stores HWIO (depthwise: H, W, C, 1) and Dense kernels as (in, out). The
+mapping is walked from our supernet's own layers, so it covers exactly the
+variables the supernet has, and it runs in both directions. Nothing here needs
+torch: tensors are read with ``numpy.asarray``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+
+from ofa_tf.networks.layout import make_divisible
+from ofa_tf.space import SearchSpace
+
+# Our array = reference array transposed by the first permutation; back by the second.
+_LAYOUTS = {
+    "conv": ((2, 3, 1, 0), (3, 2, 0, 1)),        # (O, I, kh, kw) <-> (kh, kw, I, O)
+    "depthwise": ((2, 3, 0, 1), (2, 3, 0, 1)),   # (C, 1, k, k)   <-> (k, k, C, 1)
+    "dense": ((1, 0), (1, 0)),                   # (out, in)      <-> (in, out)
+    "same": (None, None),                        # BN vectors, biases, kernel transform matrices
+}
+# Module-path spellings of older releases and of the reference's dynamic wrappers, reduced
+# to one form before names are compared (the reference's own load_state_dict accepts them all).
+_ALIASES = ((".mobile_inverted_conv.", ".conv."), (".bn.bn.", ".bn."), (".conv.conv.", ".conv."),
+            (".linear.linear.", ".linear."))
+_BN_FIELDS = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
+              ("running_var", "moving_variance"))
+_BN_COUNTER = "num_batches_tracked"  # PyTorch bookkeeping, no counterpart in Keras
+_MAX_LISTED = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorLink:
+    """One reference tensor name, the Keras variable it fills, and how the axes differ."""
+
+    name: str
+    variable: object
+    layout: str
+
+    @property
+    def reference_shape(self) -> tuple:
+        shape = tuple(self.variable.shape)
+        inverse = _LAYOUTS[self.layout][1]
+        return shape if inverse is None else tuple(shape[i] for i in inverse)
+
+    def to_keras(self, array: np.ndarray) -> np.ndarray:
+        forward = _LAYOUTS[self.layout][0]
+        return array if forward is None else np.transpose(array, forward)
+
+    def to_reference(self) -> np.ndarray:
+        value = np.asarray(self.variable.numpy())
+        inverse = _LAYOUTS[self.layout][1]
+        return value if inverse is None else np.ascontiguousarray(np.transpose(value, inverse))
+
+
+class CheckpointMismatchError(ValueError):
+    """The state_dict does not fit the supernet: tensors missing, unexpected or mis-shaped."""
+
+
+def canonical_name(name: str) -> str:
+    """The reference tensor name with wrapper and legacy module names reduced to one spelling."""
+    if name.startswith("module."):  # saved from DataParallel / DistributedDataParallel
+        name = name[len("module."):]
+    for old, new in _ALIASES:
+        name = name.replace(old, new)
+    return name
+
+
+def _bn_links(prefix: str, bn) -> list:
+    return [TensorLink(f"{prefix}.{ref}", getattr(bn, ours), "same") for ref, ours in _BN_FIELDS]
+
+
+def _block_links(block) -> list:
+    spec, p = block.spec, f"blocks.{block.spec.index}.conv"
+    links = []
+    if spec.has_expand:
+        links.append(TensorLink(f"{p}.inverted_bottleneck.conv.conv.weight", block.expand.kernel, "conv"))
+        links += _bn_links(f"{p}.inverted_bottleneck.bn.bn", block.expand_bn)
+    # The fixed first block is a static layer in the reference (no `.conv.conv` / `.bn.bn` nesting).
+    nest = ".conv" if spec.slot is not None else ""
+    links.append(TensorLink(f"{p}.depth_conv.conv{nest}.weight", block.depthwise.kernel, "depthwise"))
+    for (src, dst), matrix in block.depthwise.transforms.items():
+        # Both sides multiply the flattened k*k kernel the same way: ours M @ K(k*k, C),
+        # the reference F.linear(K(C, k*k), M) = K @ M^T. So M is copied as is.
+        links.append(TensorLink(f"{p}.depth_conv.conv.{src}to{dst}_matrix", matrix, "same"))
+    links += _bn_links(f"{p}.depth_conv.bn{'.bn' if nest else ''}", block.depthwise_bn)
+    if spec.use_se:
+        for part in ("reduce", "expand"):
+            conv = getattr(block.se, part)
+            links.append(TensorLink(f"{p}.depth_conv.se.fc.{part}.weight", conv.kernel, "conv"))
+            links.append(TensorLink(f"{p}.depth_conv.se.fc.{part}.bias", conv.bias, "same"))
+    links.append(TensorLink(f"{p}.point_linear.conv{nest}.weight", block.project.kernel, "conv"))
+    links += _bn_links(f"{p}.point_linear.bn{'.bn' if nest else ''}", block.project_bn)
+    return links
+
+
+def reference_links(net) -> list:
+    """Every float variable of an ``OFAMobileNetV3`` with its name in the reference's state_dict."""
+    links = [TensorLink("first_conv.conv.weight", net.stem_conv.kernel, "conv")]
+    links += _bn_links("first_conv.bn", net.stem_bn)
+    for block in net.blocks:
+        links += _block_links(block)
+    links.append(TensorLink("final_expand_layer.conv.weight", net.final_expand_conv.kernel, "conv"))
+    links += _bn_links("final_expand_layer.bn", net.final_expand_bn)
+    links.append(TensorLink("feature_mix_layer.conv.weight", net.feature_mix_conv.kernel, "conv"))
+    links.append(TensorLink("classifier.linear.weight", net.classifier.kernel, "dense"))
+    links.append(TensorLink("classifier.linear.bias", net.classifier.bias, "same"))
+    return links
+
+
+def _as_array(tensor) -> np.ndarray:
+    if hasattr(tensor, "detach"):  # a torch tensor; numpy() needs it on the CPU without grad
+        tensor = tensor.detach().cpu().numpy()
+    return np.asarray(tensor)
+
+
+def checkpoint_width_mult(state_dict: Mapping, space: SearchSpace) -> float | None:
+    """The width multiplier a reference state_dict was built with, read from its feature-mix
+    layer (``make_divisible(space.feature_mix_width * width_mult)`` channels); None if that
+    tensor is absent."""
+    by_name = {canonical_name(k): v for k, v in state_dict.items()}
+    tensor = by_name.get("feature_mix_layer.conv.weight")
+    if tensor is None or len(tensor.shape) != 4:
+        return None
+    width, base = int(tensor.shape[0]), space.feature_mix_width
+    guess = round(width / base, 2)
+    return guess if make_divisible(base * guess) == width else width / base
+
+
+def _describe(net) -> str:
+    s = net.space
+    return (f"OFAMobileNetV3(width_mult={s.width_mult}, ks_list={list(s.ks_list)}, "
+            f"expand_ratio_list={list(s.expand_ratio_list)}, depth_list={list(s.depth_list)}, "
+            f"n_classes={net.n_classes})")
+
+
+def _mismatch(net, state_dict: Mapping, problems: list) -> CheckpointMismatchError:
+    listed = "; ".join(problems[:_MAX_LISTED])
+    more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+    width = checkpoint_width_mult(state_dict, net.space)
+    if width is not None and abs(width - net.space.width_mult) > 1e-6:
+        return CheckpointMismatchError(
+            f"state_dict was built with width_mult {width:g}, not {net.space.width_mult:g}: import it "
+            f"with width_mult {width:g} (first differences: {listed}{more})")
+    return CheckpointMismatchError(f"state_dict does not fit {_describe(net)}: {listed}{more}")
+
+
+def load_reference_state_dict(net, state_dict: Mapping) -> None:
+    """Copy a reference ``OFAMobileNetV3`` state_dict into ``net`` (all or nothing).
+
+    Every tensor is checked first; a missing, unexpected or mis-shaped tensor raises one
+    :class:`CheckpointMismatchError` naming it, and ``net`` is left untouched.
+    """
+    links = reference_links(net)
+    given = {}
+    for key, tensor in state_dict.items():
+        if key.rsplit(".", 1)[-1] == _BN_COUNTER:
+            continue
+        given.setdefault(canonical_name(key), []).append(key)
+    problems, values = [], []
+    for name, keys in given.items():
+        if len(keys) > 1:
+            problems.append(f"tensors {keys} are spellings of the same tensor {name!r}")
+    expected = {canonical_name(link.name) for link in links}
+    for link in links:
+        keys = given.get(canonical_name(link.name))
+        if not keys:
+            problems.append(f"missing tensor {link.name!r} (shape {link.reference_shape})")
+            continue
+        array = _as_array(state_dict[keys[0]])
+        if tuple(array.shape) != link.reference_shape:
+            problems.append(f"tensor {keys[0]!r} has shape {tuple(array.shape)}, "
+                            f"expected {link.reference_shape}")
+            continue
+        values.append((link, array))
+    for name, keys in given.items():
+        if name not in expected:
+            problems.append(f"unexpected tensor {keys[0]!r}")
+    if problems:
+        raise _mismatch(net, state_dict, problems)
+    for link, array in values:
+        link.variable.assign(link.to_keras(array).astype(np.float32))
+
+
+def reference_state_dict(net) -> "collections.OrderedDict[str, np.ndarray]":
+    """``net``'s weights as the reference's ``OFAMobileNetV3.state_dict()`` (numpy arrays,
+    reference names and layouts, BN batch counters at 0), the inverse of
+    :func:`load_reference_state_dict`."""
+    out = collections.OrderedDict()
+    for link in reference_links(net):
+        out[link.name] = link.to_reference()
+        if link.name.endswith(".running_var"):
+            out[link.name[: -len("running_var")] + _BN_COUNTER] = np.zeros((), np.int64)
+    return out

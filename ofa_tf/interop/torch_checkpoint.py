@@ -1,0 +1,86 @@
+"""The reference's PyTorch checkpoint files: read a state_dict, write one, name the releases.
+
+torch is an optional extra (``pip install ".[torch]"``) needed only here. Files are read
+with ``torch.load(weights_only=True)``, which unpickles tensors and plain containers only,
+so a checkpoint cannot run code on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import numpy as np
+
+# The reference's released OFA-MobileNetV3 supernets (ofa/model_zoo.py) and their widths.
+RELEASES = {"ofa_mbv3_d234_e346_k357_w1.0": 1.0, "ofa_mbv3_d234_e346_k357_w1.2": 1.2}
+RELEASE_URL = "https://raw.githubusercontent.com/han-cai/files/master/ofa/ofa_nets/{name}"
+
+
+def require_torch():
+    """The torch module, or an ImportError that says how to install it."""
+    try:
+        import torch
+    except ImportError:
+        raise ImportError('reading or writing PyTorch checkpoints needs torch: pip install "ofa-tf[torch]" '
+                          '(or pip install -e ".[torch]" in a checkout)') from None
+    return torch
+
+
+def release_width_mult(path: str) -> float | None:
+    """The width multiplier of a released checkpoint, recognised by its file name."""
+    return RELEASES.get(os.path.basename(os.fspath(path)))
+
+
+def check_checkpoint_exists(path: str) -> None:
+    """Raise FileNotFoundError unless ``path`` is a file; for a bare release name, say where the
+    reference publishes it (nothing is downloaded here)."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return
+    name = os.path.basename(path)
+    if name in RELEASES:
+        url = RELEASE_URL.format(name=name)
+        raise FileNotFoundError(
+            f"checkpoint file {path!r} not found, and this tool does not download. The "
+            f"reference publishes it at {url}; fetch it (e.g. curl -L -o {name} {url}) and "
+            "pass the file's path to --checkpoint")
+    raise FileNotFoundError(f"checkpoint file {path!r} not found")
+
+
+def read_state_dict(path: str) -> dict:
+    """The state_dict in a checkpoint file (``{"state_dict": ...}`` or the state_dict itself),
+    as numpy arrays keyed by tensor name."""
+    path = os.fspath(path)
+    check_checkpoint_exists(path)
+    torch = require_torch()
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises pickle, zip and runtime errors alike
+        raise ValueError(f"cannot read {path!r} with torch.load(weights_only=True): "
+                         f"{str(err).splitlines()[0]}") from None
+    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, Mapping) or not loaded:
+        raise ValueError(f"{path!r} holds neither a state_dict nor a dict with a 'state_dict' entry")
+    out = {}
+    for key, value in loaded.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{path!r}: state_dict entry {key!r} is a {type(value).__name__}, not a tensor")
+        out[str(key)] = value.detach().cpu().numpy()
+    return out
+
+
+def write_state_dict(state_dict: Mapping, path: str) -> None:
+    """Save ``{"state_dict": ...}`` as the reference's releases are saved (written to a
+    temporary name, then renamed)."""
+    torch = require_torch()
+    path = os.fspath(path)
+    tensors = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in state_dict.items()}
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        torch.save({"state_dict": tensors}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
