@@ -6,9 +6,11 @@
 For each subnet (smallest, middle, largest of the space, at increasing resolutions) the static
 subnet is converted to float32, float16, dynamic_int8 and int8 (calibrated on the embedded
 data, resized), and each file is timed by LiteRT's own benchmark tool
-(`python -m ai_edge_litert.tools.benchmark_litert_model`, CPU, XNNPACK) in a fresh process:
-warm-up runs, then `--num_runs` timed runs, median and std. Weights are freshly initialized:
-latency does not depend on their values. Prints a table with the int8 / float32 ratio.
+two ways: the LiteRT interpreter with its default XNNPACK delegate (as benchmark_model runs on a
+phone's CPU), and LiteRT's shipped tool (`python -m ai_edge_litert.tools.benchmark_litert_model`,
+CompiledModel API) in a fresh process; each with warm-up runs, then `--num_runs` timed runs,
+median and std. Weights are freshly initialized: latency does not depend on their values.
+Prints a table per runner with the int8 / float32 ratio.
 """
 
 import argparse
@@ -23,7 +25,32 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 MODES = ("float32", "float16", "dynamic_int8", "int8")
 
 
-def measure(path: str, num_runs: int, warmup_runs: int, num_threads: int) -> dict:
+def measure_interpreter(path: str, num_runs: int, warmup_runs: int, num_threads: int) -> dict:
+    """The LiteRT interpreter with its default XNNPACK delegate (what benchmark_model runs on a
+    phone's CPU by default), timed around invoke()."""
+    import time
+
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=num_threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    for _ in range(warmup_runs):
+        interpreter.invoke()
+    times = []
+    for _ in range(num_runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append(1000 * (time.perf_counter() - start))
+    partitions = sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+    return {"median_ms": float(np.median(times)), "std_ms": float(np.std(times)), "min_ms": min(times),
+            "delegate_partitions": partitions}
+
+
+def measure_tool(path: str, num_runs: int, warmup_runs: int, num_threads: int) -> dict:
+    """LiteRT's shipped benchmark tool (CompiledModel API) in a fresh process."""
     result_json = f"{path}.bench.json"
     command = [sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model", f"--model={path}",
                f"--num_runs={num_runs}", f"--warmup_runs={warmup_runs}", f"--num_threads={num_threads}",
@@ -91,19 +118,26 @@ def main():
                 check_graph(tflite, *((net.layout, arch, size) if mode == "float32" else ()))
                 with open(path, "wb") as f:
                     f.write(tflite)
-                latency[mode] = measure(path, args.num_runs, args.warmup_runs, args.num_threads)
-                latency[mode]["size_mb"] = len(tflite) / 2**20
-                print(f"{name} {mode}: median {latency[mode]['median_ms']:.2f} ms", file=sys.stderr, flush=True)
+                latency[mode] = {
+                    "interpreter": measure_interpreter(path, args.num_runs, args.warmup_runs, args.num_threads),
+                    "tool": measure_tool(path, args.num_runs, args.warmup_runs, args.num_threads),
+                    "size_mb": len(tflite) / 2**20}
+                print(f"{name} {mode}: {latency[mode]}", file=sys.stderr, flush=True)
             rows.append((name, arch, size, mmacs, latency))
 
-    print(f"\nHost LiteRT CPU latency, {args.num_threads} thread(s), median of {args.num_runs} runs "
-          f"(± std), space {args.space}, batch 1:\n")
-    print("| subnet | r | MMACs | " + " | ".join(f"{m} ms" for m in MODES) + " | int8 / float32 |")
-    print("|---|---|---|" + "---|" * len(MODES) + "---|")
-    for name, arch, size, mmacs, latency in rows:
-        cells = [f"{latency[m]['median_ms']:.2f} ± {latency[m]['std_ms']:.2f}" for m in MODES]
-        ratio = latency["int8"]["median_ms"] / latency["float32"]["median_ms"]
-        print(f"| {name} | {size} | {mmacs:.1f} | " + " | ".join(cells) + f" | {ratio:.2f} |")
+    for runner, title in (("interpreter", "LiteRT Interpreter, default XNNPACK delegate"),
+                          ("tool", "python -m ai_edge_litert.tools.benchmark_litert_model (CompiledModel, CPU)")):
+        print(f"\n{title}: {args.num_threads} thread(s), median of {args.num_runs} runs (± std), "
+              f"space {args.space}, batch 1:\n")
+        print("| subnet | r | MMACs | " + " | ".join(f"{m} ms" for m in MODES) + " | int8 / float32 |")
+        print("|---|---|---|" + "---|" * len(MODES) + "---|")
+        for name, arch, size, mmacs, latency in rows:
+            cells = [f"{latency[m][runner]['median_ms']:.2f} ± {latency[m][runner]['std_ms']:.2f}" for m in MODES]
+            ratio = latency["int8"][runner]["median_ms"] / latency["float32"][runner]["median_ms"]
+            print(f"| {name} | {size} | {mmacs:.1f} | " + " | ".join(cells) + f" | {ratio:.2f} |")
+    print("\nXNNPACK partitions per model (1 = the whole graph delegated): " + "; ".join(
+        f"{name}: " + ", ".join(f"{m} {latency[m]['interpreter']['delegate_partitions']}" for m in MODES)
+        for name, _, _, _, latency in rows))
     print("\nFile sizes (MB): " + "; ".join(
         f"{name}: " + ", ".join(f"{m} {latency[m]['size_mb']:.2f}" for m in MODES)
         for name, _, _, _, latency in rows))

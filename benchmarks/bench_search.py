@@ -28,7 +28,7 @@ from ofa_tf.nas.encoding import MobileNetArchEncoder  # noqa: E402
 from ofa_tf.nas.evolution import EvolutionFinder  # noqa: E402
 from ofa_tf.profile import profile_arch  # noqa: E402
 from ofa_tf.space import SearchSpace  # noqa: E402
-from reference_ofa import import_reference  # noqa: E402
+from ofa_tf.interop.reference_package import import_reference  # noqa: E402
 
 
 class KerasForwardPredictor(AccuracyPredictor):

@@ -9,7 +9,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +27,6 @@ RESOLUTIONS = (128, 140)  # 140 gives odd sizes before the stride-2 convs, where
 N_SUBNETS = 10
 
 
-def _torchvision_stand_in() -> dict:
-    """Just enough of torchvision for `ofa`'s data-loader modules to import; no code of it runs."""
-    root = types.ModuleType("torchvision")
-    transforms = types.ModuleType("torchvision.transforms")
-    functional = types.ModuleType("torchvision.transforms.functional")
-    datasets = types.ModuleType("torchvision.datasets")
-    transforms.RandomResizedCrop = type("RandomResizedCrop", (), {})
-    root.transforms, root.datasets, transforms.functional = transforms, datasets, functional
-    return {"torchvision": root, "torchvision.transforms": transforms,
-            "torchvision.transforms.functional": functional, "torchvision.datasets": datasets}
-
-
 @pytest.fixture(scope="module")
 def torch():
     return pytest.importorskip("torch")
@@ -48,14 +35,9 @@ def torch():
 @pytest.fixture(scope="module")
 def reference_class(torch):
     pytest.importorskip("ofa")
-    with pytest.MonkeyPatch.context() as patch:
-        try:
-            import torchvision  # noqa: F401
-        except ImportError:
-            for name, module in _torchvision_stand_in().items():
-                patch.setitem(sys.modules, name, module)
-        from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3 as Reference
-    return Reference
+    from ofa_tf.interop.reference_package import import_reference
+
+    return import_reference("ofa.imagenet_classification.elastic_nn.networks").OFAMobileNetV3
 
 
 def smooth_images(rng, batch, size):

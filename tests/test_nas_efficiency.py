@@ -1,19 +1,14 @@
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import yaml
 
 from nas_synthetic import made_up_latency_entries
+from ofa_tf.interop.reference_package import import_reference
 from ofa_tf.nas.efficiency import LatencyPredictor, MACsPredictor
 from ofa_tf.nas.latency_table import LatencyTable, load_latency_table, op_keys
 from ofa_tf.networks.layout import build_layout
 from ofa_tf.profile import profile_arch
 from ofa_tf.space import SearchSpace
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from reference_ofa import import_reference  # noqa: E402
 
 
 @pytest.mark.parametrize("space", [SearchSpace.tiny(), SearchSpace.mobilenet_v3(1.0),

@@ -1,14 +1,9 @@
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from ofa_tf.interop.reference_package import import_reference
 from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder
 from ofa_tf.space import SearchSpace
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from reference_ofa import import_reference  # noqa: E402
 
 
 def _canonical(space, arch):

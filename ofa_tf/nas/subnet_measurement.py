@@ -15,7 +15,6 @@ import time
 
 import tensorflow as tf
 
-import ofa_tf.networks  # noqa: F401  (before training.validation: ofa_tf.layers <-> networks import cycle)
 from ofa_tf.data import DatasetInfo, ImageSource, load_dataset, make_eval_dataset
 from ofa_tf.nas.accuracy_dataset import EVAL_SPLITS
 from ofa_tf.training.validation import SubnetValidator
