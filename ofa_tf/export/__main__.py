@@ -72,6 +72,19 @@ def read_arch_flag(value: str) -> dict:
     return arch
 
 
+def arch_in_space(arch: dict, space) -> dict:
+    """An --arch dict with ints widened to per-block / per-stage lists, validated by ``space``."""
+    missing = [k for k in ("ks", "e", "d") if k not in arch]
+    unknown = sorted(set(arch) - {"ks", "e", "d", "r"})
+    if missing or unknown:
+        raise ValueError(f"--arch needs exactly the keys ks, e, d (and optionally r); "
+                         f"{'missing ' + ', '.join(missing) if missing else 'unknown ' + ', '.join(unknown)}")
+    wide = space.expand(arch["ks"], arch["e"], arch["d"])
+    if "r" in arch:
+        wide["r"] = arch["r"] if isinstance(arch["r"], list) else [arch["r"]]
+    return space.validate(wide)
+
+
 def load_supernet_flags():
     """(supernet, DatasetInfo or None, data set spec, description of the source) from the flags.
 
@@ -172,7 +185,7 @@ def main(argv):
         arch = read_arch_flag(FLAGS.arch) if FLAGS.arch else None
         supernet, info, spec, source = load_supernet_flags()
         if arch is not None:
-            supernet.space.validate(arch)
+            arch = arch_in_space(arch, supernet.space)
         if FLAGS.resolution is not None and FLAGS.resolution not in supernet.space.resolutions:
             raise ValueError(f"--resolution={FLAGS.resolution} is not one of the space's resolutions")
         from ofa_tf.export.exporter import SubnetExporter, check_outputs, output_paths
