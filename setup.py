@@ -33,6 +33,9 @@ setup(
         # scikit-image's bundled photos (ofa_tf/data.py).
         "scikit-learn",
         "scikit-image",
+        # The search: Kendall tau of the accuracy predictor, one BLAS thread for population matmuls.
+        "scipy",
+        "threadpoolctl",
         # TensorBoard scalars of training runs (tf.summary needs it installed).
         "tensorboard>=2.20,<2.22",
     ],

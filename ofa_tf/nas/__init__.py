@@ -1,0 +1,1 @@
+"""Specialization: accuracy predictor, efficiency predictors (MACs, latency table), evolution."""

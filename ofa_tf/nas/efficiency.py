@@ -1,0 +1,181 @@
+"""Efficiency predictors behind one interface: MACs (analytic) and latency (lookup table).
+
+Both costs are additive over the ops an arch runs, and each op depends only on its block
+slot, its (kernel, expand) choice and the input resolution (a block's input size is fixed by
+the strides before it). So a predictor is two precomputed tables,
+
+    cost(arch) = fixed[r] + sum over active slots i of per_slot[i, ks_i, e_i, r]
+
+and a population is costed with one gather and one sum. The tables come from the existing
+code, not from a second formula: MACs by differencing ``ofa_tf.profile.profile_layout`` on
+archs that differ in one slot, latency from the op keys of ``ofa_tf.nas.latency_table``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder
+from ofa_tf.nas.latency_table import LatencyTable, block_key, head_keys, op_keys, stem_key
+from ofa_tf.networks.layout import build_layout
+from ofa_tf.profile import profile_layout
+from ofa_tf.space import SearchSpace
+
+
+class EfficiencyPredictor:
+    """``predict(archs) -> np.ndarray`` of costs in ``unit``; ``predict_batch`` for populations.
+
+    Subclasses fill ``fixed`` (n_res,) and ``per_slot`` (n_blocks, n_ks, n_e, n_res); entries
+    that cannot be predicted are NaN, and :meth:`supported_resolutions` excludes their resolution.
+    """
+
+    metric = ""   # name used in constraints, e.g. "mmacs" or "latency_ms"
+    unit = ""
+    divisor = 1.0  # tables hold cost * divisor (exact integers for MACs)
+
+    def __init__(self, space: SearchSpace, fixed: np.ndarray, per_slot: np.ndarray):
+        self.space = space
+        self.encoder = MobileNetArchEncoder(space)
+        self.fixed, self.per_slot = fixed, per_slot
+        self._slots = np.arange(space.n_blocks)[None, :]
+
+    # ------------------------------------------------------------ prediction
+    def table_sum(self, batch: ArchBatch) -> np.ndarray:
+        """The tables summed over each arch's active slots (cost x divisor)."""
+        per_slot = self.per_slot[self._slots, batch.ks, batch.e, batch.r[:, None]]
+        active = self.encoder.active_mask(batch)
+        return self.fixed[batch.r] + np.where(active, per_slot, 0).sum(axis=1)
+
+    def predict_batch(self, batch: ArchBatch) -> np.ndarray:
+        costs = self.table_sum(batch) / self.divisor
+        missing = np.flatnonzero(np.isnan(costs))
+        if missing.size:
+            self.raise_missing(self.encoder.to_archs(batch.take(missing[:1]))[0])
+        return costs
+
+    def predict(self, archs: Sequence[Mapping]) -> np.ndarray:
+        """Costs of arch dicts (``r`` required), one float per arch."""
+        return self.predict_batch(self.encoder.to_batch(archs))
+
+    def get_efficiency(self, arch: Mapping) -> float:
+        """One arch's cost (the reference's method name)."""
+        return float(self.predict([arch])[0])
+
+    def raise_missing(self, arch: Mapping):
+        raise ValueError(f"cannot predict {self.metric} of {arch}")
+
+    # ------------------------------------------------------------ search support
+    def supported_resolutions(self) -> tuple:
+        """Resolutions at which every arch can be predicted."""
+        complete = np.isfinite(self.fixed) & np.isfinite(self.per_slot).all(axis=(0, 1, 2))
+        return tuple(r for r, ok in zip(self.space.resolutions, complete) if ok)
+
+    def cheapest(self, resolutions: Sequence[int] | None = None) -> tuple[dict, float]:
+        """The arch of lowest cost (exact, from the tables) and that cost."""
+        resolutions = self.supported_resolutions() if resolutions is None else tuple(resolutions)
+        if not resolutions:
+            raise ValueError(f"no resolution has a complete {self.metric} table")
+        space, depth = self.space, np.array(self.space.depth_list)
+        flat = self.per_slot.reshape(space.n_blocks, -1, self.per_slot.shape[-1])
+        best_choice = flat.argmin(axis=1)                                    # (n_blocks, n_res)
+        best_slot = flat.min(axis=1).reshape(space.n_stages, space.max_depth, -1)
+        prefix = np.cumsum(best_slot, axis=1)[:, depth - 1, :]               # (n_stages, n_depths, n_res)
+        best_depth = prefix.argmin(axis=1)                                    # (n_stages, n_res)
+        totals = self.fixed + prefix.min(axis=1).sum(axis=0)
+        allowed = [space.resolutions.index(r) for r in resolutions]
+        ri = allowed[int(np.argmin(totals[allowed]))]
+        ks_ids, e_ids = np.unravel_index(best_choice[:, ri], self.per_slot.shape[1:3])
+        batch = ArchBatch(ks_ids[None], e_ids[None], best_depth[:, ri][None], np.array([ri]))
+        return self.encoder.to_archs(batch)[0], float(totals[ri] / self.divisor)
+
+
+class MACsPredictor(EfficiencyPredictor):
+    """MACs in millions, exactly as ``ofa_tf.profile.profile_arch`` counts them."""
+
+    metric, unit, divisor = "mmacs", "MMACs", 1e6
+
+    def __init__(self, space: SearchSpace, n_classes: int = 1000):
+        self.n_classes = n_classes
+        super().__init__(space, *_macs_tables(space, n_classes))
+
+    def predict_macs(self, batch: ArchBatch) -> np.ndarray:
+        """Exact integer MACs of a population."""
+        return self.table_sum(batch)
+
+
+def _macs_tables(space: SearchSpace, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tables by differencing ``profile_layout``: a slot's cost is the MACs an arch gains when
+    that slot is switched on (or, for a stage's first slot, switched from the first choice).
+
+    Profiling runs on the same layout with every depth 1..max allowed, so each slot can be
+    switched on alone."""
+    relaxed = dataclasses.replace(space, depth_list=tuple(range(1, space.max_depth + 1)))
+    layout = build_layout(relaxed, n_classes)
+    ks_list, e_list = space.ks_list, space.expand_ratio_list
+    fixed = np.zeros(len(space.resolutions), np.int64)
+    per_slot = np.zeros((space.n_blocks, len(ks_list), len(e_list), len(space.resolutions)), np.int64)
+    shallow = relaxed.uniform(ks_list[0], e_list[0], 1)
+    for ri, r in enumerate(space.resolutions):
+        def macs(arch, size=r):
+            return profile_layout(layout, arch, size).macs
+
+        fixed[ri] = macs(shallow)
+        for slot in range(space.n_blocks):
+            stage, position = divmod(slot, space.max_depth)
+            before = {**shallow, "d": list(shallow["d"])}
+            before["d"][stage] = max(position, 1)
+            reference = macs(before)
+            for ki, k in enumerate(ks_list):
+                for ei, e in enumerate(e_list):
+                    after = {"ks": list(before["ks"]), "e": list(before["e"]), "d": list(before["d"])}
+                    after["d"][stage] = position + 1
+                    after["ks"][slot], after["e"][slot] = k, e
+                    per_slot[slot, ki, ei, ri] = macs(after) - reference
+    return fixed, per_slot
+
+
+class LatencyPredictor(EfficiencyPredictor):
+    """Latency in ms: the sum of a lookup table's means over the ops an arch runs."""
+
+    metric, unit = "latency_ms", "ms"
+
+    def __init__(self, table: LatencyTable, space: SearchSpace, n_classes: int = 1000):
+        self.table, self.n_classes, self.space = table, n_classes, space
+        self.layout = build_layout(space, n_classes)
+        super().__init__(space, *self._tables())
+
+    def _lookup(self, key: str) -> float:
+        return self.table.mean(key) if key in self.table else np.nan
+
+    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
+        space, layout = self.space, self.layout
+        fixed = np.full(len(space.resolutions), np.nan)
+        per_slot = np.full((space.n_blocks, len(space.ks_list), len(space.expand_ratio_list),
+                            len(space.resolutions)), np.nan)
+        for ri, r in enumerate(space.resolutions):
+            for ki, k in enumerate(space.ks_list):
+                for ei, e in enumerate(space.expand_ratio_list):
+                    blocks = layout.active_blocks(space.uniform(k, e, space.max_depth), r)
+                    for block in blocks[1:]:
+                        per_slot[block.spec.slot, ki, ei, ri] = self._lookup(block_key(block))
+            keys = [stem_key(layout, r), block_key(blocks[0])] + head_keys(layout, blocks[-1].output_size)
+            fixed[ri] = sum(self._lookup(key) for key in keys)
+        return fixed, per_slot
+
+    def raise_missing(self, arch: Mapping):
+        for key in op_keys(self.layout, arch):
+            self.table.mean(key)  # raises, naming the first missing key
+        super().raise_missing(arch)
+
+    def missing_key(self, resolution: int) -> str | None:
+        """The first op key at ``resolution`` that the table lacks (None: complete)."""
+        space = self.space
+        for k in space.ks_list:
+            for e in space.expand_ratio_list:
+                for key in op_keys(self.layout, space.uniform(k, e, space.max_depth, resolution)):
+                    if key not in self.table:
+                        return key
+        return None

@@ -1,0 +1,145 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from nas_synthetic import made_up_latency_entries
+from ofa_tf.nas.efficiency import LatencyPredictor, MACsPredictor
+from ofa_tf.nas.latency_table import LatencyTable, load_latency_table, op_keys
+from ofa_tf.networks.layout import build_layout
+from ofa_tf.profile import profile_arch
+from ofa_tf.space import SearchSpace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference_ofa import import_reference  # noqa: E402
+
+
+@pytest.mark.parametrize("space", [SearchSpace.tiny(), SearchSpace.mobilenet_v3(1.0),
+                                   SearchSpace.mobilenet_v3(1.2)], ids=["tiny", "w1.0", "w1.2"])
+def test_macs_predictor_equals_profile_arch_exactly(space):
+    predictor = MACsPredictor(space, n_classes=1000)
+    archs = [space.sample(seed) for seed in range(300)]
+    archs += [space.smallest(), space.largest()]
+    batch = predictor.encoder.to_batch(archs)
+    expected = [profile_arch(a, space, 1000) for a in archs]
+    np.testing.assert_array_equal(predictor.predict_macs(batch), [p.macs for p in expected])
+    np.testing.assert_array_equal(predictor.predict(archs), [p.mmacs for p in expected])
+    assert predictor.get_efficiency(archs[0]) == expected[0].mmacs
+
+
+def test_cheapest_is_the_smallest_subnet_for_macs():
+    space = SearchSpace.mobilenet_v3(1.0)
+    arch, cost = MACsPredictor(space).cheapest()
+    assert arch == space.smallest()
+    assert cost == pytest.approx(profile_arch(space.smallest(), space).mmacs, rel=1e-12)
+    arch, cost = MACsPredictor(space).cheapest(resolutions=[224])
+    assert arch["r"] == [224] and cost == pytest.approx(121.278672, rel=1e-9)  # README table
+
+
+def test_op_keys_use_the_reference_key_strings():
+    """Hand-written keys of the tiny space at 32 px (stem 8 ch, first stage 16 ch, head 96/128)."""
+    space = SearchSpace.tiny()
+    layout = build_layout(space, n_classes=10)
+    arch = {"ks": [5] * 12, "e": [4] * 12, "d": [1, 1, 1, 1], "r": [32]}
+    keys = op_keys(layout, arch)
+    assert keys[:3] == [
+        "Conv-input:32x32x3-output:16x16x8",
+        "expanded_conv-input:16x16x8-output:16x16x8-expand:8-kernel:3-stride:1-idskip:1-se:0-hs:0",
+        "expanded_conv-input:16x16x8-output:8x8x16-expand:32-kernel:5-stride:2-idskip:0-se:0-hs:0",
+    ]
+    assert keys[-4:] == ["Conv_1-input:2x2x40-output:2x2x96", "AvgPool2D-input:2x2x96-output:1x1x96",
+                         "Conv_2-input:1x1x96-output:1x1x128", "Logits-input:1x1x128-output:10"]
+    assert len(keys) == 1 + 1 + 4 + 4
+
+
+def test_op_keys_match_the_reference_latency_table_queries():
+    """The reference's MBv3LatencyTable asks for exactly our keys on its own supernet's config."""
+    try:
+        networks = import_reference("ofa.imagenet_classification.elastic_nn.networks")
+        lut_module = import_reference("ofa.nas.efficiency_predictor.latency_lookup_table")
+    except ImportError as err:
+        pytest.skip(f"reference ofa package not importable: {err}")
+    space = SearchSpace.mobilenet_v3(1.0)
+    net = networks.OFAMobileNetV3(width_mult=1.0, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
+                                  depth_list=[2, 3, 4])
+    asked = []
+
+    class Recorder(dict):
+        def __getitem__(self, key):
+            asked.append(key)
+            return {"mean": 1.0}
+
+    table = object.__new__(lut_module.MBv3LatencyTable)  # skip its download
+    table.lut = Recorder()
+    layout = build_layout(space, 1000)
+    for seed in range(8):
+        arch = space.sample(seed)
+        net.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
+        asked.clear()
+        table.predict_network_latency_given_config(net.get_active_net_config(), arch["r"][0])
+        assert asked == op_keys(layout, arch)
+
+
+def _table_for(space, n_classes, resolutions, drop=()):
+    entries = made_up_latency_entries(space, n_classes, resolutions)
+    for key in drop:
+        del entries[key]
+    return entries
+
+
+def test_latency_predictor_sums_table_entries(tmp_path):
+    space = SearchSpace.tiny()
+    layout = build_layout(space, 10)
+    path = tmp_path / "phone.yaml"
+    path.write_text(yaml.safe_dump(_table_for(space, 10, [40, 56])))
+    table = load_latency_table(str(path))
+    predictor = LatencyPredictor(table, space, n_classes=10)
+    assert predictor.supported_resolutions() == (40, 56)
+    archs = [space.sample(seed) for seed in range(40)]
+    archs = [dict(a, r=[40 if i % 2 else 56]) for i, a in enumerate(archs)]
+    expected = [sum(table.mean(key) for key in op_keys(layout, a)) for a in archs]
+    np.testing.assert_allclose(predictor.predict(archs), expected, rtol=1e-12)
+    assert table.predict_latency(layout, archs[0]) == pytest.approx(expected[0], rel=1e-12)
+    arch, cost = predictor.cheapest()
+    assert cost == pytest.approx(table.predict_latency(layout, arch), rel=1e-12)
+    costs = predictor.predict([dict(space.sample(s), r=[r]) for s in range(300) for r in (40, 56)])
+    assert cost <= costs.min()
+
+
+def test_a_missing_key_is_named(tmp_path):
+    space = SearchSpace.tiny()
+    layout = build_layout(space, 10)
+    arch = {"ks": [7] * 12, "e": [6] * 12, "d": [3] * 4, "r": [40]}
+    missing = op_keys(layout, arch)[5]
+    entries = _table_for(space, 10, [40], drop=[missing])
+    predictor = LatencyPredictor(LatencyTable(entries, "phone.yaml"), space, 10)
+    with pytest.raises(ValueError, match="no entry for op '" + missing.replace("-", r"\-") + "'"):
+        predictor.predict([arch])
+    with pytest.raises(ValueError, match="no entry for op 'Conv-input:32x32x3"):
+        predictor.predict([dict(arch, r=[32])])
+    assert predictor.supported_resolutions() == ()
+    assert predictor.missing_key(40) is not None
+
+
+def test_table_files_and_directories_load_and_bad_ones_are_refused(tmp_path):
+    space = SearchSpace.tiny()
+    for r in (32, 48):
+        (tmp_path / f"{r}_lookup_table.yaml").write_text(yaml.safe_dump(_table_for(space, 10, [r])))
+    merged = load_latency_table(str(tmp_path))
+    assert LatencyPredictor(merged, space, 10).supported_resolutions() == (32, 48)
+    saved = tmp_path / "saved.yaml"
+    merged.save(str(saved))
+    assert load_latency_table(str(saved)).entries == merged.entries
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("Conv-input:32x32x3-output:16x16x8: {count: 3}\n")
+    with pytest.raises(ValueError, match="numeric 'mean'"):
+        load_latency_table(str(bad))
+    bad.write_text("[1, 2")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_latency_table(str(bad))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_latency_table(str(tmp_path / "none.yaml"))
+    with pytest.raises(ValueError, match="no \\*_lookup_table.yaml"):
+        load_latency_table(str(tmp_path / ".."))  # a directory without tables

@@ -1,0 +1,98 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder
+from ofa_tf.space import SearchSpace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference_ofa import import_reference  # noqa: E402
+
+
+def _canonical(space, arch):
+    """The arch with skipped slots set to the first choice (what decode returns)."""
+    out = {k: list(v) for k, v in arch.items()}
+    active = set(space.active_slots(arch))
+    for i in range(space.n_blocks):
+        if i not in active:
+            out["ks"][i], out["e"][i] = space.ks_list[0], space.expand_ratio_list[0]
+    return out
+
+
+@pytest.mark.parametrize("space", [SearchSpace.tiny(), SearchSpace.mobilenet_v3(1.0)], ids=["tiny", "w1.0"])
+def test_round_trips(space):
+    encoder = MobileNetArchEncoder(space)
+    archs = [space.sample(seed) for seed in range(50)] + [space.smallest(), space.largest()]
+    archs[-2]["r"], archs[-1]["r"] = [min(space.resolutions)], [max(space.resolutions)]
+    batch = encoder.to_batch(archs)
+    assert encoder.to_archs(batch) == [space.validate(a) for a in archs]
+    features = encoder.encode(batch)
+    assert features.shape == (len(archs), encoder.n_dim)
+    decoded = encoder.to_archs(encoder.decode(features))
+    assert decoded == [_canonical(space, a) for a in archs]
+    np.testing.assert_array_equal(encoder.encode(encoder.decode(features)), features)
+    assert encoder.feature2arch(encoder.arch2feature(archs[0])) == _canonical(space, archs[0])
+
+
+def test_layout_is_resolution_then_kernel_then_expand_with_skipped_slots_zero():
+    space = SearchSpace.tiny()  # 4 stages x 3 slots, ks (3,5,7), e (3,4,6), r 32..64
+    encoder = MobileNetArchEncoder(space)
+    assert encoder.n_dim == 5 + 12 * 3 + 12 * 3
+    arch = {"ks": [5] * 12, "e": [6] * 12, "d": [1, 2, 3, 1], "r": [48]}
+    feature = encoder.arch2feature(arch)
+    active = [0, 3, 4, 6, 7, 8, 9]
+    expected = np.zeros(encoder.n_dim, np.float32)
+    expected[2] = 1                                      # r = 48 is the third resolution
+    for slot in active:
+        expected[5 + 3 * slot + 1] = 1                   # ks = 5 is the second kernel choice
+        expected[5 + 36 + 3 * slot + 2] = 1              # e = 6 is the third expand choice
+    np.testing.assert_array_equal(feature, expected)
+
+
+def test_matches_the_reference_arch_encoder():
+    try:
+        reference = import_reference("ofa.nas.accuracy_predictor.arch_encoder")
+    except ImportError as err:
+        pytest.skip(f"reference ofa package not importable: {err}")
+    for space in (SearchSpace.mobilenet_v3(1.0), SearchSpace.tiny()):
+        theirs = reference.MobileNetArchEncoder(
+            image_size_list=list(space.resolutions), ks_list=list(space.ks_list),
+            expand_list=list(space.expand_ratio_list), depth_list=list(space.depth_list),
+            n_stage=space.n_stages)
+        ours = MobileNetArchEncoder(space)
+        assert ours.n_dim == theirs.n_dim
+        for seed in range(30):
+            arch = space.sample(seed)
+            reference_arch = {"ks": arch["ks"], "e": arch["e"], "d": arch["d"], "image_size": arch["r"][0]}
+            np.testing.assert_array_equal(ours.arch2feature(arch), theirs.arch2feature(reference_arch))
+
+
+def test_bad_features_and_archs_are_refused():
+    space = SearchSpace.tiny()
+    encoder = MobileNetArchEncoder(space)
+    good = encoder.arch2feature({"ks": [3] * 12, "e": [3] * 12, "d": [2] * 4, "r": [32]})
+    gap = good.copy()
+    gap[5 + 0 * 3 + 0] = 0                               # slot 0 off while slot 1 of its stage is on
+    gap[5 + 36 + 0] = 0
+    with pytest.raises(ValueError, match="no gaps"):
+        encoder.decode(gap)
+    with pytest.raises(ValueError, match="columns"):
+        encoder.decode(good[:-1])
+    with pytest.raises(ValueError, match="missing 'r'"):
+        encoder.to_batch([{"ks": [3] * 12, "e": [3] * 12, "d": [2] * 4}])
+    with pytest.raises(ValueError, match=r"arch\['ks'\]\[0\] = 4"):
+        encoder.to_batch([{"ks": [4] + [3] * 11, "e": [3] * 12, "d": [2] * 4, "r": [32]}])
+
+
+def test_batch_rows_can_be_taken_and_replaced():
+    space = SearchSpace.tiny()
+    encoder = MobileNetArchEncoder(space)
+    archs = [space.sample(seed) for seed in range(6)]
+    batch = encoder.to_batch(archs)
+    assert encoder.to_archs(batch.take([4, 1])) == [space.validate(archs[4]), space.validate(archs[1])]
+    replaced = batch.with_rows(np.array([0, 5]), batch.take([2, 3]))
+    assert encoder.to_archs(replaced) == [space.validate(a) for a in [archs[2]] + archs[1:5] + [archs[3]]]
+    assert encoder.to_archs(batch) == [space.validate(a) for a in archs]  # the original is unchanged
+    assert len(ArchBatch.concatenate([batch, batch.take([0])])) == 7

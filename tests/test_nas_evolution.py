@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+
+from nas_synthetic import made_up_latency_entries, trained_synthetic_predictor
+from ofa_tf.nas.efficiency import LatencyPredictor, MACsPredictor
+from ofa_tf.nas.evolution import EvolutionFinder
+from ofa_tf.nas.latency_table import LatencyTable
+from ofa_tf.profile import profile_arch
+from ofa_tf.space import SearchSpace
+
+SMALL_BUDGET = {"max_time_budget": 60}  # the reference's population and ratios, fewer generations
+
+
+@pytest.fixture(scope="module")
+def space():
+    return SearchSpace.tiny()
+
+
+@pytest.fixture(scope="module")
+def accuracy(space):
+    return trained_synthetic_predictor(space)
+
+
+@pytest.fixture(scope="module")
+def finder(space, accuracy):
+    return EvolutionFinder(MACsPredictor(space, n_classes=10), accuracy, **SMALL_BUDGET)
+
+
+def test_reference_defaults():
+    finder = EvolutionFinder.__init__.__kwdefaults__
+    assert {k: finder[k] for k in ("population_size", "max_time_budget", "parent_ratio", "mutation_ratio",
+                                   "arch_mutate_prob", "resolution_mutate_prob")} == {
+        "population_size": 100, "max_time_budget": 500, "parent_ratio": 0.25, "mutation_ratio": 0.5,
+        "arch_mutate_prob": 0.1, "resolution_mutate_prob": 0.5}
+
+
+def test_search_never_violates_the_constraint(space, finder):
+    for constraint in (0.45, 1.0, 2.5, 6.0):
+        result = finder.run_evolution_search(constraint, seed=1)
+        macs = profile_arch(result.arch, space, n_classes=10).mmacs
+        assert macs <= constraint
+        assert result.efficiency == pytest.approx(macs, rel=1e-12)
+        assert result.accuracy == pytest.approx(float(finder.accuracy_predictor.predict_acc([result.arch])[0]),
+                                                abs=1e-6)
+        assert len(result.best_valids) == SMALL_BUDGET["max_time_budget"]
+        assert all(b <= a for b, a in zip(result.best_valids, result.best_valids[1:]))
+
+
+def test_same_seed_same_result(finder):
+    first, second = (finder.run_evolution_search(2.0, seed=7) for _ in range(2))
+    assert first.arch == second.arch and first.accuracy == second.accuracy
+    assert first.best_valids == second.best_valids
+
+
+def test_a_looser_constraint_never_gives_a_lower_predicted_accuracy(finder):
+    constraints = (0.6, 1.2, 2.5, 5.0, 10.0)
+    accuracies = [finder.run_evolution_search(c, seed=0).accuracy for c in constraints]
+    for tighter, looser in zip(accuracies, accuracies[1:]):
+        assert looser >= tighter - 0.003, accuracies  # search noise: well below the 0.02 steps here
+    assert accuracies[-1] - accuracies[0] > 0.05, accuracies
+
+
+def test_a_constraint_below_the_smallest_subnet_is_an_error_at_once(space, finder):
+    smallest = profile_arch(space.smallest(), space, n_classes=10).mmacs
+    with pytest.raises(ValueError, match=r"mmacs constraint 0.4 is below the cheapest subnet .*0.43008 MMACs"):
+        finder.run_evolution_search(0.4)
+    assert smallest == pytest.approx(0.43008)
+
+
+def test_a_constraint_at_the_smallest_subnet_returns_it(space, finder):
+    """Random sampling almost never hits the one subnet that fits; the bounded redraw falls
+    back to the cheapest subnet instead of looping forever."""
+    result = finder.run_evolution_search(0.43008, seed=0)
+    assert result.arch == space.smallest()
+
+
+def test_mutation_and_crossover_follow_the_probabilities(space, accuracy):
+    finder = EvolutionFinder(MACsPredictor(space, 10), accuracy, arch_mutate_prob=0.0,
+                             resolution_mutate_prob=0.0)
+    rng = np.random.default_rng(0)
+    parents = finder.random_batch(rng, 50)
+    unchanged = finder.mutate(rng, parents)
+    assert all(np.array_equal(getattr(unchanged, f), getattr(parents, f)) for f in ("ks", "e", "d", "r"))
+    finder.arch_mutate_prob = finder.resolution_mutate_prob = 1.0
+    changed = finder.mutate(rng, parents)
+    assert np.mean(changed.ks != parents.ks) > 0.5  # redrawn from 3 choices: 2/3 differ
+    other = finder.random_batch(rng, 50)
+    child = finder.crossover(rng, parents, other)
+    from_first = child.ks == parents.ks
+    assert np.all(from_first | (child.ks == other.ks)) and 0.3 < np.mean(from_first) < 0.9
+
+
+def test_latency_constrained_search_uses_only_resolutions_the_table_covers(space, accuracy):
+    latency = LatencyPredictor(LatencyTable(made_up_latency_entries(space, 10, (40, 48))), space, 10)
+    finder = EvolutionFinder(latency, accuracy, **SMALL_BUDGET)
+    _, cheapest = latency.cheapest()
+    result = finder.run_evolution_search(cheapest + 3.0, seed=0)
+    assert result.arch["r"][0] in (40, 48)
+    assert latency.get_efficiency(result.arch) <= cheapest + 3.0
+    with pytest.raises(ValueError, match="latency_ms constraint"):
+        finder.run_evolution_search(cheapest * 0.9)
+    bare = LatencyPredictor(LatencyTable({"Conv-input:32x32x3-output:16x16x8": {"mean": 1.0}}), space, 10)
+    with pytest.raises(ValueError, match="covers no resolution.*no entry for 'expanded_conv-input:16x16x8"):
+        EvolutionFinder(bare, accuracy)
