@@ -1,0 +1,181 @@
+"""Validate a latency lookup table: predicted against measured end-to-end latency of random subnets.
+
+    python -m android_bench.validate --backend=host --space=mbv3_w1.0 --table=host160.yaml --n=30
+
+Draws ``--n`` distinct random subnets (fixed by ``--seed``) at the resolutions the table covers
+completely, predicts each one's latency with ``ofa_tf.nas.efficiency.LatencyPredictor`` (the
+search's own predictor: the sum of the entries of the ops it runs), exports it whole as a
+float32 .tflite (batch 1) and measures it with the same backend and settings as the table.
+Each measurement is appended to ``<out_dir>/measurements.jsonl`` as it finishes (a re-run
+resumes). Writes ``report.md`` (table, MAPE, Spearman), ``report.json`` and ``latency_scatter.png``
+(predicted vs measured with the y = x line).
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+
+from android_bench import cli_flags  # noqa: E402
+from ofa_tf.cli import absl_main, run_cli  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("table", None, "Latency lookup table (YAML, the reference's format, or a directory of "
+                    "<r>_lookup_table.yaml).")
+flags.DEFINE_integer("n", 30, "Random subnets to measure.")
+flags.DEFINE_integer("seed", 0, "Seed of the subnet sample.")
+flags.DEFINE_list("resolutions", [], "Resolutions to sample from (default: all the table covers).")
+flags.DEFINE_string("out_dir", None, "Where the report goes (default: <table>.validation/).")
+flags.mark_flag_as_required("table")
+
+
+def mape_percent(predicted, measured) -> float:
+    import numpy as np
+
+    predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
+    return float(100 * np.mean(np.abs(predicted - measured) / measured))
+
+
+def spearman(predicted, measured) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(predicted, measured).statistic)
+
+
+def save_scatter_plot(path: str, predicted, measured, title: str) -> None:
+    """Predicted against measured latency with the y = x line, written atomically (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 5.0), dpi=120)
+    low, high = 0.9 * min(min(predicted), min(measured)), 1.1 * max(max(predicted), max(measured))
+    ax.plot([low, high], [low, high], c="0.5", lw=1, ls="--", label="y = x")
+    ax.scatter(measured, predicted, s=18, zorder=3, label=f"{len(measured)} random subnets")
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_xlabel("measured end-to-end latency (ms)")
+    ax.set_ylabel("predicted latency, sum of table entries (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def subnets_to_validate(predictor, n: int, seed: int, resolutions) -> list:
+    """``n`` distinct random archs at ``resolutions`` (default: every one the table covers)."""
+    import dataclasses
+
+    from ofa_tf.nas.accuracy_dataset import sample_distinct_archs
+
+    covered = predictor.supported_resolutions()
+    if not covered:
+        first_missing = predictor.missing_key(predictor.space.resolutions[0])
+        raise ValueError(f"the table covers no resolution of the space completely (e.g. it lacks "
+                         f"{first_missing!r}): build it with python -m android_bench.build_lut")
+    resolutions = list(resolutions) or list(covered)
+    uncovered = [r for r in resolutions if r not in covered]
+    if uncovered:
+        raise ValueError(f"the table does not cover resolution {uncovered[0]} (it covers {list(covered)})")
+    space = dataclasses.replace(predictor.space, resolutions=tuple(resolutions))
+    return sample_distinct_archs(space, n, seed)
+
+
+def measure_subnets(layout, archs, predictor, runner, journal_path: str) -> list[dict]:
+    """Predicted and measured latency of each arch; finished ones come from the journal."""
+    import dataclasses
+    import tempfile
+
+    import keras
+
+    from android_bench.progress import Progress
+    from ofa_tf.export import to_tflite
+    from ofa_tf.nas.accuracy_dataset import AccuracyDataset
+    from ofa_tf.networks.static import build_static_model
+    from ofa_tf.space import arch_to_json
+
+    journal = AccuracyDataset(journal_path)   # the generic arch-keyed JSONL store of the NAS code
+    todo = [arch for arch in archs if arch not in journal]
+    progress = Progress(len(archs), len(archs) - len(todo))
+    predicted = predictor.predict(todo) if todo else []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (arch, predicted_ms) in enumerate(zip(todo, predicted)):
+            size = arch["r"][0]
+            model = build_static_model(layout, arch, size, batch_size=1)
+            path = os.path.join(tmp, f"subnet{i}.tflite")
+            with open(path, "wb") as f:
+                f.write(to_tflite(model, "float32"))
+            keras.backend.clear_session()
+            result = runner.benchmark(path)
+            os.remove(path)
+            record = {"arch": arch, "predicted_ms": float(predicted_ms),
+                      "measured_ms": result.latency_ms,
+                      "result": {k: v for k, v in dataclasses.asdict(result).items() if k != "op_profile"}}
+            journal.append(record)
+            progress.step(f"r{size}: predicted {record['predicted_ms']:.3f} ms, measured "
+                          f"{record['measured_ms']:.3f} ms")
+    return [journal.records[arch_to_json(arch)] for arch in archs]
+
+
+def write_report(out_dir: str, records: list[dict], description: dict) -> dict:
+    """report.md, report.json and latency_scatter.png; returns the summary."""
+    import json
+
+    from ofa_tf.artifacts import atomic_write_text
+
+    predicted = [r["predicted_ms"] for r in records]
+    measured = [r["measured_ms"] for r in records]
+    summary = {"n": len(records), "mape_percent": mape_percent(predicted, measured),
+               "spearman": spearman(predicted, measured), **description}
+    lines = [f"# Latency table validation: {summary['n']} random subnets\n",
+             f"MAPE {summary['mape_percent']:.2f} %, Spearman {summary['spearman']:.4f}\n",
+             "| # | r | depths | predicted ms | measured ms | error % |", "|---|---|---|---|---|---|"]
+    for i, r in enumerate(records):
+        error = 100 * (r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"]
+        lines.append(f"| {i} | {r['arch']['r'][0]} | {','.join(map(str, r['arch']['d']))} | "
+                     f"{r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | {error:+.1f} |")
+    atomic_write_text(os.path.join(out_dir, "report.md"), "\n".join(lines) + "\n")
+    atomic_write_text(os.path.join(out_dir, "report.json"),
+                      json.dumps({**summary, "subnets": records}, indent=2))
+    title = (f"{description.get('table', '')}: MAPE {summary['mape_percent']:.1f} %, "
+             f"Spearman {summary['spearman']:.3f}")
+    save_scatter_plot(os.path.join(out_dir, "latency_scatter.png"), predicted, measured, title)
+    return summary
+
+
+def validate_from_flags() -> None:
+    import dataclasses
+
+    from ofa_tf.nas.efficiency import LatencyPredictor
+    from ofa_tf.nas.latency_table import load_latency_table
+
+    if FLAGS.n < 2:
+        raise ValueError(f"--n must be at least 2 (Spearman needs pairs), got {FLAGS.n}")
+    layout = cli_flags.layout_from_flags()
+    predictor = LatencyPredictor(load_latency_table(FLAGS.table), layout.space, layout.n_classes)
+    archs = subnets_to_validate(predictor, FLAGS.n, FLAGS.seed, cli_flags.int_list("resolutions", FLAGS.resolutions))
+    out_dir = FLAGS.out_dir or FLAGS.table.rstrip("/") + ".validation"
+    os.makedirs(out_dir, exist_ok=True)
+    with cli_flags.runner_from_flags() as runner:
+        records = measure_subnets(layout, archs, predictor, runner, os.path.join(out_dir, "measurements.jsonl"))
+        description = {"table": os.path.basename(FLAGS.table.rstrip("/")), "runner": runner.describe(),
+                       "settings": dataclasses.asdict(runner.settings)}
+    summary = write_report(out_dir, records, description)
+    print(f"{summary['n']} subnets: MAPE {summary['mape_percent']:.2f} %, Spearman {summary['spearman']:.4f}; "
+          f"report in {out_dir}/report.md, plot {out_dir}/latency_scatter.png")
+
+
+main = absl_main(validate_from_flags)
+
+if __name__ == "__main__":
+    run_cli(main)
