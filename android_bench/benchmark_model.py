@@ -22,7 +22,7 @@ from android_bench.runner import BenchmarkResult, BenchmarkSettings
 
 REMOTE_DIR = "/data/local/tmp/ofa_tf_bench"
 _NUMBER = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
-_TIMINGS = re.compile(r"Inference timings in us:(.*)$", re.MULTILINE)
+_TIMING_FIELD = re.compile(rf"(Init|First inference|Warmup \(avg\)|Warmup|Inference \(avg\)|no stats):\s*{_NUMBER}")
 _STATS = re.compile(rf"count={_NUMBER} first={_NUMBER} curr={_NUMBER} min={_NUMBER} max={_NUMBER} "
                     rf"avg={_NUMBER} std={_NUMBER}(.*)$", re.MULTILINE)
 _MEMORY = re.compile(rf"(?:Memory footprint delta from the start of the tool|Peak memory footprint) "
@@ -38,21 +38,17 @@ class BenchmarkOutputError(AdbError):
 def parse_benchmark_output(text: str) -> BenchmarkResult:
     """Timings (ms) and memory (MB) from ``benchmark_model``'s output; BenchmarkOutputError
     with the output's tail when the summary line is missing or malformed."""
-    timings = _TIMINGS.findall(text)
-    if not timings:
+    at = text.rfind("Inference timings in us:")
+    if at < 0:
         raise BenchmarkOutputError("benchmark_model printed no 'Inference timings in us:' line; its "
                                    f"output ends with:\n{output_tail(text)}")
-    fields = {}
-    for part in timings[-1].split(","):
-        name, sep, value = part.partition(":")
-        try:
-            fields[name.strip().lower()] = float(value)
-        except ValueError:
-            raise BenchmarkOutputError(f"cannot read {part.strip()!r} in the timings line; its output "
-                                       f"ends with:\n{output_tail(text)}") from None
+    # One line in current versions; some print each figure on its own line below the heading.
+    section = "\n".join(text[at:].splitlines()[:6])
+    fields = {name.lower(): float(value) for name, value in _TIMING_FIELD.findall(section)}
     mean = fields.get("inference (avg)", fields.get("no stats"))
     if mean is None or "init" not in fields:
-        raise BenchmarkOutputError(f"the timings line lacks Init or Inference (avg): {timings[-1].strip()!r}")
+        raise BenchmarkOutputError("cannot read Init and Inference (avg) from benchmark_model's timings; "
+                                   f"its output ends with:\n{output_tail(text)}")
     stats = _STATS.findall(text)
     std = median = count = None
     if stats:   # the last stats line is the timed runs' (the one before it the warm-up's)

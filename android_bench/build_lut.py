@@ -31,29 +31,6 @@ flags.DEFINE_string("out", None, "The table to write (YAML). An existing one is 
 flags.mark_flag_as_required("resolutions")
 flags.mark_flag_as_required("out")
 
-META_SUFFIX = ".meta.json"
-
-
-def meta_path(table_path: str) -> str:
-    return table_path + META_SUFFIX
-
-
-def _check_meta(path: str, wanted: dict) -> dict:
-    """The stored settings when they match ``wanted`` (fields other than the overhead);
-    a ValueError naming the differing fields otherwise."""
-    import json
-
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        stored = json.load(f)
-    differing = sorted(k for k in wanted if stored.get(k) != wanted[k])
-    if differing:
-        raise ValueError(f"{path} was built with other settings ({', '.join(differing)} differ): use "
-                         "another --out, or the same flags to resume")
-    return stored
-
-
 def trivial_model():
     """One RELU on a single number: what an invoke costs when the op itself costs nothing."""
     import keras
@@ -64,7 +41,6 @@ def trivial_model():
 
 def build_table(layout, resolutions, out: str, runner) -> dict:
     """Measure the ops of ``layout`` at ``resolutions`` that ``out`` lacks; returns the entries."""
-    import dataclasses
     import json
     import tempfile
 
@@ -72,14 +48,14 @@ def build_table(layout, resolutions, out: str, runner) -> dict:
 
     from android_bench.op_models import table_ops
     from android_bench.progress import Progress
+    from android_bench.table_meta import check_meta, measurement_settings, meta_path
     from ofa_tf.artifacts import atomic_write_text
     from ofa_tf.export import to_tflite
     from ofa_tf.nas.latency_table import LatencyTable, load_latency_table
 
     ops = table_ops(layout, resolutions)
-    wanted = {"space": layout.space.to_dict(), "n_classes": layout.n_classes,
-              "runner": runner.describe(), "settings": dataclasses.asdict(runner.settings)}
-    meta = _check_meta(meta_path(out), wanted)
+    wanted = measurement_settings(layout, runner)
+    meta = check_meta(out, wanted, "use another --out, or the same flags to resume")
     entries = dict(load_latency_table(out).entries) if os.path.exists(out) else {}
     todo = [op for op in ops if op.key not in entries]
     print(f"{len(ops)} distinct ops at {','.join(map(str, resolutions))} px; {len(ops) - len(todo)} "
@@ -115,10 +91,10 @@ def build_lut_from_flags() -> None:
     out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
     if not os.path.isdir(out_dir):
         raise FileNotFoundError(f"--out directory {out_dir} does not exist")
-    layout = cli_flags.layout_from_flags()
-    with cli_flags.runner_from_flags() as runner:
+    with cli_flags.runner_from_flags() as runner:   # the device is checked before TensorFlow loads
+        layout = cli_flags.layout_from_flags()
         entries = build_table(layout, resolutions, FLAGS.out, runner)
-    print(f"{len(entries)} entries in {FLAGS.out} (settings in {meta_path(FLAGS.out)})")
+    print(f"{len(entries)} entries in {FLAGS.out} (settings in {FLAGS.out}.meta.json)")
 
 
 main = absl_main(build_lut_from_flags)

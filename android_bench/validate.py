@@ -156,17 +156,22 @@ def write_report(out_dir: str, records: list[dict], description: dict) -> dict:
 def validate_from_flags() -> None:
     import dataclasses
 
+    from android_bench.table_meta import check_meta, measurement_settings
     from ofa_tf.nas.efficiency import LatencyPredictor
     from ofa_tf.nas.latency_table import load_latency_table
 
     if FLAGS.n < 2:
         raise ValueError(f"--n must be at least 2 (Spearman needs pairs), got {FLAGS.n}")
-    layout = cli_flags.layout_from_flags()
-    predictor = LatencyPredictor(load_latency_table(FLAGS.table), layout.space, layout.n_classes)
-    archs = subnets_to_validate(predictor, FLAGS.n, FLAGS.seed, cli_flags.int_list("resolutions", FLAGS.resolutions))
-    out_dir = FLAGS.out_dir or FLAGS.table.rstrip("/") + ".validation"
-    os.makedirs(out_dir, exist_ok=True)
-    with cli_flags.runner_from_flags() as runner:
+    table = load_latency_table(FLAGS.table)
+    resolutions = cli_flags.int_list("resolutions", FLAGS.resolutions)
+    with cli_flags.runner_from_flags() as runner:   # the device is checked before TensorFlow loads
+        layout = cli_flags.layout_from_flags()
+        check_meta(FLAGS.table, measurement_settings(layout, runner),
+                   "validate with the backend, space and benchmark flags the table was built with")
+        predictor = LatencyPredictor(table, layout.space, layout.n_classes)
+        archs = subnets_to_validate(predictor, FLAGS.n, FLAGS.seed, resolutions)
+        out_dir = FLAGS.out_dir or FLAGS.table.rstrip("/") + ".validation"
+        os.makedirs(out_dir, exist_ok=True)
         records = measure_subnets(layout, archs, predictor, runner, os.path.join(out_dir, "measurements.jsonl"))
         description = {"table": os.path.basename(FLAGS.table.rstrip("/")), "runner": runner.describe(),
                        "settings": dataclasses.asdict(runner.settings)}
