@@ -50,10 +50,10 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
         raise BenchmarkOutputError("cannot read Init and Inference (avg) from benchmark_model's timings; "
                                    f"its output ends with:\n{output_tail(text)}")
     stats = _STATS.findall(text)
-    std = median = count = None
+    std = median = count = fastest = None
     if stats:   # the last stats line is the timed runs' (the one before it the warm-up's)
         last = stats[-1]
-        count, std = int(float(last[0])), float(last[6]) / 1e3
+        count, fastest, std = int(float(last[0])), float(last[3]) / 1e3, float(last[6]) / 1e3
         found = re.search(rf"median={_NUMBER}", last[7])
         median = float(found.group(1)) / 1e3 if found else None
     memory = _MEMORY.findall(text)
@@ -61,7 +61,7 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
     return BenchmarkResult(
         init_ms=fields["init"] / 1e3, first_ms=fields.get("first inference", mean) / 1e3,
         warmup_ms=fields.get("warmup (avg)", fields.get("warmup", mean)) / 1e3, mean_ms=mean / 1e3,
-        std_ms=std, median_ms=median, count=count,
+        std_ms=std, median_ms=median, count=count, min_ms=fastest,
         memory_init_mb=float(memory[-1][0]) if memory else None,
         memory_overall_mb=float(memory[-1][1]) if memory else None,
         op_profile=text[profile_at:] if profile_at >= 0 else None)

@@ -26,9 +26,7 @@ from android_bench import cli_flags  # noqa: E402
 from ofa_tf.cli import absl_main, run_cli  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("resolutions", None, "Input resolutions to cover, e.g. 160 or 128,160,192,224.")
 flags.DEFINE_string("out", None, "The table to write (YAML). An existing one is resumed.")
-flags.mark_flag_as_required("resolutions")
 flags.mark_flag_as_required("out")
 
 def trivial_model():
@@ -39,8 +37,9 @@ def trivial_model():
     return keras.Model(inputs, keras.layers.ReLU(name="relu")(inputs), name="invoke_overhead")
 
 
-def build_table(layout, resolutions, out: str, runner) -> dict:
-    """Measure the ops of ``layout`` at ``resolutions`` that ``out`` lacks; returns the entries."""
+def build_table(layout, resolutions, out: str, runner, statistic: str = "median") -> dict:
+    """Measure the ops of ``layout`` at ``resolutions`` that ``out`` lacks; returns the entries
+    (``statistic`` of each op's timed runs, in ms)."""
     import json
     import tempfile
 
@@ -54,7 +53,7 @@ def build_table(layout, resolutions, out: str, runner) -> dict:
     from ofa_tf.nas.latency_table import LatencyTable, load_latency_table
 
     ops = table_ops(layout, resolutions)
-    wanted = measurement_settings(layout, runner)
+    wanted = measurement_settings(layout, runner, statistic)
     meta = check_meta(out, wanted, "use another --out, or the same flags to resume")
     entries = dict(load_latency_table(out).entries) if os.path.exists(out) else {}
     todo = [op for op in ops if op.key not in entries]
@@ -71,14 +70,14 @@ def build_table(layout, resolutions, out: str, runner) -> dict:
                 os.remove(path)
 
         if "invoke_overhead_ms" not in meta:
-            meta = {**wanted, "invoke_overhead_ms": measure(trivial_model(), "invoke_overhead").latency_ms}
+            meta = {**wanted, "invoke_overhead_ms": measure(trivial_model(), "invoke_overhead").statistic(statistic)}
             atomic_write_text(meta_path(out), json.dumps(meta, indent=2))
         overhead = meta["invoke_overhead_ms"]
         progress = Progress(len(ops), len(ops) - len(todo))
         for i, op in enumerate(todo):
             result = measure(op.build_model(layout), f"op{i}")
             keras.backend.clear_session()
-            entry = result.table_entry()
+            entry = result.table_entry(statistic)
             entry["mean"] = round(max(entry["mean"] - overhead, 0.0), 6)
             entries[op.key] = entry
             LatencyTable(entries, out).save(out)
@@ -88,12 +87,14 @@ def build_table(layout, resolutions, out: str, runner) -> dict:
 
 def build_lut_from_flags() -> None:
     resolutions = cli_flags.int_list("resolutions", FLAGS.resolutions)
+    if not resolutions:
+        raise ValueError("--resolutions is required (e.g. --resolutions=160)")
     out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
     if not os.path.isdir(out_dir):
         raise FileNotFoundError(f"--out directory {out_dir} does not exist")
     with cli_flags.runner_from_flags() as runner:   # the device is checked before TensorFlow loads
         layout = cli_flags.layout_from_flags()
-        entries = build_table(layout, resolutions, FLAGS.out, runner)
+        entries = build_table(layout, resolutions, FLAGS.out, runner, FLAGS.statistic)
     print(f"{len(entries)} entries in {FLAGS.out} (settings in {FLAGS.out}.meta.json)")
 
 

@@ -8,7 +8,7 @@ import os
 
 from absl import flags
 
-from android_bench.runner import BenchmarkSettings
+from android_bench.runner import STATISTICS, BenchmarkSettings
 
 FLAGS = flags.FLAGS
 BACKENDS = ("host", "adb")
@@ -23,11 +23,16 @@ flags.DEFINE_float("adb_timeout", 300.0, "Seconds before an adb command is given
 flags.DEFINE_string("space", "mbv3_w1.0", "Search space: a preset (mbv3_w1.0, mbv3_w1.2, tiny), a trained "
                     "supernet (its workdir or supernet.json) or a JSON file of a SearchSpace.")
 flags.DEFINE_integer("n_classes", None, "Classes of the classifier (default: the supernet's, else 1000).")
+flags.DEFINE_list("resolutions", [], "Input resolutions, e.g. 160 or 128,160,192,224 (build_lut: the ones to "
+                  "cover; validate: the ones to sample from, default all the table covers).")
 flags.DEFINE_integer("num_threads", 1, "CPU threads.")
 flags.DEFINE_integer("num_runs", 50, "Timed runs per model.")
 flags.DEFINE_integer("warmup_runs", 5, "Untimed runs per model before the timed ones.")
 flags.DEFINE_bool("use_gpu", False, "GPU delegate (adb only).")
 flags.DEFINE_bool("use_xnnpack", True, "XNNPACK CPU delegate.")
+flags.DEFINE_enum("statistic", "median", STATISTICS, "Which figure of the timed runs a table entry (and a "
+                  "validation measurement) holds: median, mean, or min (robust on a machine shared with "
+                  "other jobs, where contention only adds time).")
 flags.DEFINE_bool("enable_op_profiling", False, "benchmark_model's per-operator profile (adb only).")
 
 

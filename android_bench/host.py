@@ -62,7 +62,7 @@ class HostRunner:
         return BenchmarkResult(
             init_ms=init_ms, first_ms=first_ms, warmup_ms=float(np.mean(warmup)) if warmup else first_ms,
             mean_ms=float(np.mean(runs)), std_ms=float(np.std(runs)), median_ms=statistics.median(runs),
-            count=len(runs))
+            count=len(runs), min_ms=min(runs))
 
     def close(self) -> None:
         """Nothing to clean up on the host."""

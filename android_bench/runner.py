@@ -11,6 +11,9 @@ import dataclasses
 from typing import Optional, Protocol
 
 
+STATISTICS = ("median", "mean", "min")
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchmarkSettings:
     """The ``benchmark_model`` flags a measurement uses (the host runner honours the same)."""
@@ -42,20 +45,33 @@ class BenchmarkResult:
     std_ms: Optional[float] = None
     median_ms: Optional[float] = None
     count: Optional[int] = None            # timed runs
+    min_ms: Optional[float] = None
     memory_init_mb: Optional[float] = None
     memory_overall_mb: Optional[float] = None
     op_profile: Optional[str] = None       # the raw op-profiling section, when asked for
 
     @property
     def latency_ms(self) -> float:
-        """The figure tables store: the median where measured (robust to a noisy machine),
-        else the mean."""
+        """The median where measured (robust to outliers), else the mean."""
         return self.mean_ms if self.median_ms is None else self.median_ms
 
-    def table_entry(self) -> dict:
-        """``{count, mean, var}`` in ms, the reference's lookup-table entry."""
+    def statistic(self, name: str) -> float:
+        """One of ``STATISTICS``: ``median`` (the mean when no median was printed), ``mean``, or
+        ``min`` (the least disturbed run: on a machine shared with other jobs, contention only
+        ever adds time)."""
+        if name == "median":
+            return self.latency_ms
+        if name == "min" and self.min_ms is not None:
+            return self.min_ms
+        if name in ("mean", "min"):
+            return self.mean_ms
+        raise ValueError(f"unknown latency statistic {name!r}: expected one of {', '.join(STATISTICS)}")
+
+    def table_entry(self, statistic: str = "median") -> dict:
+        """``{count, mean, var}`` in ms, the reference's lookup-table entry (``mean`` holds
+        ``statistic``)."""
         std = 0.0 if self.std_ms is None else self.std_ms
-        return {"count": int(self.count or 0), "mean": round(float(self.latency_ms), 6),
+        return {"count": int(self.count or 0), "mean": round(float(self.statistic(statistic)), 6),
                 "var": round(float(std) ** 2, 9)}
 
 

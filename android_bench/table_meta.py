@@ -41,7 +41,8 @@ def check_meta(table_path: str, wanted: dict, advice: str) -> dict:
 LATENCY_FLAGS = ("num_threads", "use_gpu", "use_xnnpack")
 
 
-def measurement_settings(layout, runner) -> dict:
+def measurement_settings(layout, runner, statistic: str) -> dict:
     """What must agree between a table and anything measured to extend or check it."""
     return {"space": layout.space.to_dict(), "n_classes": layout.n_classes, "runner": runner.describe(),
-            "settings": {name: getattr(runner.settings, name) for name in LATENCY_FLAGS}}
+            "settings": {name: getattr(runner.settings, name) for name in LATENCY_FLAGS},
+            "statistic": statistic}

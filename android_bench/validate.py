@@ -25,7 +25,6 @@ flags.DEFINE_string("table", None, "Latency lookup table (YAML, the reference's 
                     "<r>_lookup_table.yaml).")
 flags.DEFINE_integer("n", 30, "Random subnets to measure.")
 flags.DEFINE_integer("seed", 0, "Seed of the subnet sample.")
-flags.DEFINE_list("resolutions", [], "Resolutions to sample from (default: all the table covers).")
 flags.DEFINE_string("out_dir", None, "Where the report goes (default: <table>.validation/).")
 flags.mark_flag_as_required("table")
 
@@ -91,8 +90,9 @@ def subnets_to_validate(predictor, n: int, seed: int, resolutions) -> list:
     return sample_distinct_archs(space, n, seed)
 
 
-def measure_subnets(layout, archs, predictor, runner, journal_path: str) -> list[dict]:
-    """Predicted and measured latency of each arch; finished ones come from the journal."""
+def measure_subnets(layout, archs, predictor, runner, journal_path: str, statistic: str = "median") -> list[dict]:
+    """Predicted and measured latency (``statistic`` of the timed runs) of each arch; finished
+    ones come from the journal."""
     import dataclasses
     import tempfile
 
@@ -119,7 +119,7 @@ def measure_subnets(layout, archs, predictor, runner, journal_path: str) -> list
             result = runner.benchmark(path)
             os.remove(path)
             record = {"arch": arch, "predicted_ms": float(predicted_ms),
-                      "measured_ms": result.latency_ms,
+                      "measured_ms": result.statistic(statistic),
                       "result": {k: v for k, v in dataclasses.asdict(result).items() if k != "op_profile"}}
             journal.append(record)
             progress.step(f"r{size}: predicted {record['predicted_ms']:.3f} ms, measured "
@@ -166,15 +166,16 @@ def validate_from_flags() -> None:
     resolutions = cli_flags.int_list("resolutions", FLAGS.resolutions)
     with cli_flags.runner_from_flags() as runner:   # the device is checked before TensorFlow loads
         layout = cli_flags.layout_from_flags()
-        check_meta(FLAGS.table, measurement_settings(layout, runner),
+        check_meta(FLAGS.table, measurement_settings(layout, runner, FLAGS.statistic),
                    "validate with the backend, space and benchmark flags the table was built with")
         predictor = LatencyPredictor(table, layout.space, layout.n_classes)
         archs = subnets_to_validate(predictor, FLAGS.n, FLAGS.seed, resolutions)
         out_dir = FLAGS.out_dir or FLAGS.table.rstrip("/") + ".validation"
         os.makedirs(out_dir, exist_ok=True)
-        records = measure_subnets(layout, archs, predictor, runner, os.path.join(out_dir, "measurements.jsonl"))
+        records = measure_subnets(layout, archs, predictor, runner, os.path.join(out_dir, "measurements.jsonl"),
+                                  FLAGS.statistic)
         description = {"table": os.path.basename(FLAGS.table.rstrip("/")), "runner": runner.describe(),
-                       "settings": dataclasses.asdict(runner.settings)}
+                       "settings": dataclasses.asdict(runner.settings), "statistic": FLAGS.statistic}
     summary = write_report(out_dir, records, description)
     print(f"{summary['n']} subnets: MAPE {summary['mape_percent']:.2f} %, Spearman {summary['spearman']:.4f}; "
           f"report in {out_dir}/report.md, plot {out_dir}/latency_scatter.png")

@@ -294,3 +294,10 @@ def test_host_runner_times_a_real_model(tmp_path):
     assert result.table_entry()["mean"] == pytest.approx(result.median_ms, abs=1e-6)
     with pytest.raises(ValueError, match="the host backend has no GPU"):
         HostRunner(BenchmarkSettings(use_gpu=True))
+
+
+def test_mape_and_spearman():
+    from android_bench.validate import mape_percent, spearman
+
+    assert mape_percent([11.0, 9.0, 20.0], [10.0, 10.0, 20.0]) == pytest.approx(20 / 3)
+    assert spearman([1.0, 2.0, 3.0], [10.0, 30.0, 20.0]) == pytest.approx(0.5)
