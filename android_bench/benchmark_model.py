@@ -18,7 +18,7 @@ import posixpath
 import re
 
 from android_bench.adb import AdbDevice, AdbError, output_tail
-from android_bench.runner import BenchmarkResult, BenchmarkSettings
+from android_bench.runner import BenchmarkResult, BenchmarkSettings, ClosingRunner
 
 REMOTE_DIR = "/data/local/tmp/ofa_tf_bench"
 _NUMBER = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
@@ -67,7 +67,7 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
         op_profile=text[profile_at:] if profile_at >= 0 else None)
 
 
-class BenchmarkModelRunner:
+class BenchmarkModelRunner(ClosingRunner):
     """``Runner`` for a phone: ``benchmark(path)`` pushes the model, runs ``benchmark_model`` with
     the settings' flags, removes the model, and returns the parsed result."""
 
@@ -78,12 +78,6 @@ class BenchmarkModelRunner:
                                     "from TensorFlow/LiteRT and pass --benchmark_binary)")
         self.device, self.binary, self.settings, self.remote_dir = device, binary, settings, remote_dir
         self._remote_binary = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def describe(self) -> dict:
         return {"backend": "adb", "serial": self.device.serial, "binary": os.path.basename(self.binary)}

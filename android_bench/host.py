@@ -18,10 +18,10 @@ import time
 
 import numpy as np
 
-from android_bench.runner import BenchmarkResult, BenchmarkSettings
+from android_bench.runner import BenchmarkResult, BenchmarkSettings, ClosingRunner
 
 
-class HostRunner:
+class HostRunner(ClosingRunner):
     """``Runner`` on the local CPU."""
 
     def __init__(self, settings: BenchmarkSettings = BenchmarkSettings()):
@@ -30,12 +30,6 @@ class HostRunner:
         if settings.enable_op_profiling:
             raise ValueError("--enable_op_profiling needs the adb backend (benchmark_model's profiler)")
         self.settings = settings
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def describe(self) -> dict:
         return {"backend": "host", "machine": platform.machine(), "cpus": os.cpu_count()}
@@ -63,9 +57,6 @@ class HostRunner:
             init_ms=init_ms, first_ms=first_ms, warmup_ms=float(np.mean(warmup)) if warmup else first_ms,
             mean_ms=float(np.mean(runs)), std_ms=float(np.std(runs)), median_ms=statistics.median(runs),
             count=len(runs), min_ms=min(runs))
-
-    def close(self) -> None:
-        """Nothing to clean up on the host."""
 
 
 def _timed(invoke) -> float:

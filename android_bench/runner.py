@@ -85,3 +85,17 @@ class Runner(Protocol):
     def close(self) -> None: ...
 
     def describe(self) -> dict: ...
+
+
+class ClosingRunner:
+    """``with runner:`` calls ``close()`` however the block ends (a phone runner removes its
+    remote files there)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to clean up unless a runner says otherwise."""

@@ -44,7 +44,11 @@ def spearman(predicted, measured) -> float:
 
 def save_scatter_plot(path: str, predicted, measured, title: str) -> None:
     """Predicted against measured latency with the y = x line, written atomically (PNG)."""
+    import io
+
     import matplotlib
+
+    from ofa_tf.artifacts import atomic_write_bytes
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -61,14 +65,10 @@ def save_scatter_plot(path: str, predicted, measured, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, png.getvalue())
 
 
 def subnets_to_validate(predictor, n: int, seed: int, resolutions) -> list:
