@@ -26,8 +26,6 @@ from android_bench import cli_flags  # noqa: E402
 from ofa_tf.cli import absl_main, run_cli  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", None, "The table to write (YAML). An existing one is resumed.")
-flags.mark_flag_as_required("out")
 
 def trivial_model():
     """One RELU on a single number: what an invoke costs when the op itself costs nothing."""
@@ -86,6 +84,8 @@ def build_table(layout, resolutions, out: str, runner, statistic: str = "median"
 
 
 def build_lut_from_flags() -> None:
+    if not FLAGS.out:
+        raise ValueError("--out is required (the table to write, e.g. --out=table.yaml)")
     resolutions = cli_flags.int_list("resolutions", FLAGS.resolutions)
     if not resolutions:
         raise ValueError("--resolutions is required (e.g. --resolutions=160)")

@@ -7,7 +7,8 @@ completely, predicts each one's latency with ``ofa_tf.nas.efficiency.LatencyPred
 search's own predictor: the sum of the entries of the ops it runs), exports it whole as a
 float32 .tflite (batch 1) and measures it with the same backend and settings as the table.
 Each measurement is appended to ``<out_dir>/measurements.jsonl`` as it finishes (a re-run
-resumes). Writes ``report.md`` (table, MAPE, Spearman), ``report.json`` and ``latency_scatter.png``
+resumes). For a table made by ``android_bench.calibrate``, the subnets it was calibrated on
+are never drawn. Writes ``report.md`` (table, MAPE, Spearman), ``report.json`` and ``latency_scatter.png``
 (predicted vs measured with the y = x line).
 """
 
@@ -21,12 +22,9 @@ from android_bench import cli_flags  # noqa: E402
 from ofa_tf.cli import absl_main, run_cli  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("table", None, "Latency lookup table (YAML, the reference's format, or a directory of "
-                    "<r>_lookup_table.yaml).")
 flags.DEFINE_integer("n", 30, "Random subnets to measure.")
 flags.DEFINE_integer("seed", 0, "Seed of the subnet sample.")
 flags.DEFINE_string("out_dir", None, "Where the report goes (default: <table>.validation/).")
-flags.mark_flag_as_required("table")
 
 
 def mape_percent(predicted, measured) -> float:
@@ -71,62 +69,6 @@ def save_scatter_plot(path: str, predicted, measured, title: str) -> None:
     atomic_write_bytes(path, png.getvalue())
 
 
-def subnets_to_validate(predictor, n: int, seed: int, resolutions) -> list:
-    """``n`` distinct random archs at ``resolutions`` (default: every one the table covers)."""
-    import dataclasses
-
-    from ofa_tf.nas.accuracy_dataset import sample_distinct_archs
-
-    covered = predictor.supported_resolutions()
-    if not covered:
-        first_missing = predictor.missing_key(predictor.space.resolutions[0])
-        raise ValueError(f"the table covers no resolution of the space completely (e.g. it lacks "
-                         f"{first_missing!r}): build it with python -m android_bench.build_lut")
-    resolutions = list(resolutions) or list(covered)
-    uncovered = [r for r in resolutions if r not in covered]
-    if uncovered:
-        raise ValueError(f"the table does not cover resolution {uncovered[0]} (it covers {list(covered)})")
-    space = dataclasses.replace(predictor.space, resolutions=tuple(resolutions))
-    return sample_distinct_archs(space, n, seed)
-
-
-def measure_subnets(layout, archs, predictor, runner, journal_path: str, statistic: str = "median") -> list[dict]:
-    """Predicted and measured latency (``statistic`` of the timed runs) of each arch; finished
-    ones come from the journal."""
-    import dataclasses
-    import tempfile
-
-    import keras
-
-    from android_bench.progress import Progress
-    from ofa_tf.export import to_tflite
-    from ofa_tf.nas.accuracy_dataset import AccuracyDataset
-    from ofa_tf.networks.static import build_static_model
-    from ofa_tf.space import arch_to_json
-
-    journal = AccuracyDataset(journal_path)   # the generic arch-keyed JSONL store of the NAS code
-    todo = [arch for arch in archs if arch not in journal]
-    progress = Progress(len(archs), len(archs) - len(todo))
-    predicted = predictor.predict(todo) if todo else []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (arch, predicted_ms) in enumerate(zip(todo, predicted)):
-            size = arch["r"][0]
-            model = build_static_model(layout, arch, size, batch_size=1)
-            path = os.path.join(tmp, f"subnet{i}.tflite")
-            with open(path, "wb") as f:
-                f.write(to_tflite(model, "float32"))
-            keras.backend.clear_session()
-            result = runner.benchmark(path)
-            os.remove(path)
-            record = {"arch": arch, "predicted_ms": float(predicted_ms),
-                      "measured_ms": result.statistic(statistic),
-                      "result": {k: v for k, v in dataclasses.asdict(result).items() if k != "op_profile"}}
-            journal.append(record)
-            progress.step(f"r{size}: predicted {record['predicted_ms']:.3f} ms, measured "
-                          f"{record['measured_ms']:.3f} ms")
-    return [journal.records[arch_to_json(arch)] for arch in archs]
-
-
 def write_report(out_dir: str, records: list[dict], description: dict) -> dict:
     """report.md, report.json and latency_scatter.png; returns the summary."""
     import json
@@ -156,10 +98,13 @@ def write_report(out_dir: str, records: list[dict], description: dict) -> dict:
 def validate_from_flags() -> None:
     import dataclasses
 
-    from android_bench.table_meta import check_meta, measurement_settings
+    from android_bench.subnet_latency import measure_subnets, sample_subnets
+    from android_bench.table_meta import check_meta, measurement_settings, read_meta
     from ofa_tf.nas.efficiency import LatencyPredictor
     from ofa_tf.nas.latency_table import load_latency_table
 
+    if not FLAGS.table:
+        raise ValueError("--table is required (a latency table from python -m android_bench.build_lut)")
     if FLAGS.n < 2:
         raise ValueError(f"--n must be at least 2 (Spearman needs pairs), got {FLAGS.n}")
     table = load_latency_table(FLAGS.table)
@@ -169,7 +114,8 @@ def validate_from_flags() -> None:
         check_meta(FLAGS.table, measurement_settings(layout, runner, FLAGS.statistic),
                    "validate with the backend, space and benchmark flags the table was built with")
         predictor = LatencyPredictor(table, layout.space, layout.n_classes)
-        archs = subnets_to_validate(predictor, FLAGS.n, FLAGS.seed, resolutions)
+        calibration = read_meta(FLAGS.table).get("calibration", {})
+        archs = sample_subnets(predictor, FLAGS.n, FLAGS.seed, resolutions, exclude=calibration.get("archs", ()))
         out_dir = FLAGS.out_dir or FLAGS.table.rstrip("/") + ".validation"
         os.makedirs(out_dir, exist_ok=True)
         records = measure_subnets(layout, archs, predictor, runner, os.path.join(out_dir, "measurements.jsonl"),

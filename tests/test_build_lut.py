@@ -111,7 +111,9 @@ def test_validation_report_on_the_tiny_table(tmp_path):
     from android_bench.build_lut import build_table
     from android_bench.host import HostRunner
     from android_bench.runner import BenchmarkSettings
-    from android_bench.validate import measure_subnets, subnets_to_validate, write_report
+    from android_bench.calibrate import fitted_scale, scaled_table
+    from android_bench.subnet_latency import measure_subnets, sample_subnets
+    from android_bench.validate import write_report
 
     space = SearchSpace.from_dict({**SearchSpace.tiny().to_dict(), "ks_list": [3], "expand_ratio_list": [3, 6],
                                    "depth_list": [1, 2], "resolutions": [32, 40]})
@@ -122,8 +124,8 @@ def test_validation_report_on_the_tiny_table(tmp_path):
     predictor = LatencyPredictor(load_latency_table(table_path), space, 10)
     assert predictor.supported_resolutions() == (32,)
     with pytest.raises(ValueError, match="the table does not cover resolution 40"):
-        subnets_to_validate(predictor, 3, 0, [40])
-    archs = subnets_to_validate(predictor, 3, 0, [])
+        sample_subnets(predictor, 3, 0, [40])
+    archs = sample_subnets(predictor, 3, 0)
     assert all(a["r"] == [32] for a in archs)
     journal = str(tmp_path / "measurements.jsonl")
     records = measure_subnets(layout, archs, predictor, runner, journal, "min")
@@ -136,8 +138,24 @@ def test_validation_report_on_the_tiny_table(tmp_path):
             raise AssertionError("a journaled subnet was measured again")
 
     assert measure_subnets(layout, archs, predictor, NoRunner(), journal, "min") == records
+    doubled = LatencyPredictor(scaled_table(load_latency_table(table_path), 2.0), space, 10)
+    again = measure_subnets(layout, archs, doubled, NoRunner(), journal, "min")
+    assert [r["predicted_ms"] for r in again] == pytest.approx([2 * r["predicted_ms"] for r in records], rel=1e-4)
     summary = write_report(str(tmp_path), records, {"table": "t.yaml"})
     assert summary["n"] == 3 and np.isfinite(summary["mape_percent"]) and -1 <= summary["spearman"] <= 1
     assert (tmp_path / "latency_scatter.png").stat().st_size > 10_000
     report = (tmp_path / "report.md").read_text()
     assert f"MAPE {summary['mape_percent']:.2f} %" in report and report.count("\n| ") == 3 + 1
+
+    # Calibration: the median ratio scales every entry; validation never draws its subnets.
+    scale = fitted_scale(records)
+    ratios = sorted(r["measured_ms"] / r["predicted_ms"] for r in records)
+    assert scale == pytest.approx(ratios[1])
+    table = load_latency_table(table_path)
+    scaled = scaled_table(table, scale)
+    key = next(iter(table.entries))
+    assert scaled.mean(key) == pytest.approx(table.mean(key) * scale, abs=1e-6)
+    assert LatencyPredictor(scaled, space, 10).predict(archs) == pytest.approx(
+        predictor.predict(archs) * scale, rel=1e-4)
+    others = sample_subnets(predictor, 3, 0, exclude=archs[:2])
+    assert archs[2] in others and archs[0] not in others and archs[1] not in others and len(others) == 3
