@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 
 from android_bench import cli_flags  # noqa: E402
-from ofa_tf.cli import absl_main, run_cli  # noqa: E402
+from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -98,7 +98,10 @@ def build_lut_from_flags() -> None:
     print(f"{len(entries)} entries in {FLAGS.out} (settings in {FLAGS.out}.meta.json)")
 
 
-main = absl_main(build_lut_from_flags)
+def main(argv):
+    del argv  # run_absl_main refuses positional arguments
+    return exit_code_of(build_lut_from_flags)
+
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_absl_main(main)

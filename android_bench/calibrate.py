@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 
 from android_bench import cli_flags  # noqa: E402
-from ofa_tf.cli import absl_main, run_cli  # noqa: E402
+from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("n_calibration", 10, "Random subnets measured end to end to fit the scale.")
@@ -83,7 +83,10 @@ def calibrate_from_flags() -> None:
           f"{len(table)} entries scaled into {FLAGS.out}")
 
 
-main = absl_main(calibrate_from_flags)
+def main(argv):
+    del argv  # run_absl_main refuses positional arguments
+    return exit_code_of(calibrate_from_flags)
+
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_absl_main(main)

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 
 from android_bench import cli_flags  # noqa: E402
-from ofa_tf.cli import absl_main, run_cli  # noqa: E402
+from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("n", 30, "Random subnets to measure.")
@@ -127,7 +127,10 @@ def validate_from_flags() -> None:
           f"report in {out_dir}/report.md, plot {out_dir}/latency_scatter.png")
 
 
-main = absl_main(validate_from_flags)
+def main(argv):
+    del argv  # run_absl_main refuses positional arguments
+    return exit_code_of(validate_from_flags)
+
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_absl_main(main)

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from ofa_tf.cli import absl_main, run_cli  # noqa: E402
+from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
 from ofa_tf.nas.accuracy_dataset import EVAL_SPLITS  # noqa: E402 (no TensorFlow: it loads after the re-exec)
 
 FLAGS = flags.FLAGS
@@ -220,7 +220,10 @@ def search_from_flags() -> None:
                finder_kwargs, FLAGS.plot, FLAGS.plot_samples, measure, export)
 
 
-main = absl_main(search_from_flags)
+def main(argv):
+    del argv  # run_absl_main refuses positional arguments
+    return exit_code_of(search_from_flags)
+
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_absl_main(main)

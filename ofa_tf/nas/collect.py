@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from ofa_tf.cli import absl_main, run_cli  # noqa: E402
+from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
 from ofa_tf.nas.accuracy_dataset import EVAL_SPLITS  # noqa: E402 (no TensorFlow: it loads after the re-exec)
 
 FLAGS = flags.FLAGS
@@ -92,7 +92,10 @@ def collect_and_train() -> None:
                         FLAGS.val_fraction, FLAGS.epochs, FLAGS.seed)
 
 
-main = absl_main(collect_and_train)
+def main(argv):
+    del argv  # run_absl_main refuses positional arguments
+    return exit_code_of(collect_and_train)
+
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_absl_main(main)
