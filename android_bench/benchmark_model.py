@@ -9,6 +9,9 @@ the tool's versions we know of::
     Inference timings in us: Init: 5685, First inference: 18535, Warmup (avg): 14462.3, Inference (avg): 14575.2
     Memory footprint delta from the start of the tool (MB): init=3.07422 overall=9.51953
     Peak memory footprint (MB): init=3.07422 overall=9.51953          (older versions)
+
+adb before 7.0 (no shell protocol) returns 0 whatever the remote exit status; a crash is then
+still caught by its signal message or by the missing timings line.
 """
 
 from __future__ import annotations
