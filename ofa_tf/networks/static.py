@@ -70,6 +70,15 @@ class _Builder:
             x = L.Add(name=f"{p}_add")([inputs, x])
         return x
 
+    def global_pool(self, x):
+        return self.layers.GlobalAveragePooling2D(keepdims=True, name="global_pool")(x)
+
+    def classifier(self, x, layout: Layout):
+        L = self.layers
+        x = L.Flatten(name="flatten")(x)
+        x = L.Dropout(layout.dropout_rate, name="dropout")(x)
+        return L.Dense(layout.n_classes, name="logits")(x)
+
 
 def build_static_model(layout: Layout, arch: Mapping, image_size: int, keras_module=keras,
                        bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, name: str = "ofa_subnet",
@@ -84,15 +93,46 @@ def build_static_model(layout: Layout, arch: Mapping, image_size: int, keras_mod
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be None or a positive int, got {batch_size!r}")
     b = _Builder(keras_module, bn_momentum, bn_epsilon)
-    L = b.layers
     inputs = keras_module.Input((image_size, image_size, 3), batch_size=batch_size, name="image")
     x = b.conv(inputs, layout.stem)
     for block in layout.active_blocks(arch, image_size):
         x = b.mbconv(x, block)
     x = b.conv(x, layout.final_expand)
-    x = L.GlobalAveragePooling2D(keepdims=True, name="global_pool")(x)
+    x = b.global_pool(x)
     x = b.conv(x, layout.feature_mix)
-    x = L.Flatten(name="flatten")(x)
-    x = L.Dropout(layout.dropout_rate, name="dropout")(x)
-    x = L.Dense(layout.n_classes, name="logits")(x)
+    x = b.classifier(x, layout)
     return keras_module.Model(inputs, x, name=name)
+
+
+# The parts of the network a latency lookup table times one by one (besides the blocks).
+HEAD_OPS = ("stem", "final_expand", "global_pool", "feature_mix", "classifier")
+
+
+def build_op_model(layout: Layout, op, input_size: int, batch_size: int = 1, keras_module=keras):
+    """A Keras model of one op of the network, with the layers ``build_static_model`` uses.
+
+    ``op`` is an :class:`ActiveBlock` (its own ``input_size`` is used) or one of ``HEAD_OPS``;
+    ``input_size`` is the op's spatial input size (1 for ``feature_mix`` and ``classifier``).
+    Latency lookup tables time these models one by one.
+    """
+    b = _Builder(keras_module, 0.9, 1e-5)
+    if isinstance(op, ActiveBlock):
+        channels, input_size = op.spec.in_channels, op.input_size
+    elif op in HEAD_OPS:
+        channels = {"stem": layout.stem.in_channels, "final_expand": layout.final_expand.in_channels,
+                    "global_pool": layout.final_expand.out_channels,
+                    "feature_mix": layout.feature_mix.in_channels,
+                    "classifier": layout.feature_mix.out_channels}[op]
+    else:
+        raise ValueError(f"op must be an ActiveBlock or one of {HEAD_OPS}, got {op!r}")
+    inputs = keras_module.Input((input_size, input_size, channels), batch_size=batch_size, name="input")
+    if isinstance(op, ActiveBlock):
+        x = b.mbconv(inputs, op)
+    elif op == "global_pool":
+        x = b.global_pool(inputs)
+    elif op == "classifier":
+        x = b.classifier(inputs, layout)
+    else:
+        x = b.conv(inputs, getattr(layout, op))
+    name = op.spec.name if isinstance(op, ActiveBlock) else op
+    return keras_module.Model(inputs, x, name=f"op_{name}")

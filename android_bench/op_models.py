@@ -1,0 +1,55 @@
+"""Every distinct op a search space can run, keyed as the latency table keys it.
+
+A block's input size depends only on the resolution and its stage (the kernel size does not
+change a stride's output size, and depth only drops blocks after a stage's first), so walking
+the uniform archs of every (kernel, expand) choice at full depth visits each op the space can
+produce. Keys come from ``ofa_tf.nas.latency_table`` (the predictor's own key functions), and
+each op's Keras model from ``ofa_tf.networks.static.build_op_model`` (the subnet builder's code).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from ofa_tf.nas.latency_table import block_key, head_keys, stem_key
+from ofa_tf.networks.layout import ActiveBlock, Layout
+from ofa_tf.networks.static import build_op_model
+
+
+@dataclasses.dataclass(frozen=True)
+class TableOp:
+    """One lookup-table entry to measure: its key and the op it times."""
+
+    key: str
+    op: object          # an ActiveBlock or one of ofa_tf.networks.static.HEAD_OPS
+    input_size: int
+
+    def build_model(self, layout: Layout):
+        """The op as a Keras model with a batch of 1 (what the phone runs)."""
+        return build_op_model(layout, self.op, self.input_size, batch_size=1)
+
+
+def table_ops(layout: Layout, resolutions: Sequence[int]) -> list[TableOp]:
+    """The distinct ops of ``layout``'s space at ``resolutions``, in network order per resolution."""
+    space, found = layout.space, {}
+
+    def add(key, op, input_size):
+        found.setdefault(key, TableOp(key, op, input_size))
+
+    for r in resolutions:
+        if r not in space.resolutions:
+            raise ValueError(f"resolution {r} is not in the space's resolutions {list(space.resolutions)}")
+        add(stem_key(layout, r), "stem", r)
+        blocks: list[ActiveBlock] = []
+        for k in space.ks_list:
+            for e in space.expand_ratio_list:
+                blocks += layout.active_blocks(space.uniform(k, e, space.max_depth), r)
+        for block in sorted(blocks, key=lambda b: b.spec.index):
+            add(block_key(block), block, block.input_size)
+        feature_size = blocks[-1].output_size
+        parts = [("final_expand", feature_size), ("global_pool", feature_size), ("feature_mix", 1),
+                 ("classifier", 1)]
+        for key, (op, size) in zip(head_keys(layout, feature_size), parts):
+            add(key, op, size)
+    return list(found.values())

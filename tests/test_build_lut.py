@@ -1,0 +1,161 @@
+"""The LUT builder: its ops are exactly the keys the predictor asks for, each op model has the
+key's shapes, and a host table of a reduced space builds, survives a kill and resumes."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from android_bench.op_models import table_ops
+from ofa_tf.nas.efficiency import LatencyPredictor
+from ofa_tf.nas.latency_table import load_latency_table, op_keys
+from ofa_tf.networks.layout import build_layout
+from ofa_tf.space import SearchSpace
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_table_ops_are_exactly_the_keys_subnets_run():
+    space = SearchSpace.tiny()
+    layout = build_layout(space, n_classes=10)
+    ops = table_ops(layout, [32, 48])
+    keys = [op.key for op in ops]
+    assert len(keys) == len(set(keys))
+    run = set()
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        arch = space.sample(rng)
+        for r in (32, 48):
+            run.update(op_keys(layout, arch, r))
+    for k in space.ks_list:       # the uniform archs reach the rare corners (e.g. all-k7 at depth 3)
+        for e in space.expand_ratio_list:
+            for d in space.depth_list:
+                for r in (32, 48):
+                    run.update(op_keys(layout, space.uniform(k, e, d), r))
+    assert set(keys) == run
+    with pytest.raises(ValueError, match="resolution 36 is not in the space's resolutions"):
+        table_ops(layout, [36])
+
+
+def test_op_models_have_the_shapes_their_keys_name():
+    layout = build_layout(SearchSpace.tiny(), n_classes=10)
+    ops = table_ops(layout, [40])
+    picked = [ops[0], ops[1], ops[2]] + [op for op in ops if "se:1" in op.key][:1] + ops[-4:]
+    for op in picked:
+        model = op.build_model(layout)
+        shapes = re.findall(r"(?:input|output):([\dx]+)", op.key)
+        assert tuple(model.inputs[0].shape) == (1,) + tuple(int(v) for v in shapes[0].split("x")), op.key
+        assert tuple(model.outputs[0].shape)[1:] == tuple(int(v) for v in shapes[1].split("x")), op.key
+
+
+def _build(space_json, out, *extra):
+    return [sys.executable, "-m", "android_bench.build_lut", "--backend=host", f"--space={space_json}",
+            "--resolutions=32", f"--out={out}", "--num_runs=5", "--warmup_runs=1", *extra]
+
+
+def test_host_lut_survives_a_kill_and_resumes(tmp_path):
+    space = SearchSpace.from_dict({**SearchSpace.tiny().to_dict(), "ks_list": [3, 5], "expand_ratio_list": [3],
+                                   "depth_list": [1, 2], "resolutions": [32]})
+    space_json = tmp_path / "space.json"
+    space_json.write_text(space.to_json())
+    out = tmp_path / "table.yaml"
+    env = {**os.environ, "PYTHONPATH": REPO, "OFA_TF_ALLOCATOR": "system"}
+    n_ops = len(table_ops(build_layout(space, 1000), [32]))
+
+    first = subprocess.Popen(_build(space_json, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline, kept = time.monotonic() + 240, {}
+    while time.monotonic() < deadline and first.poll() is None:
+        if out.exists():
+            kept = yaml.safe_load(out.read_text())   # never half-written: the table is replaced atomically
+            if len(kept) >= 4:
+                first.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.1)
+    first.wait(timeout=60)
+    assert first.returncode == -signal.SIGKILL, first.stdout.read().decode()[-2000:]
+    kept = yaml.safe_load(out.read_text())
+    assert 4 <= len(kept) < n_ops
+
+    second = subprocess.run(_build(space_json, out), env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"{n_ops} distinct ops at 32 px; {len(kept)} already in" in second.stdout
+    table = load_latency_table(str(out))
+    assert len(table) == n_ops
+    assert {key: table.entries[key] for key in kept} == kept          # finished entries kept as they were
+    assert all(e["count"] == 5 and e["mean"] >= 0 and e["var"] >= 0 for e in table.entries.values())
+    assert re.search(rf"\[{n_ops}/{n_ops}\] 100 %  ETA 0:00", second.stderr)
+
+    predictor = LatencyPredictor(table, space, 1000)
+    assert predictor.supported_resolutions() == (32,)
+    archs = [space.sample(seed) for seed in range(20)]
+    expected = [sum(table.mean(k) for k in op_keys(predictor.layout, a)) for a in archs]
+    np.testing.assert_allclose(predictor.predict(archs), expected, rtol=1e-9)
+
+    other = subprocess.run(_build(space_json, out, "--num_threads=2"), env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert other.stderr.strip().splitlines()[-1] == (
+        f"error: {out} was measured with other settings (settings differ from the flags'): use another "
+        "--out, or the same flags to resume")
+
+
+def test_validation_report_on_the_tiny_table(tmp_path):
+    """Predict, export and measure 3 subnets against a table of the tiny space at 32 px
+    (measured op by op here), then the report; a re-run finds every subnet in the journal."""
+    from android_bench.build_lut import build_table
+    from android_bench.host import HostRunner
+    from android_bench.runner import BenchmarkSettings
+    from android_bench.calibrate import fitted_scale, scaled_table
+    from android_bench.subnet_latency import measure_subnets, sample_subnets
+    from android_bench.validate import write_report
+
+    space = SearchSpace.from_dict({**SearchSpace.tiny().to_dict(), "ks_list": [3], "expand_ratio_list": [3, 6],
+                                   "depth_list": [1, 2], "resolutions": [32, 40]})
+    layout = build_layout(space, 10)
+    runner = HostRunner(BenchmarkSettings(num_runs=10, warmup_runs=2))
+    table_path = str(tmp_path / "t.yaml")
+    build_table(layout, [32], table_path, runner, "min")
+    predictor = LatencyPredictor(load_latency_table(table_path), space, 10)
+    assert predictor.supported_resolutions() == (32,)
+    with pytest.raises(ValueError, match="the table does not cover resolution 40"):
+        sample_subnets(predictor, 3, 0, [40])
+    archs = sample_subnets(predictor, 3, 0)
+    assert all(a["r"] == [32] for a in archs)
+    journal = str(tmp_path / "measurements.jsonl")
+    records = measure_subnets(layout, archs, predictor, runner, journal, "min")
+    assert [r["arch"] for r in records] == archs
+    assert all(r["measured_ms"] == r["result"]["min_ms"] > 0 for r in records)
+    np.testing.assert_allclose([r["predicted_ms"] for r in records], predictor.predict(archs))
+
+    class NoRunner:
+        def benchmark(self, path):
+            raise AssertionError("a journaled subnet was measured again")
+
+    assert measure_subnets(layout, archs, predictor, NoRunner(), journal, "min") == records
+    doubled = LatencyPredictor(scaled_table(load_latency_table(table_path), 2.0), space, 10)
+    again = measure_subnets(layout, archs, doubled, NoRunner(), journal, "min")
+    assert [r["predicted_ms"] for r in again] == pytest.approx([2 * r["predicted_ms"] for r in records], rel=1e-4)
+    summary = write_report(str(tmp_path), records, {"table": "t.yaml"})
+    assert summary["n"] == 3 and np.isfinite(summary["mape_percent"]) and -1 <= summary["spearman"] <= 1
+    assert (tmp_path / "latency_scatter.png").stat().st_size > 10_000
+    report = (tmp_path / "report.md").read_text()
+    assert f"MAPE {summary['mape_percent']:.2f} %" in report and report.count("\n| ") == 3 + 1
+
+    # Calibration: the median ratio scales every entry; validation never draws its subnets.
+    scale = fitted_scale(records)
+    ratios = sorted(r["measured_ms"] / r["predicted_ms"] for r in records)
+    assert scale == pytest.approx(ratios[1])
+    table = load_latency_table(table_path)
+    scaled = scaled_table(table, scale)
+    key = next(iter(table.entries))
+    assert scaled.mean(key) == pytest.approx(table.mean(key) * scale, abs=1e-6)
+    assert LatencyPredictor(scaled, space, 10).predict(archs) == pytest.approx(
+        predictor.predict(archs) * scale, rel=1e-4)
+    others = sample_subnets(predictor, 3, 0, exclude=archs[:2])
+    assert archs[2] in others and archs[0] not in others and archs[1] not in others and len(others) == 3
