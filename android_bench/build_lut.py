@@ -104,4 +104,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli_flags.define_flags()
     run_absl_main(main)

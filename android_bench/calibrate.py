@@ -23,9 +23,14 @@ from android_bench import cli_flags  # noqa: E402
 from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("n_calibration", 10, "Random subnets measured end to end to fit the scale.")
-flags.DEFINE_integer("calibration_seed", 1000, "Seed of the calibration subnets (validate draws with --seed, "
-                     "default 0, and skips these).")
+
+
+def define_flags() -> None:
+    """This CLI's flags (defined when it runs, not when it is imported)."""
+    cli_flags.define_flags()
+    flags.DEFINE_integer("n_calibration", 10, "Random subnets measured end to end to fit the scale.")
+    flags.DEFINE_integer("calibration_seed", 1000, "Seed of the calibration subnets (validate draws with --seed, "
+                         "default 0, and skips these).")
 
 
 def fitted_scale(records) -> float:
@@ -89,4 +94,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     run_absl_main(main)

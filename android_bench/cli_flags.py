@@ -13,31 +13,37 @@ from android_bench.runner import STATISTICS, BenchmarkSettings
 FLAGS = flags.FLAGS
 BACKENDS = ("host", "adb")
 
-flags.DEFINE_enum("backend", "host", BACKENDS, "Where to measure: 'host' (this CPU, LiteRT) or 'adb' (a "
-                  "phone, TFLite's benchmark_model).")
-flags.DEFINE_string("adb", None, "Path of the adb executable (default: adb on PATH).")
-flags.DEFINE_string("serial", None, "Serial of the device to use when several are connected.")
-flags.DEFINE_string("benchmark_binary", None, "TFLite benchmark_model binary built for the phone "
-                    "(needed with --backend=adb).")
-flags.DEFINE_float("adb_timeout", 300.0, "Seconds before an adb command is given up.")
-flags.DEFINE_string("space", "mbv3_w1.0", "Search space: a preset (mbv3_w1.0, mbv3_w1.2, tiny), a trained "
-                    "supernet (its workdir or supernet.json) or a JSON file of a SearchSpace.")
-flags.DEFINE_integer("n_classes", None, "Classes of the classifier (default: the supernet's, else 1000).")
-flags.DEFINE_string("table", None, "Latency lookup table to read (YAML, the reference's format, or a directory "
-                    "of <r>_lookup_table.yaml).")
-flags.DEFINE_string("out", None, "The table to write (YAML; its settings go to <out>.meta.json). build_lut "
-                    "resumes an existing one.")
-flags.DEFINE_list("resolutions", [], "Input resolutions, e.g. 160 or 128,160,192,224 (build_lut: the ones to "
-                  "cover; validate: the ones to sample from, default all the table covers).")
-flags.DEFINE_integer("num_threads", 1, "CPU threads.")
-flags.DEFINE_integer("num_runs", 50, "Timed runs per model.")
-flags.DEFINE_integer("warmup_runs", 5, "Untimed runs per model before the timed ones.")
-flags.DEFINE_bool("use_gpu", False, "GPU delegate (adb only).")
-flags.DEFINE_bool("use_xnnpack", True, "XNNPACK CPU delegate.")
-flags.DEFINE_enum("statistic", "median", STATISTICS, "Which figure of the timed runs a table entry (and a "
-                  "validation measurement) holds: median, mean, or min (robust on a machine shared with "
-                  "other jobs, where contention only adds time).")
-flags.DEFINE_bool("enable_op_profiling", False, "benchmark_model's per-operator profile (adb only).")
+
+def define_flags() -> None:
+    """Define the shared flags (once). CLIs call this before parsing; modules imported only for
+    their functions define no flags, so a program (or a test run) may import several CLIs."""
+    if "backend" in FLAGS:
+        return
+    flags.DEFINE_enum("backend", "host", BACKENDS, "Where to measure: 'host' (this CPU, LiteRT) or 'adb' (a "
+                      "phone, TFLite's benchmark_model).")
+    flags.DEFINE_string("adb", None, "Path of the adb executable (default: adb on PATH).")
+    flags.DEFINE_string("serial", None, "Serial of the device to use when several are connected.")
+    flags.DEFINE_string("benchmark_binary", None, "TFLite benchmark_model binary built for the phone "
+                        "(needed with --backend=adb).")
+    flags.DEFINE_float("adb_timeout", 300.0, "Seconds before an adb command is given up.")
+    flags.DEFINE_string("space", "mbv3_w1.0", "Search space: a preset (mbv3_w1.0, mbv3_w1.2, tiny), a trained "
+                        "supernet (its workdir or supernet.json) or a JSON file of a SearchSpace.")
+    flags.DEFINE_integer("n_classes", None, "Classes of the classifier (default: the supernet's, else 1000).")
+    flags.DEFINE_string("table", None, "Latency lookup table to read (YAML, the reference's format, or a directory "
+                        "of <r>_lookup_table.yaml).")
+    flags.DEFINE_string("out", None, "The table to write (YAML; its settings go to <out>.meta.json). build_lut "
+                        "resumes an existing one.")
+    flags.DEFINE_list("resolutions", [], "Input resolutions, e.g. 160 or 128,160,192,224 (build_lut: the ones to "
+                      "cover; validate: the ones to sample from, default all the table covers).")
+    flags.DEFINE_integer("num_threads", 1, "CPU threads.")
+    flags.DEFINE_integer("num_runs", 50, "Timed runs per model.")
+    flags.DEFINE_integer("warmup_runs", 5, "Untimed runs per model before the timed ones.")
+    flags.DEFINE_bool("use_gpu", False, "GPU delegate (adb only).")
+    flags.DEFINE_bool("use_xnnpack", True, "XNNPACK CPU delegate.")
+    flags.DEFINE_enum("statistic", "median", STATISTICS, "Which figure of the timed runs a table entry (and a "
+                      "validation measurement) holds: median, mean, or min (robust on a machine shared with "
+                      "other jobs, where contention only adds time).")
+    flags.DEFINE_bool("enable_op_profiling", False, "benchmark_model's per-operator profile (adb only).")
 
 
 def settings_from_flags() -> BenchmarkSettings:

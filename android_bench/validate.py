@@ -22,9 +22,14 @@ from android_bench import cli_flags  # noqa: E402
 from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("n", 30, "Random subnets to measure.")
-flags.DEFINE_integer("seed", 0, "Seed of the subnet sample.")
-flags.DEFINE_string("out_dir", None, "Where the report goes (default: <table>.validation/).")
+
+
+def define_flags() -> None:
+    """This CLI's flags (defined when it runs, not when it is imported)."""
+    cli_flags.define_flags()
+    flags.DEFINE_integer("n", 30, "Random subnets to measure.")
+    flags.DEFINE_integer("seed", 0, "Seed of the subnet sample.")
+    flags.DEFINE_string("out_dir", None, "Where the report goes (default: <table>.validation/).")
 
 
 def mape_percent(predicted, measured) -> float:
@@ -133,4 +138,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     run_absl_main(main)
