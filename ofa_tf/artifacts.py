@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ofa_tf.data import DatasetInfo
 from ofa_tf.space import SearchSpace
+
+if TYPE_CHECKING:   # ofa_tf.data loads TensorFlow; the file helpers here must not need it
+    from ofa_tf.data import DatasetInfo, ImageSource
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "supernet.weights.h5"
@@ -26,29 +28,51 @@ def atomic_write_text(path: str, text: str) -> None:
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
+    def write(tmp):
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+    atomic_save(path, write)
+
+
+def atomic_save(path: str, save: Callable[[str], None], suffix: str = "") -> None:
+    """``save(tmp)`` writes a file under a temporary name next to ``path``, which is then renamed
+    to ``path``; on failure the temporary file is removed and ``path`` is untouched.
+
+    ``suffix`` (an ending of ``path`` such as ``.weights.h5`` or ``.keras``) is kept at the end of
+    the temporary name, for savers that choose the format by the file name.
+    """
+    if suffix and not path.endswith(suffix):
+        raise ValueError(f"{path} does not end with {suffix}")
+    tmp = f"{path[: len(path) - len(suffix)]}.tmp-{os.getpid()}{suffix}"
+    try:
+        save(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+def read_versioned_json(path: str, format_version: int) -> dict:
+    """A JSON file written by this project, with one clear error if it is not valid JSON or not
+    of the ``format_version`` this code reads."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if data.get("format_version") != format_version:
+        raise ValueError(f"{path} has format_version {data.get('format_version')!r}; "
+                         f"this version of ofa_tf reads {format_version}")
+    return data
+
+
 def save_supernet(supernet, info: DatasetInfo, directory: str, extra: Mapping[str, Any] | None = None) -> str:
     """Save weights and metadata into ``directory``; returns the JSON's path."""
     os.makedirs(directory, exist_ok=True)
-    weights = os.path.join(directory, WEIGHTS_NAME)
-    tmp = os.path.join(directory, f"supernet.tmp-{os.getpid()}.weights.h5")
-    try:
-        supernet.save_weights(tmp)
-        os.replace(tmp, weights)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_save(os.path.join(directory, WEIGHTS_NAME), supernet.save_weights, suffix=".weights.h5")
     meta = {"format_version": FORMAT_VERSION, "weights": WEIGHTS_NAME,
             "model": {"n_classes": supernet.n_classes, "dropout_rate": supernet.dropout_rate,
                       "bn_momentum": supernet.bn_momentum, "bn_epsilon": supernet.bn_epsilon,
@@ -66,14 +90,7 @@ def read_supernet_meta(path: str) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"no trained supernet at {path} (expected {META_NAME} written by "
                                 "python -m ofa_tf.train)")
-    with open(path, encoding="utf-8") as f:
-        try:
-            meta = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {meta.get('format_version')!r}; "
-                         f"this version of ofa_tf reads {FORMAT_VERSION}")
+    meta = read_versioned_json(path, FORMAT_VERSION)
     meta["_path"] = path
     return meta
 
@@ -85,6 +102,8 @@ def load_supernet(path: str):
     space = SearchSpace.from_dict(model.pop("space"))
     net = build_supernet(space, weights=os.path.join(os.path.dirname(meta["_path"]), meta["weights"]),
                          **model)
+    from ofa_tf.data import DatasetInfo
+
     return net, DatasetInfo.from_dict(meta["data"]), meta
 
 
@@ -109,3 +128,26 @@ def build_supernet(space: SearchSpace, n_classes: int, weights: str | None = Non
             raise ValueError(f"{weights} does not fit a supernet of this search space with "
                              f"{n_classes} classes (saved from another space?): {reason}") from None
     return net
+
+
+def training_dataset_spec(workdir: str) -> str:
+    """The ``dataset`` the trainer recorded in ``<workdir>/config.json`` ('demo' if absent)."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return "demo"
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("dataset", "demo")
+
+
+def load_data_source(workdir: str, info: DatasetInfo, dataset: str | None = None,
+                     data_dir: str | None = None) -> ImageSource:
+    """The supernet's data set (default: the one it was trained on), normalized as in training."""
+    from ofa_tf.data import load_dataset
+
+    spec = dataset or training_dataset_spec(workdir)
+    kwargs = {} if spec == "demo" else {"mean": info.mean, "std": info.std}
+    source = load_dataset(spec, data_dir, **kwargs)
+    if source.info.class_names != info.class_names:
+        raise ValueError(f"data set {spec!r} has classes {source.info.class_names[:5]}...; the supernet "
+                         f"was trained on {info.class_names[:5]}...")
+    return source

@@ -164,7 +164,7 @@ def run_search(workdir: str, constraints, predictor_path: str | None, table_path
 def load_trained(workdir: str):
     """The supernet, its DatasetInfo and its data set (for --measure and --export)."""
     from ofa_tf.artifacts import load_supernet
-    from ofa_tf.nas.subnet_measurement import load_data_source
+    from ofa_tf.artifacts import load_data_source
 
     supernet, info, _ = load_supernet(workdir)
     return supernet, info, load_data_source(workdir, info, FLAGS.dataset, FLAGS.data_dir)

@@ -86,7 +86,7 @@ def arch_in_space(arch: dict, space) -> dict:
 
 
 def load_supernet_flags():
-    """(supernet, DatasetInfo or None, data set spec, description of the source) from the flags.
+    """(supernet, DatasetInfo or None, workdir or data set spec, description of the source).
 
     The data set itself is loaded later (`load_data`), after the arch has been checked."""
     from ofa_tf.artifacts import build_supernet, load_supernet
@@ -96,14 +96,8 @@ def load_supernet_flags():
         raise ValueError("--supernet brings its own space, classes and weights; drop --weights, "
                          "--space and --n_classes")
     if FLAGS.supernet:
-        supernet, info, _ = load_supernet(FLAGS.supernet)
-        spec = FLAGS.dataset or info.name
-        if spec.startswith("folder:"):
-            if not FLAGS.data_dir:
-                raise ValueError(f"the supernet was trained on {spec}; pass --data_dir=<its root> "
-                                 "(and --dataset=folder)")
-            spec = "folder"
-        return supernet, info, spec, os.path.abspath(FLAGS.supernet)
+        supernet, info, meta = load_supernet(FLAGS.supernet)
+        return supernet, info, os.path.dirname(meta["_path"]), os.path.abspath(FLAGS.supernet)
     if not FLAGS.space:
         raise ValueError("give --supernet (a trained workdir), or --space (with --weights, or alone "
                          "for a freshly initialized supernet)")
@@ -120,17 +114,14 @@ def load_supernet_flags():
     return supernet, None, spec, source
 
 
-def load_data(spec: str, info):
+def load_data(workdir_or_spec: str, info):
     """The data set and the DatasetInfo the export writes (the supernet's own when trained)."""
+    from ofa_tf.artifacts import load_data_source
     from ofa_tf.data import DatasetInfo, load_dataset
 
-    kwargs = {} if spec == "demo" or info is None else {"mean": info.mean, "std": info.std}
-    data = load_dataset(spec, FLAGS.data_dir, **kwargs)
-    if info is not None:
-        if data.info.class_names != info.class_names:
-            raise ValueError(f"data set {data.info.name} has other classes than the supernet was "
-                             "trained on")
-        return data, info
+    if info is not None:   # a trained supernet: the data set it was trained on, unless --dataset
+        return load_data_source(workdir_or_spec, info, FLAGS.dataset, FLAGS.data_dir), info
+    data = load_dataset(workdir_or_spec, FLAGS.data_dir)
     info = data.info
     n_classes = FLAGS.n_classes or info.num_classes
     if n_classes != info.num_classes:

@@ -19,7 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ofa_tf.artifacts import atomic_write_bytes, atomic_write_text
+from ofa_tf.artifacts import atomic_save, atomic_write_bytes, atomic_write_text, read_versioned_json
 from ofa_tf.data import DatasetInfo, ImageSource
 from ofa_tf.export import converter, metadata, verify
 from ofa_tf.layers.elastic_norm import preserved_statistics
@@ -263,7 +263,7 @@ class SubnetExporter:
             size_bytes=len(tflite), agreement=agreement, op_counts=dict(sorted(counts.items())),
             qat_losses=qat_losses, float_agreement=float_agreement)
         if settings.save_keras:
-            _replace_file_via(lambda tmp: keras_model.save(tmp), paths["keras"], suffix=".keras")
+            atomic_save(paths["keras"], keras_model.save, suffix=".keras")
             result.extra_paths.append(paths["keras"])
         if settings.save_saved_model:
             _replace_dir(lambda tmp: keras_model.export(tmp, format="tf_saved_model", verbose=False),
@@ -315,17 +315,6 @@ class SubnetExporter:
                 "verification": agreement.to_dict(), "op_counts": dict(sorted(counts.items()))}
 
 
-def _replace_file_via(save, path: str, suffix: str) -> None:
-    """``save(tmp)`` writes a file whose name must end in ``suffix``; then it is renamed to ``path``."""
-    tmp = f"{path[: -len(suffix)]}.tmp-{os.getpid()}{suffix}"
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def read_sidecar(tflite_path: str) -> dict:
     """The JSON written next to an exported .tflite."""
     path = os.path.splitext(tflite_path)[0] + ".json"
@@ -334,12 +323,4 @@ def read_sidecar(tflite_path: str) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{tflite_path} has no sidecar {os.path.basename(path)} (written by "
                                 "python -m ofa_tf.export); cannot tell which arch it holds")
-    with open(path, encoding="utf-8") as f:
-        try:
-            sidecar = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from None
-    if sidecar.get("format_version") != SIDECAR_FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {sidecar.get('format_version')!r}; expected "
-                         f"{SIDECAR_FORMAT_VERSION}")
-    return sidecar
+    return read_versioned_json(path, SIDECAR_FORMAT_VERSION)

@@ -12,6 +12,8 @@ from typing import Mapping
 
 import numpy as np
 
+from ofa_tf.artifacts import atomic_save
+
 # The reference's released OFA-MobileNetV3 supernets (ofa/model_zoo.py) and their widths.
 RELEASES = {"ofa_mbv3_d234_e346_k357_w1.0": 1.0, "ofa_mbv3_d234_e346_k357_w1.2": 1.2}
 RELEASE_URL = "https://raw.githubusercontent.com/han-cai/files/master/ofa/ofa_nets/{name}"
@@ -77,10 +79,4 @@ def write_state_dict(state_dict: Mapping, path: str) -> None:
     torch = require_torch()
     path = os.fspath(path)
     tensors = {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in state_dict.items()}
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        torch.save({"state_dict": tensors}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_save(path, lambda tmp: torch.save({"state_dict": tensors}, tmp))

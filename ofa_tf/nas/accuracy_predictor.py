@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from scipy import stats
 
-from ofa_tf.artifacts import atomic_write_text
+from ofa_tf.artifacts import atomic_save, atomic_write_text
 from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder
 from ofa_tf.space import SearchSpace
 
@@ -135,13 +135,7 @@ class AccuracyPredictor:
             raise ValueError(f"accuracy predictor path must end with .keras, got {path!r}")
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-        try:
-            self.model.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_save(path, self.model.save, suffix=".keras")
         atomic_write_text(path + ".json", json.dumps(
             {"space": self.space.to_dict(), "n_dim": self.arch_encoder.n_dim, "metrics": self.metrics},
             indent=2))

@@ -71,7 +71,8 @@ def collect_and_train() -> None:
         raise ValueError(f"--n must be >= 1, got {FLAGS.n}")
     from ofa_tf.artifacts import load_supernet, read_supernet_meta
     from ofa_tf.nas.accuracy_dataset import AccuracyDataset, sample_distinct_archs, workdir_paths
-    from ofa_tf.nas.subnet_measurement import collect, load_data_source, make_validator
+    from ofa_tf.artifacts import load_data_source
+    from ofa_tf.nas.subnet_measurement import collect, make_validator
 
     paths = workdir_paths(FLAGS.workdir)
     read_supernet_meta(FLAGS.workdir)  # clear error before the slow imports and data loading

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
 
+from ofa_tf.artifacts import atomic_save
 from ofa_tf.nas.evolution import SearchResult
 
 
@@ -48,11 +48,7 @@ def save_pareto_plot(path: str, costs: np.ndarray, accuracies: np.ndarray,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
+        atomic_save(path, lambda tmp: fig.savefig(tmp, format="png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -9,38 +9,15 @@ supernets trained without some training images (the reference holds out 10K of I
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
 import tensorflow as tf
 
-from ofa_tf.data import DatasetInfo, ImageSource, load_dataset, make_eval_dataset
+from ofa_tf.data import ImageSource, make_eval_dataset
 from ofa_tf.nas.accuracy_dataset import EVAL_SPLITS
 from ofa_tf.training.validation import SubnetValidator
 
 CALIBRATION_SEED_OFFSET = 7919  # the trainer's calibration stream (pipeline.py) uses seed + 7919
-
-
-def training_dataset_spec(workdir: str) -> str:
-    """The ``dataset`` the trainer recorded in ``<workdir>/config.json`` ('demo' if absent)."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        return "demo"
-    with open(path, encoding="utf-8") as f:
-        return json.load(f).get("dataset", "demo")
-
-
-def load_data_source(workdir: str, info: DatasetInfo, dataset: str | None = None,
-                     data_dir: str | None = None) -> ImageSource:
-    """The supernet's data set (default: the one it was trained on), normalized as in training."""
-    spec = dataset or training_dataset_spec(workdir)
-    kwargs = {} if spec == "demo" else {"mean": info.mean, "std": info.std}
-    source = load_dataset(spec, data_dir, **kwargs)
-    if source.info.class_names != info.class_names:
-        raise ValueError(f"data set {spec!r} has classes {source.info.class_names[:5]}...; the supernet "
-                         f"was trained on {info.class_names[:5]}...")
-    return source
 
 
 def eval_batches(source: ImageSource, split: str, batch_size: int, image_size: int,
