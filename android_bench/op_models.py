@@ -13,7 +13,7 @@ import dataclasses
 from typing import Sequence
 
 from ofa_tf.nas.latency_table import block_key, head_keys, stem_key
-from ofa_tf.networks.layout import ActiveBlock, Layout
+from ofa_tf.arch.layout import ActiveBlock, Layout
 from ofa_tf.networks.static import build_op_model
 
 

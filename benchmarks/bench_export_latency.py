@@ -88,10 +88,10 @@ def main():
     from ofa_tf.artifacts import build_supernet
     from ofa_tf.data import load_dataset
     from ofa_tf.export import check_graph, to_tflite
-    from ofa_tf.profile import profile_arch
-    from ofa_tf.space import SearchSpace
+    from ofa_tf.arch.complexity import profile_arch
+    from ofa_tf.arch.space import SearchSpace
     from ofa_tf.subnet import extract_subnet
-    from ofa_tf.training.validation import SubnetValidator
+    from ofa_tf.evaluation import SubnetValidator
 
     keras.utils.set_random_seed(0)
     space = SearchSpace.preset(args.space)

@@ -11,7 +11,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.space import SearchSpace
 
 if TYPE_CHECKING:   # ofa_tf.data loads TensorFlow; the file helpers here must not need it
     from ofa_tf.data import DatasetInfo, ImageSource

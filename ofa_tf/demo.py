@@ -15,8 +15,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from ofa_tf.networks import OFAMobileNetV3  # noqa: E402
-from ofa_tf.profile import profile_arch  # noqa: E402
-from ofa_tf.space import SearchSpace  # noqa: E402
+from ofa_tf.arch.complexity import profile_arch  # noqa: E402
+from ofa_tf.arch.space import SearchSpace  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("space", "mbv3_w1.0", ["mbv3_w1.0", "mbv3_w1.2", "tiny"], "Search space preset.")

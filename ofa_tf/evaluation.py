@@ -15,20 +15,6 @@ import numpy as np
 import tensorflow as tf
 
 from ofa_tf.layers.elastic_norm import preserved_statistics, recalibrating
-from ofa_tf.space import SearchSpace
-
-
-def phase_validation_archs(space: SearchSpace, ks_list, expand_ratio_list, depth_list,
-                           resolutions) -> dict:
-    """The smallest, a middle and the largest subnet of a phase's choices, as arch dicts.
-
-    The middle one takes the middle element of each sorted choice list (resolution included).
-    """
-    def arch(pick):
-        return space.uniform(pick(ks_list), pick(expand_ratio_list), pick(depth_list), pick(resolutions))
-
-    return {"smallest": arch(min), "middle": arch(lambda v: sorted(v)[len(v) // 2]),
-            "largest": arch(max)}
 
 
 class SubnetValidator:

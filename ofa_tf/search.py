@@ -115,7 +115,7 @@ def run_search(workdir: str, constraints, predictor_path: str | None, table_path
     from ofa_tf.nas.accuracy_predictor import AccuracyPredictor
     from ofa_tf.nas.accuracy_dataset import workdir_paths
     from ofa_tf.nas.evolution import EvolutionFinder
-    from ofa_tf.space import SearchSpace
+    from ofa_tf.arch.space import SearchSpace
 
     meta = read_supernet_meta(workdir)
     space = SearchSpace.from_dict(meta["model"]["space"])

@@ -15,8 +15,8 @@ import yaml
 from android_bench.op_models import table_ops
 from ofa_tf.nas.efficiency import LatencyPredictor
 from ofa_tf.nas.latency_table import load_latency_table, op_keys
-from ofa_tf.networks.layout import build_layout
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.layout import build_layout
+from ofa_tf.arch.space import SearchSpace
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

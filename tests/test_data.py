@@ -1,4 +1,4 @@
-"""Tests for ofa_tf/data.py: the embedded demo set, image folders, the TFDS error paths and
+"""Tests for ofa_tf/data/: the embedded demo set, image folders, the TFDS error paths and
 the preprocessing the trainer and the exporter rely on."""
 
 import json
@@ -72,7 +72,7 @@ def test_demo_train_and_val_come_from_disjoint_source_digits(demo):
 
 
 def test_demo_generation_is_deterministic():
-    render = data._render_demo.__wrapped__  # bypass the per-process cache
+    render = data.demo._render_demo.__wrapped__  # bypass the per-process cache
     first, again, other = render(60, 30, 5), render(60, 30, 5), render(60, 30, 6)
     for x, y in zip(first, again):
         np.testing.assert_array_equal(x, y)

@@ -6,7 +6,7 @@ import tensorflow as tf
 from conftest import images
 from ofa_tf.layers import (ElasticBatchNormalization, ElasticDepthwiseConv2D, ElasticMBConv,
                            ElasticPointwiseConv2D, ElasticSqueezeExcite)
-from ofa_tf.networks.layout import BlockSpec
+from ofa_tf.arch.layout import BlockSpec
 
 
 def _random(shape, seed=0):

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from ofa_tf.space import SearchSpace, StageSpec, arch_from_json, arch_to_json
+from ofa_tf.arch.space import SearchSpace, StageSpec, arch_from_json, arch_to_json
 
 
 @pytest.fixture(scope="module")

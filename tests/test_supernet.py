@@ -4,9 +4,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import images, randomize_weights
-from ofa_tf.networks import OFAMobileNetV3, build_layout
-from ofa_tf.profile import profile_arch, profile_model
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.layout import build_layout
+from ofa_tf.networks import OFAMobileNetV3
+from ofa_tf.arch.complexity import profile_arch, profile_model
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.subnet import extract_subnet
 
 STANDARD_LAYERS = {"InputLayer", "ZeroPadding2D", "Conv2D", "DepthwiseConv2D", "BatchNormalization",

@@ -15,8 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ofa_tf.networks.layout import ConvSpec, Layout, build_layout, conv_output_size
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.layout import ConvSpec, Layout, build_layout, conv_output_size
+from ofa_tf.arch.space import SearchSpace
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping
 
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.space import SearchSpace
 
 CHANNEL_DIVISOR = 8
 

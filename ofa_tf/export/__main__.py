@@ -90,7 +90,7 @@ def load_supernet_flags():
 
     The data set itself is loaded later (`load_data`), after the arch has been checked."""
     from ofa_tf.artifacts import build_supernet, load_supernet
-    from ofa_tf.space import SearchSpace
+    from ofa_tf.arch.space import SearchSpace
 
     if FLAGS.supernet and (FLAGS.weights or FLAGS.space or FLAGS.n_classes):
         raise ValueError("--supernet brings its own space, classes and weights; drop --weights, "

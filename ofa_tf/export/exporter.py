@@ -23,10 +23,10 @@ from ofa_tf.artifacts import atomic_save, atomic_write_bytes, atomic_write_text,
 from ofa_tf.data import DatasetInfo, ImageSource
 from ofa_tf.export import converter, metadata, verify
 from ofa_tf.layers.elastic_norm import preserved_statistics
-from ofa_tf.profile import profile_arch
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.complexity import profile_arch
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.subnet import extract_subnet
-from ofa_tf.training.validation import SubnetValidator
+from ofa_tf.evaluation import SubnetValidator
 
 SIDECAR_FORMAT_VERSION = 1
 

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from ofa_tf.networks.layout import Layout
+from ofa_tf.arch.layout import Layout
 
 # Operators that mean something other than a plain feed-forward conv net reached the graph
 # (the slicing of the supernet, dynamic shapes or control flow).

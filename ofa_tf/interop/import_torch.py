@@ -57,7 +57,7 @@ def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float
     from ofa_tf.artifacts import META_NAME, WEIGHTS_NAME, save_supernet
     from ofa_tf.interop.reference_mapping import checkpoint_width_mult, load_reference_state_dict
     from ofa_tf.networks import OFAMobileNetV3
-    from ofa_tf.space import SearchSpace
+    from ofa_tf.arch.space import SearchSpace
 
     existing = [n for n in (META_NAME, WEIGHTS_NAME) if os.path.exists(os.path.join(out_dir, n))]
     if existing and not overwrite:

@@ -16,8 +16,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ofa_tf.networks.layout import make_divisible
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.layout import make_divisible
+from ofa_tf.arch.space import SearchSpace
 
 # Our array = reference array transposed by the first permutation; back by the second.
 _LAYOUTS = {

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ofa_tf.arch.layout import BlockSpec
 from ofa_tf.layers import activations
 from ofa_tf.layers.common import choice_variable, static_int
 from ofa_tf.layers.elastic_conv import ElasticDepthwiseConv2D, ElasticPointwiseConv2D
@@ -24,10 +25,6 @@ class ElasticMBConv(keras.layers.Layer):
     """
 
     def __init__(self, spec, bn_momentum=0.9, bn_epsilon=1e-5, **kwargs):
-        # Imported here: ofa_tf.networks imports this module, so a module-level import of its
-        # layout would make importing ofa_tf.layers first a circular import.
-        from ofa_tf.networks.layout import BlockSpec
-
         spec = spec if isinstance(spec, BlockSpec) else BlockSpec(**{
             **spec, "kernel_sizes": tuple(spec["kernel_sizes"]),
             "expand_ratios": tuple(spec["expand_ratios"])})

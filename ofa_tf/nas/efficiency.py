@@ -7,7 +7,7 @@ the strides before it). So a predictor is two precomputed tables,
     cost(arch) = fixed[r] + sum over active slots i of per_slot[i, ks_i, e_i, r]
 
 and a population is costed with one gather and one sum. The tables come from the existing
-code, not from a second formula: MACs by differencing ``ofa_tf.profile.profile_layout`` on
+code, not from a second formula: MACs by differencing ``ofa_tf.arch.complexity.profile_layout`` on
 archs that differ in one slot, latency from the op keys of ``ofa_tf.nas.latency_table``.
 """
 
@@ -20,9 +20,9 @@ import numpy as np
 
 from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder
 from ofa_tf.nas.latency_table import LatencyTable, block_key, head_keys, op_keys, stem_key
-from ofa_tf.networks.layout import build_layout
-from ofa_tf.profile import profile_layout
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.layout import build_layout
+from ofa_tf.arch.complexity import profile_layout
+from ofa_tf.arch.space import SearchSpace
 
 
 class EfficiencyPredictor:
@@ -93,7 +93,7 @@ class EfficiencyPredictor:
 
 
 class MACsPredictor(EfficiencyPredictor):
-    """MACs in millions, exactly as ``ofa_tf.profile.profile_arch`` counts them."""
+    """MACs in millions, exactly as ``ofa_tf.arch.complexity.profile_arch`` counts them."""
 
     metric, unit, divisor = "mmacs", "MMACs", 1e6
 

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.space import SearchSpace
 
 
 @dataclasses.dataclass(frozen=True)

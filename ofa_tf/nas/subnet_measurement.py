@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from ofa_tf.data import ImageSource, make_eval_dataset
 from ofa_tf.nas.accuracy_dataset import EVAL_SPLITS
-from ofa_tf.training.validation import SubnetValidator
+from ofa_tf.evaluation import SubnetValidator
 
 CALIBRATION_SEED_OFFSET = 7919  # the trainer's calibration stream (pipeline.py) uses seed + 7919
 

@@ -12,8 +12,8 @@ from ofa_tf.layers import activations
 from ofa_tf.layers.common import choice_variable, he_fan_out
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
 from ofa_tf.layers.mbconv import ElasticMBConv
-from ofa_tf.networks.layout import ConvSpec, build_layout
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.layout import ConvSpec, build_layout
+from ofa_tf.arch.space import SearchSpace
 
 
 @keras.saving.register_keras_serializable("ofa_tf")

@@ -16,7 +16,7 @@ from typing import Mapping
 import keras
 
 from ofa_tf.layers import activations
-from ofa_tf.networks.layout import ActiveBlock, ConvSpec, Layout
+from ofa_tf.arch.layout import ActiveBlock, ConvSpec, Layout
 
 
 class _Builder:

@@ -14,7 +14,7 @@ import json
 import os
 
 from ofa_tf.artifacts import atomic_write_text
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.training.phases import PHASE_NAMES
 
 SPACE_PRESETS = ("tiny", "mbv3_w1.0", "mbv3_w1.2")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.space import SearchSpace
 
 PHASE_NAMES = ("teacher", "kernel", "depth1", "depth2", "expand1", "expand2")
 
@@ -46,3 +46,16 @@ def progressive_shrinking_phases(space: SearchSpace) -> dict:
         Phase("expand2", ks, es, ds, 4, 120, 7.5e-3, 5, True, 1),
     ]
     return {p.name: p for p in phases}
+
+
+def phase_validation_archs(space: SearchSpace, ks_list, expand_ratio_list, depth_list,
+                           resolutions) -> dict:
+    """The smallest, a middle and the largest subnet of a phase's choices, as arch dicts.
+
+    The middle one takes the middle element of each sorted choice list (resolution included).
+    """
+    def arch(pick):
+        return space.uniform(pick(ks_list), pick(expand_ratio_list), pick(depth_list), pick(resolutions))
+
+    return {"smallest": arch(min), "middle": arch(lambda v: sorted(v)[len(v) // 2]),
+            "largest": arch(max)}

@@ -27,14 +27,15 @@ import tensorflow as tf
 
 from ofa_tf.artifacts import atomic_write_text, save_supernet
 from ofa_tf.data import load_dataset
+from ofa_tf.evaluation import SubnetValidator
+from ofa_tf.arch.complexity import profile_arch
 from ofa_tf.networks import OFAMobileNetV3
-from ofa_tf.profile import profile_arch
 from ofa_tf.training.config import TrainConfig, check_workdir_config
 from ofa_tf.training.optimizer import ReferenceSGD
-from ofa_tf.training.phases import PHASE_NAMES, Phase, progressive_shrinking_phases
+from ofa_tf.training.phases import (PHASE_NAMES, Phase, phase_validation_archs,
+                                    progressive_shrinking_phases)
 from ofa_tf.training.schedule import WarmupCosineDecay
 from ofa_tf.training.trainer import OFATrainer
-from ofa_tf.training.validation import SubnetValidator, phase_validation_archs
 
 DONE_NAME = "done.json"
 

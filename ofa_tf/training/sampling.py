@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ofa_tf.space import SearchSpace
+from ofa_tf.arch.space import SearchSpace
 
 
 class SubnetSampler:
