@@ -46,7 +46,7 @@ def measure_subnets(layout, archs, predictor, runner, journal_path: str, statist
     from ofa_tf.export import to_tflite
     from ofa_tf.nas.accuracy_dataset import AccuracyDataset
     from ofa_tf.networks.static import build_static_model
-    from ofa_tf.arch.space import arch_to_json
+    from ofa_tf.arch.value import arch_to_json
 
     journal = AccuracyDataset(journal_path)   # the generic arch-keyed JSONL store of the NAS code
     todo = [arch for arch in archs if arch not in journal]

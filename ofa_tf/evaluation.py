@@ -1,20 +1,75 @@
-"""Evaluate subnets of the supernet: recalibrate their BN statistics, then top-1 / top-5.
+"""Evaluate subnets of a supernet: activate one, recalibrate its BN statistics, measure it.
 
 A subnet's BN statistics are not those of the supernet (the moving averages mix every
 subnet trained), so OFA recomputes them on a few thousand training images before any
-evaluation. Both steps run on the supernet itself with the subnet active, through two
-compiled functions that are traced once (spatial size left dynamic) and serve every
-subnet and resolution.
+evaluation. Both steps run on the supernet itself with the subnet active, through compiled
+functions that are traced once (spatial size left dynamic) and serve every subnet and
+resolution. Training, search and export all use this module; it knows no family and
+imports neither of them.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+import contextlib
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
 
-from ofa_tf.layers.elastic_norm import preserved_statistics, recalibrating
+from ofa_tf.layers.elastic_norm import elastic_batch_norms, recalibrating
+
+_IMAGES = tf.TensorSpec([None, None, None, 3], tf.float32)
+
+
+@contextlib.contextmanager
+def activated_subnet(supernet, arch: Mapping | None = None):
+    """Activate ``arch`` (an arch dict or `Arch`; None: keep the active one) for the ``with``
+    block; on exit, however it is left, the previously active subnet and every BN moving mean and
+    variance of the supernet are restored. A recalibration for one subnet (validation during
+    training, export) then leaves the supernet, and so a resumed run, as it was."""
+    previous = supernet.get_active_arch()
+    statistics = [v for bn in elastic_batch_norms(supernet) for v in (bn.moving_mean, bn.moving_variance)]
+    saved = [v.numpy() for v in statistics]
+    try:
+        if arch is not None:
+            supernet.set_active_subnet(**arch)
+        yield supernet
+    finally:
+        for v, value in zip(statistics, saved):
+            v.assign(value)
+        supernet.set_active_subnet(**previous)
+
+
+class BNRecalibrator:
+    """Recomputes the active subnet's BN statistics as OFA's ``set_running_statistics``: the
+    moving mean and variance of the active channels become the average over the batches."""
+
+    def __init__(self, supernet):
+        self.supernet = supernet
+        self._calibrate_batch = tf.function(
+            self._calibrate_batch_fn, input_signature=[_IMAGES, tf.TensorSpec([], tf.float32)])
+
+    def _calibrate_batch_fn(self, images, factor):
+        with recalibrating(self.supernet, factor):
+            self.supernet(images, training=True)
+        return tf.constant(0)
+
+    def recalibrate(self, batches: Iterable, n_images: int) -> int:
+        """Use the first ``n_images`` images of ``batches`` (``(images, labels)`` pairs);
+        returns the number of images used."""
+        if n_images < 1:
+            raise ValueError(f"n_images must be >= 1, got {n_images}")
+        seen, count = 0, 0
+        for images, _ in batches:
+            images = images[: n_images - seen]
+            count += 1
+            self._calibrate_batch(images, tf.constant(1.0 / count))
+            seen += int(images.shape[0])
+            if seen >= n_images:
+                break
+        if not seen:
+            raise ValueError("the calibration data yielded no images")
+        return seen
 
 
 class SubnetValidator:
@@ -32,16 +87,9 @@ class SubnetValidator:
         self.supernet = supernet
         self.calibration_data, self.eval_data = calibration_data, eval_data
         self.n_calibration_images = int(n_calibration_images)
-        signature = [tf.TensorSpec([None, None, None, 3], tf.float32)]
-        self._calibrate_batch = tf.function(self._calibrate_batch_fn,
-                                            input_signature=signature + [tf.TensorSpec([], tf.float32)])
+        self.recalibrator = BNRecalibrator(supernet)
         self._eval_batch = tf.function(
-            self._eval_batch_fn, input_signature=signature + [tf.TensorSpec([None], tf.int32)])
-
-    def _calibrate_batch_fn(self, images, factor):
-        with recalibrating(self.supernet, factor):
-            self.supernet(images, training=True)
-        return tf.constant(0)
+            self._eval_batch_fn, input_signature=[_IMAGES, tf.TensorSpec([None], tf.int32)])
 
     def _eval_batch_fn(self, images, labels):
         logits = self.supernet(images, training=False)
@@ -55,17 +103,7 @@ class SubnetValidator:
 
     def recalibrate(self, image_size: int) -> int:
         """Recompute the active subnet's BN statistics; returns the number of images used."""
-        seen, batches = 0, 0
-        for images, _ in self.calibration_data(image_size):
-            images = images[: self.n_calibration_images - seen]
-            batches += 1
-            self._calibrate_batch(images, tf.constant(1.0 / batches))
-            seen += int(images.shape[0])
-            if seen >= self.n_calibration_images:
-                break
-        if not seen:
-            raise ValueError("the calibration data yielded no images")
-        return seen
+        return self.recalibrator.recalibrate(self.calibration_data(image_size), self.n_calibration_images)
 
     def evaluate(self, arch: Mapping) -> dict:
         """Activate ``arch``, recalibrate its BN at ``arch["r"]`` and measure it on the eval data.
@@ -73,12 +111,12 @@ class SubnetValidator:
         Returns ``{"top1", "top5"}`` in percent, the mean ``loss`` and ``n`` images. Note that the
         supernet's moving statistics for the active channels are left recalibrated (as in OFA).
         """
-        arch = self.supernet.space.validate(arch, require_resolution=True)
-        image_size = arch["r"][0]
+        space = self.supernet.space
+        arch = space.arch(space.validate(arch, require_resolution=True))
         self.supernet.set_active_subnet(**arch)
-        self.recalibrate(image_size)
+        self.recalibrate(arch.resolution)
         totals = np.zeros(4)
-        for images, labels in self.eval_data(image_size):
+        for images, labels in self.eval_data(arch.resolution):
             totals += [float(t) for t in self._eval_batch(images, tf.reshape(labels, [-1]))]
         top1, top5, loss, n = totals
         if not n:
@@ -89,9 +127,5 @@ class SubnetValidator:
         """``{name: evaluate(arch)}`` without side effects: the active subnet and every BN
         moving statistic are restored afterwards, so validating during training changes nothing
         about the run (a resumed run equals an uninterrupted one)."""
-        previous = self.supernet.get_active_arch()
-        with preserved_statistics(self.supernet):
-            try:
-                return {name: self.evaluate(arch) for name, arch in archs.items()}
-            finally:
-                self.supernet.set_active_subnet(**previous)
+        with activated_subnet(self.supernet):
+            return {name: self.evaluate(arch) for name, arch in archs.items()}

@@ -12,13 +12,12 @@ def extract_subnet(supernet, arch: Mapping, image_size: int | None = None, keras
     """Build ``arch`` with standard layers from the supernet's layout and copy the
     active weights (kernel transforms applied, channels sliced) into it.
 
-    ``image_size`` defaults to ``arch["r"]``, then to the largest resolution. ``batch_size``
+    ``image_size`` defaults to the arch's resolution (`SearchSpace.arch`). ``batch_size``
     fixes the input's batch dimension (see `build_static_model`).
     """
-    space = supernet.space
-    arch = space.validate(arch)
+    arch = supernet.space.arch(arch)
     if image_size is None:
-        image_size = arch["r"][0] if "r" in arch else max(space.resolutions)
+        image_size = arch.resolution
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 8:
         raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
     kwargs = {} if keras_module is None else {"keras_module": keras_module}

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from ofa_tf.arch.space import SearchSpace, StageSpec, arch_from_json, arch_to_json
+from ofa_tf.arch.space import SearchSpace, StageSpec, arch_from_json
+from ofa_tf.arch.value import arch_to_json
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +96,29 @@ def test_expand_and_active_slots(space):
         space.expand(ks=[3, 5, 7])
     arch = space.uniform(3, 3, 2)
     assert space.active_slots(arch) == [0, 1, 4, 5, 8, 9, 12, 13, 16, 17]
+
+
+def test_arch_value_is_validated_once_immutable_and_carries_its_resolution():
+    tiny = SearchSpace.tiny()
+    arch = tiny.arch({"ks": [3] * 12, "e": [3] * 12, "d": [1, 2, 3, 1]})
+    assert arch.resolution == tiny.default_resolution == 64      # one rule: the largest
+    assert tiny.arch(tiny.smallest()).resolution == 32            # else arch["r"]
+    assert tiny.arch(arch) is arch                                # no second validation
+    assert tiny.arch(arch, image_size=40).resolution == 40 and arch.resolution == 64
+    assert arch.active_slots == (0, 3, 4, 6, 7, 8, 9) == tuple(tiny.active_slots(arch))
+    with pytest.raises(AttributeError, match="immutable"):
+        arch.d = (3, 3, 3, 3)
+    with pytest.raises(ValueError, match="resolution 36 is not in the space's resolutions"):
+        tiny.arch(arch, image_size=36)
+    with pytest.raises(ValueError, match=r"arch\['e'\]\[0\]"):
+        tiny.arch({**tiny.smallest(), "e": [5] * 12})
+    # It reads like the reference's arch dict, and round-trips through JSON.
+    assert arch == {**tiny.validate(arch), "r": [64]} and dict(**arch)["r"] == [64]
+    assert arch_from_json(arch.to_json(), tiny) == arch.to_dict()
+    # The digest names what the network computes (export file names): pinned values, and
+    # the choices of skipped slots do not change it.
+    assert tiny.arch(tiny.largest()).digest == "b6fd5e3546"
+    assert tiny.arch(tiny.smallest()).digest == "3279f69eaf"
+    skipped = arch.to_dict()
+    skipped["ks"][1] = 7
+    assert tiny.arch(skipped).digest == arch.digest and tiny.arch(skipped) != arch

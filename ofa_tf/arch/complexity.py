@@ -42,8 +42,10 @@ def _conv(spec: ConvSpec, size: int) -> tuple:
     return macs, params, out
 
 
-def profile_layout(layout: Layout, arch: Mapping, image_size: int) -> Profile:
-    arch = layout.space.validate(arch)
+def profile_layout(layout: Layout, arch: Mapping, image_size: int | None = None) -> Profile:
+    """MACs and params of ``arch`` on ``layout`` at ``image_size`` (default: the arch's)."""
+    arch = layout.space.arch(arch)
+    image_size = arch.resolution if image_size is None else image_size
     macs, params, size = _conv(layout.stem, image_size)
     for block in layout.active_blocks(arch, image_size):
         spec, mid, k = block.spec, block.mid_channels, block.kernel_size
@@ -72,10 +74,7 @@ def profile_layout(layout: Layout, arch: Mapping, image_size: int) -> Profile:
 
 def profile_arch(arch: Mapping, space: SearchSpace, n_classes: int = 1000,
                  image_size: int | None = None) -> Profile:
-    """MACs and params of ``arch`` at ``image_size`` (default: ``arch['r']``, else the largest)."""
-    arch = space.validate(arch)
-    if image_size is None:
-        image_size = arch["r"][0] if "r" in arch else max(space.resolutions)
+    """MACs and params of ``arch`` at ``image_size`` (default: the arch's resolution)."""
     return profile_layout(build_layout(space, n_classes), arch, image_size)
 
 

@@ -20,7 +20,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-ARCH_KEYS = ("ks", "e", "d", "r")
+from ofa_tf.arch.value import ARCH_KEYS, Arch
+
 ACTIVATIONS = ("relu", "h_swish")
 
 
@@ -171,9 +172,40 @@ class SearchSpace:
         total = per_stage ** self.n_stages
         return total * len(self.resolutions) if include_resolution else total
 
-    # -------------------------------------------------------------- arch dicts
+    # ------------------------------------------------------------------ archs
+    @property
+    def default_resolution(self) -> int:
+        """The resolution of an arch given without ``r``: the largest (the supernet's own)."""
+        return max(self.resolutions)
+
+    def check_resolution(self, resolution) -> int:
+        """``resolution`` if it is one of the space's; one ValueError naming it otherwise."""
+        if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral) \
+                or resolution not in self.resolutions:
+            raise ValueError(f"resolution {resolution!r} is not in the space's resolutions "
+                             f"{list(self.resolutions)}")
+        return int(resolution)
+
+    def arch(self, arch: Mapping, image_size: int | None = None) -> Arch:
+        """``arch`` (an arch dict or an `Arch`) as an `Arch` of this space, validated once.
+
+        The resolution is ``image_size`` if given, else ``arch["r"]``, else
+        `default_resolution`; it must be one of the space's resolutions. An `Arch` of this
+        space comes back as it is (or with the new resolution), without checking it again.
+        """
+        if isinstance(arch, Arch) and (arch.space is self or arch.space == self):
+            if image_size is None or image_size == arch.resolution:
+                return arch
+            return Arch(self, arch.ks, arch.e, arch.d, self.check_resolution(image_size))
+        values = self.validate(arch)
+        resolution = self.check_resolution(image_size) if image_size is not None else \
+            values.get("r", [self.default_resolution])[0]
+        return Arch(self, values["ks"], values["e"], values["d"], resolution)
+
     def validate(self, arch: Mapping, require_resolution: bool = False) -> dict:
         """Return a normalized copy of ``arch``; raise one ValueError naming the bad field."""
+        if isinstance(arch, Arch) and (arch.space is self or arch.space == self):
+            return arch.to_dict()
         if not isinstance(arch, Mapping):
             raise ValueError(f"arch must be a dict with keys {ARCH_KEYS}, got {type(arch).__name__}")
         unknown = [k for k in arch if k not in ARCH_KEYS]
@@ -294,11 +326,6 @@ class SearchSpace:
     @classmethod
     def from_json(cls, text: str) -> "SearchSpace":
         return cls.from_dict(json.loads(text))
-
-
-def arch_to_json(arch: Mapping) -> str:
-    """Canonical JSON of an arch dict (stable key order, so it can be hashed)."""
-    return json.dumps({k: list(arch[k]) for k in ARCH_KEYS if k in arch}, sort_keys=False)
 
 
 def arch_from_json(text: str, space: SearchSpace, require_resolution: bool = False) -> dict:

@@ -184,11 +184,9 @@ def main(argv):
         if arch is None and not FLAGS.verify:
             arch = supernet.space.largest() if FLAGS.preset == "max" else supernet.space.smallest()
         if arch is not None:   # fail on an unwritable or existing output before the slow part
-            checked = supernet.space.validate(arch)
-            resolution = FLAGS.resolution or (checked["r"][0] if "r" in checked
-                                              else max(supernet.space.resolutions))
+            arch = supernet.space.arch(arch, FLAGS.resolution)
             for s in settings:
-                check_outputs(FLAGS.out_dir, output_paths(supernet.space, checked, resolution,
+                check_outputs(FLAGS.out_dir, output_paths(supernet.space, arch, arch.resolution,
                                                           FLAGS.out_dir, s), s.overwrite)
         data, info = load_data(spec, info)
 
@@ -200,7 +198,7 @@ def main(argv):
                   f"{v['max_abs_diff']:.2g}, top-1 agreement {100 * v['top1_agreement']:.1f} %)")
             return 0
         for s in settings:
-            print(format_result(exporter.export(arch, FLAGS.out_dir, s, image_size=FLAGS.resolution)),
+            print(format_result(exporter.export(arch, FLAGS.out_dir, s)),
                   flush=True)
     except ExportCheckError as err:
         print(f"error: verification failed, nothing written: {err}", file=sys.stderr)

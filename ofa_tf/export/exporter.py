@@ -10,7 +10,6 @@ verification results, which is what ``verify_export`` needs to check the file ag
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -19,14 +18,14 @@ from typing import Mapping
 
 import numpy as np
 
-from ofa_tf.artifacts import atomic_save, atomic_write_bytes, atomic_write_text, read_versioned_json
-from ofa_tf.data import DatasetInfo, ImageSource
-from ofa_tf.export import converter, metadata, verify
-from ofa_tf.layers.elastic_norm import preserved_statistics
 from ofa_tf.arch.complexity import profile_arch
 from ofa_tf.arch.space import SearchSpace
+from ofa_tf.arch.value import Arch
+from ofa_tf.artifacts import atomic_save, atomic_write_bytes, atomic_write_text, read_versioned_json
+from ofa_tf.data import DatasetInfo, ImageSource
+from ofa_tf.evaluation import BNRecalibrator, activated_subnet
+from ofa_tf.export import converter, metadata, verify
 from ofa_tf.subnet import extract_subnet
-from ofa_tf.evaluation import SubnetValidator
 
 SIDECAR_FORMAT_VERSION = 1
 
@@ -83,12 +82,8 @@ class ExportResult:
 
 
 def arch_hash(arch: Mapping, space: SearchSpace) -> str:
-    """A short hash of what the network computes: depths and the choices of active blocks only
-    (an inactive slot's ks / e change nothing, so they do not change the name)."""
-    active = space.active_slots(arch)
-    canonical = {"ks": [arch["ks"][i] for i in active], "e": [arch["e"][i] for i in active],
-                 "d": list(arch["d"])}
-    return hashlib.sha1(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:10]
+    """`Arch.digest` of ``arch``: depths and the choices of active blocks only."""
+    return space.arch(arch).digest
 
 
 def output_stem(arch: Mapping, space: SearchSpace, image_size: int, mode: str, io_type: str) -> str:
@@ -182,27 +177,19 @@ class SubnetExporter:
             return [(images, np.zeros(len(images), np.int32))]
         return _images(self.data.val(50, image_size), settings.n_verify_images)
 
-    def _recalibrate(self, arch: Mapping, image_size: int, settings: ExportSettings) -> None:
+    def _recalibrate(self, arch: Arch, settings: ExportSettings) -> None:
+        """Recompute the BN statistics of ``arch``, which must be the active subnet."""
         if not settings.n_bn_calibration_images:
             return
         batch = min(settings.calibration_batch_size, settings.n_bn_calibration_images)
-        validator = SubnetValidator(
-            self.supernet, calibration_data=lambda size: self._train_batches(batch, size, settings.seed),
-            eval_data=lambda size: None, n_calibration_images=settings.n_bn_calibration_images)
-        self.supernet.set_active_subnet(**arch)
-        validator.recalibrate(image_size)
+        BNRecalibrator(self.supernet).recalibrate(
+            self._train_batches(batch, arch.resolution, settings.seed), settings.n_bn_calibration_images)
 
     # -- export -----------------------------------------------------------------------------
-    def resolve(self, arch: Mapping, image_size: int | None = None) -> tuple[dict, int]:
-        """Validate ``arch``; the resolution is ``image_size``, else ``arch["r"]``, else the largest."""
-        space = self.supernet.space
-        arch = space.validate(arch)
-        if image_size is None:
-            image_size = arch["r"][0] if "r" in arch else max(space.resolutions)
-        if image_size not in space.resolutions:
-            raise ValueError(f"resolution {image_size} is not in the space's resolutions "
-                             f"{min(space.resolutions)}..{max(space.resolutions)}")
-        return {**arch, "r": [image_size]}, image_size
+    def resolve(self, arch: Mapping, image_size: int | None = None) -> tuple[Arch, int]:
+        """``arch`` as an `Arch` (see `SearchSpace.arch` for its resolution) and its resolution."""
+        arch = self.supernet.space.arch(arch, image_size)
+        return arch, arch.resolution
 
     def export(self, arch: Mapping, out_dir: str, settings: ExportSettings | None = None,
                image_size: int | None = None) -> ExportResult:
@@ -213,22 +200,18 @@ class SubnetExporter:
         if settings.mode in ("int8", "qat_int8") or settings.n_bn_calibration_images:
             self._need_data(f"{settings.mode} export with BN recalibration")
 
-        previous = self.supernet.get_active_arch()
-        with preserved_statistics(self.supernet):
-            try:
-                self._recalibrate(arch, image_size, settings)
-                keras_model = extract_subnet(self.supernet, arch, image_size)
-                phone_model = extract_subnet(self.supernet, arch, image_size, batch_size=1)
-                qat_model, qat_losses = None, None
-                if settings.mode == "qat_int8":
-                    from ofa_tf.export.qat import qat_finetune
+        with activated_subnet(self.supernet, arch):
+            self._recalibrate(arch, settings)
+            keras_model = extract_subnet(self.supernet, arch)
+            phone_model = extract_subnet(self.supernet, arch, batch_size=1)
+            qat_model, qat_losses = None, None
+            if settings.mode == "qat_int8":
+                from ofa_tf.export.qat import qat_finetune
 
-                    qat_model, qat_losses = qat_finetune(
-                        self.supernet, arch, image_size,
-                        self._train_batches(settings.qat_batch_size, image_size, settings.seed + 1),
-                        settings.qat_steps, settings.qat_learning_rate)
-            finally:
-                self.supernet.set_active_subnet(**previous)
+                qat_model, qat_losses = qat_finetune(
+                    self.supernet, arch, image_size,
+                    self._train_batches(settings.qat_batch_size, image_size, settings.seed + 1),
+                    settings.qat_steps, settings.qat_learning_rate)
 
         representative = None
         if settings.mode in ("int8", "qat_int8"):
@@ -257,7 +240,7 @@ class SubnetExporter:
                                              settings.n_verify_images)
 
         result = ExportResult(
-            tflite_path=paths["tflite"], sidecar_path=paths["sidecar"], arch=arch, mode=settings.mode,
+            tflite_path=paths["tflite"], sidecar_path=paths["sidecar"], arch=arch.to_dict(), mode=settings.mode,
             io_type=settings.io_type, image_size=image_size,
             mmacs=profile_arch(arch, self.supernet.space, self.supernet.n_classes, image_size).mmacs,
             size_bytes=len(tflite), agreement=agreement, op_counts=dict(sorted(counts.items())),
@@ -299,19 +282,15 @@ class SubnetExporter:
         if sidecar["mode"] == "qat_int8":
             raise ValueError("a qat_int8 file can only be verified at export time (its fine-tuned "
                              "weights are not in the supernet)")
-        previous = self.supernet.get_active_arch()
-        with preserved_statistics(self.supernet):
-            try:
-                self._recalibrate(arch, image_size, settings)
-                keras_model = extract_subnet(self.supernet, arch, image_size)
-            finally:
-                self.supernet.set_active_subnet(**previous)
+        with activated_subnet(self.supernet, arch):
+            self._recalibrate(arch, settings)
+            keras_model = extract_subnet(self.supernet, arch)
         counts = verify.check_graph(tflite_path, *((self.supernet.layout, arch, image_size)
                                                    if sidecar["mode"] == "float32" else ()))
         agreement = verify.compare(verify.TFLiteModel(tflite_path), keras_model,
                                    self._verify_batches(settings, image_size), settings.n_verify_images)
         verify.check_agreement(sidecar["mode"], agreement)
-        return {"arch": arch, "mode": sidecar["mode"], "image_size": image_size,
+        return {"arch": arch.to_dict(), "mode": sidecar["mode"], "image_size": image_size,
                 "verification": agreement.to_dict(), "op_counts": dict(sorted(counts.items()))}
 
 

@@ -103,16 +103,3 @@ def recalibrating(model, factor):
     finally:
         for layer in layers:
             layer._recalibration_factor = None
-
-
-@contextlib.contextmanager
-def preserved_statistics(model):
-    """Restore every BN moving mean and variance of ``model`` on exit, so a recalibration for
-    one subnet (validation, export) leaves the supernet as it was."""
-    statistics = [v for bn in elastic_batch_norms(model) for v in (bn.moving_mean, bn.moving_variance)]
-    saved = [v.numpy() for v in statistics]
-    try:
-        yield
-    finally:
-        for v, value in zip(statistics, saved):
-            v.assign(value)

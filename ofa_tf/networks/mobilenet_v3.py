@@ -47,7 +47,7 @@ class OFAMobileNetV3(keras.Model):
         self.n_classes, self.dropout_rate = n_classes, float(dropout_rate)
         self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
         self._rng = np.random.default_rng(seed)
-        self.active_resolution = max(space.resolutions)
+        self.active_resolution = space.default_resolution
 
         layout = self.layout
         self.stem_conv, self.stem_bn = self._conv_layers(layout.stem)
@@ -168,7 +168,7 @@ class OFAMobileNetV3(keras.Model):
     def active_weights(self, arch) -> dict:
         """Weights of the static subnet for ``arch``, keyed by static layer name."""
         layout = self.layout
-        arch = self.space.validate(arch)
+        arch = self.space.arch(arch)
         out = {"conv": self.stem_conv.get_weights(),
                "conv_bn": self.stem_bn.active_weights(layout.stem.out_channels)}
         out.update(self.first_block.active_weights())

@@ -83,12 +83,12 @@ class _Builder:
 def build_static_model(layout: Layout, arch: Mapping, image_size: int, keras_module=keras,
                        bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, name: str = "ofa_subnet",
                        batch_size: int | None = None):
-    """An untrained Keras model of ``arch`` (an arch dict validated by the layout's space).
+    """An untrained Keras model of ``arch`` (an arch dict or `Arch` of the layout's space).
 
     ``batch_size`` fixes the batch dimension (1 for phone export: a dynamic batch makes the
     converter compute the flatten shape at run time with SHAPE / STRIDED_SLICE ops).
     """
-    arch = layout.space.validate(arch)
+    arch = layout.space.arch(arch)
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be None or a positive int, got {batch_size!r}")
