@@ -4,7 +4,7 @@ A block's input size depends only on the resolution and its stage (the kernel si
 change a stride's output size, and depth only drops blocks after a stage's first), so walking
 the uniform archs of every (kernel, expand) choice at full depth visits each op the space can
 produce. Keys come from ``ofa_tf.nas.latency_table`` (the predictor's own key functions), and
-each op's Keras model from ``ofa_tf.networks.static.build_op_model`` (the subnet builder's code).
+each op's Keras model from the family's ``build_op_model`` (the subnet builder's code).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from ofa_tf.nas.latency_table import block_key, head_keys, stem_key
 from ofa_tf.arch.layout import ActiveBlock, Layout
-from ofa_tf.networks.static import build_op_model
+from ofa_tf.nas.latency_table import block_key, head_keys, stem_key
+from ofa_tf.networks import family_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +27,7 @@ class TableOp:
 
     def build_model(self, layout: Layout):
         """The op as a Keras model with a batch of 1 (what the phone runs)."""
-        return build_op_model(layout, self.op, self.input_size, batch_size=1)
+        return family_of(layout.space).build_op_model(layout, self.op, self.input_size, batch_size=1)
 
 
 def table_ops(layout: Layout, resolutions: Sequence[int]) -> list[TableOp]:
@@ -38,8 +38,7 @@ def table_ops(layout: Layout, resolutions: Sequence[int]) -> list[TableOp]:
         found.setdefault(key, TableOp(key, op, input_size))
 
     for r in resolutions:
-        if r not in space.resolutions:
-            raise ValueError(f"resolution {r} is not in the space's resolutions {list(space.resolutions)}")
+        space.check_resolution(r)
         add(stem_key(layout, r), "stem", r)
         blocks: list[ActiveBlock] = []
         for k in space.ks_list:

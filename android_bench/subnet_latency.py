@@ -45,9 +45,10 @@ def measure_subnets(layout, archs, predictor, runner, journal_path: str, statist
     from android_bench.progress import Progress
     from ofa_tf.export import to_tflite
     from ofa_tf.nas.accuracy_dataset import AccuracyDataset
-    from ofa_tf.networks.static import build_static_model
     from ofa_tf.arch.value import arch_to_json
+    from ofa_tf.networks import family_of
 
+    build_static_model = family_of(layout.space).build_static_model
     journal = AccuracyDataset(journal_path)   # the generic arch-keyed JSONL store of the NAS code
     todo = [arch for arch in archs if arch not in journal]
     progress = Progress(len(archs), len(archs) - len(todo))

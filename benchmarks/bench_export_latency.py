@@ -90,7 +90,7 @@ def main():
     from ofa_tf.export import check_graph, to_tflite
     from ofa_tf.arch.complexity import profile_arch
     from ofa_tf.arch.space import SearchSpace
-    from ofa_tf.subnet import extract_subnet
+    from ofa_tf.networks.extraction import extract_subnet
     from ofa_tf.evaluation import SubnetValidator
 
     keras.utils.set_random_seed(0)

@@ -96,7 +96,7 @@ def read_supernet_meta(path: str) -> dict:
 
 
 def load_supernet(path: str):
-    """Rebuild and load a saved supernet: returns ``(OFAMobileNetV3, DatasetInfo, meta)``."""
+    """Rebuild and load a saved supernet: returns ``(supernet, DatasetInfo, meta)``."""
     meta = read_supernet_meta(path)
     model = dict(meta["model"])
     space = SearchSpace.from_dict(model.pop("space"))
@@ -108,15 +108,15 @@ def load_supernet(path: str):
 
 
 def build_supernet(space: SearchSpace, n_classes: int, weights: str | None = None, **kwargs):
-    """An `OFAMobileNetV3` of ``space``, built, with ``weights`` (a .weights.h5) loaded if given.
+    """A supernet of ``space``'s family, built, with ``weights`` (a .weights.h5) loaded if given.
 
     Weights saved from a different space or class count give one error naming the file.
     """
     import numpy as np
 
-    from ofa_tf.networks import OFAMobileNetV3
+    from ofa_tf.networks import family_of
 
-    net = OFAMobileNetV3(space=space, n_classes=n_classes, **kwargs)
+    net = family_of(space).supernet_class(space=space, n_classes=n_classes, **kwargs)
     net(np.zeros((1, 32, 32, 3), np.float32), training=False)
     if weights is not None:
         if not os.path.exists(weights):

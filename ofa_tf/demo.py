@@ -14,12 +14,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from ofa_tf.networks import OFAMobileNetV3  # noqa: E402
 from ofa_tf.arch.complexity import profile_arch  # noqa: E402
-from ofa_tf.arch.space import SearchSpace  # noqa: E402
+from ofa_tf.arch.space import PRESETS, SearchSpace  # noqa: E402
+from ofa_tf.networks import family_of  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("space", "mbv3_w1.0", ["mbv3_w1.0", "mbv3_w1.2", "tiny"], "Search space preset.")
+flags.DEFINE_enum("space", "mbv3_w1.0", list(PRESETS), "Search space preset.")
 flags.DEFINE_integer("n", 8, "Number of random subnets to sample.", lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed of the subnet sampler.")
 flags.DEFINE_integer("n_classes", 1000, "Classifier width.", lower_bound=1)
@@ -37,7 +37,7 @@ def main(argv):
     space = SearchSpace.preset(FLAGS.space)
     print(f"search space {FLAGS.space}: {space.count():.3e} subnets "
           f"({space.count(include_resolution=True):.3e} with {len(space.resolutions)} resolutions)")
-    net = OFAMobileNetV3(n_classes=FLAGS.n_classes, space=space, seed=FLAGS.seed)
+    net = family_of(space).supernet_class(n_classes=FLAGS.n_classes, space=space, seed=FLAGS.seed)
     print(f"supernet: {net.count_params() / 1e6:.2f} M weights")
     rng = np.random.default_rng(FLAGS.seed)
     rows = [("largest", space.largest()), ("smallest", space.smallest())]

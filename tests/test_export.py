@@ -17,7 +17,7 @@ from ofa_tf.export import (ExportCheckError, ExportSettings, SubnetExporter, TFL
                            check_graph, expected_float_op_counts, op_counts, output_stem, read_metadata,
                            read_sidecar, to_tflite)
 from ofa_tf.export import verify
-from ofa_tf.subnet import extract_subnet
+from ofa_tf.networks.extraction import extract_subnet
 from ofa_tf.training.phases import progressive_shrinking_phases
 from ofa_tf.training.trainer import OFATrainer
 

@@ -4,11 +4,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import images, randomize_weights
-from ofa_tf.arch.layout import build_layout
-from ofa_tf.networks import OFAMobileNetV3
 from ofa_tf.arch.complexity import profile_arch, profile_model
+from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
-from ofa_tf.subnet import extract_subnet
+from ofa_tf.networks import Family, OFAMobileNetV3, family_of, get_family, register_family
+from ofa_tf.networks.extraction import extract_subnet
+from ofa_tf.networks.static import build_op_model, build_static_model
 
 STANDARD_LAYERS = {"InputLayer", "ZeroPadding2D", "Conv2D", "DepthwiseConv2D", "BatchNormalization",
                    "Activation", "GlobalAveragePooling2D", "Multiply", "Add", "Flatten", "Dropout", "Dense"}
@@ -230,3 +231,13 @@ def test_extract_subnet_rejects_bad_input(tiny_net):
         extract_subnet(tiny_net, {**tiny_net.space.smallest(), "e": [5] * 12})
     with pytest.raises(ValueError, match="image_size"):
         extract_subnet(tiny_net, tiny_net.space.smallest(), image_size="big")
+
+
+def test_the_registry_finds_a_space_s_family():
+    family = family_of(SearchSpace.tiny())
+    assert family.supernet_class is OFAMobileNetV3 and family.build_static_model is build_static_model
+    assert register_family(Family("mobilenet_v3", OFAMobileNetV3, build_static_model, build_op_model)) == family
+    with pytest.raises(ValueError, match="already registered"):
+        register_family(Family("mobilenet_v3", OFAMobileNetV3, build_op_model, build_static_model))
+    with pytest.raises(ValueError, match="unknown network family 'resnet'; registered: .*mobilenet_v3"):
+        get_family("resnet")

@@ -23,6 +23,8 @@ import numpy as np
 from ofa_tf.arch.value import ARCH_KEYS, Arch
 
 ACTIVATIONS = ("relu", "h_swish")
+# Network families with a layout here and a supernet in ofa_tf/networks/ (see its registry).
+FAMILIES = ("mobilenet_v3",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,8 +122,8 @@ class SearchSpace:
             raise ValueError("SearchSpace.stages must not be empty")
         if not (isinstance(self.width_mult, numbers.Real) and self.width_mult > 0):
             raise ValueError(f"SearchSpace.width_mult must be positive, got {self.width_mult!r}")
-        if self.family != "mobilenet_v3":
-            raise ValueError(f"SearchSpace.family {self.family!r} is not supported (only 'mobilenet_v3')")
+        if self.family not in FAMILIES:
+            raise ValueError(f"SearchSpace.family {self.family!r} is not supported (one of {FAMILIES})")
 
     # ----------------------------------------------------------------- presets
     @classmethod
@@ -144,12 +146,10 @@ class SearchSpace:
 
     @classmethod
     def preset(cls, name: str) -> "SearchSpace":
-        presets = {"mbv3_w1.0": lambda: cls.mobilenet_v3(1.0),
-                   "mbv3_w1.2": lambda: cls.mobilenet_v3(1.2),
-                   "tiny": cls.tiny}
-        if name not in presets:
-            raise ValueError(f"unknown search space preset {name!r}; choose from {sorted(presets)}")
-        return presets[name]()
+        """The space of a preset name (`PRESETS`), as the CLIs' ``--space`` takes it."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown search space preset {name!r}; choose from {sorted(PRESETS)}")
+        return PRESETS[name]()
 
     # -------------------------------------------------------------- structure
     @property
@@ -326,6 +326,12 @@ class SearchSpace:
     @classmethod
     def from_json(cls, text: str) -> "SearchSpace":
         return cls.from_dict(json.loads(text))
+
+
+# The named spaces the CLIs offer (``--space``); a family adds its presets here.
+PRESETS = {"tiny": SearchSpace.tiny,
+           "mbv3_w1.0": lambda: SearchSpace.mobilenet_v3(1.0),
+           "mbv3_w1.2": lambda: SearchSpace.mobilenet_v3(1.2)}
 
 
 def arch_from_json(text: str, space: SearchSpace, require_resolution: bool = False) -> dict:

@@ -25,7 +25,7 @@ from ofa_tf.artifacts import atomic_save, atomic_write_bytes, atomic_write_text,
 from ofa_tf.data import DatasetInfo, ImageSource
 from ofa_tf.evaluation import BNRecalibrator, activated_subnet
 from ofa_tf.export import converter, metadata, verify
-from ofa_tf.subnet import extract_subnet
+from ofa_tf.networks.extraction import extract_subnet
 
 SIDECAR_FORMAT_VERSION = 1
 

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from ofa_tf.subnet import extract_subnet
+from ofa_tf.networks.extraction import extract_subnet
 
 
 def _tfmot():

@@ -51,13 +51,13 @@ def _n_classes(state_dict) -> int:
 
 def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float | None = None,
                                 overwrite: bool = False):
-    """Read ``checkpoint``, load it into a new ``OFAMobileNetV3`` and save it to ``out_dir``.
+    """Read ``checkpoint``, load it into a new OFA-MobileNetV3 supernet and save it to ``out_dir``.
     Returns ``(supernet, path of supernet.json)``."""
     check_checkpoint_exists(checkpoint)  # before TensorFlow loads, so a wrong path fails fast
     from ofa_tf.artifacts import META_NAME, WEIGHTS_NAME, save_supernet
     from ofa_tf.interop.reference_mapping import checkpoint_width_mult, load_reference_state_dict
-    from ofa_tf.networks import OFAMobileNetV3
     from ofa_tf.arch.space import SearchSpace
+    from ofa_tf.networks import family_of
 
     existing = [n for n in (META_NAME, WEIGHTS_NAME) if os.path.exists(os.path.join(out_dir, n))]
     if existing and not overwrite:
@@ -75,7 +75,8 @@ def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float
     elif released is not None and released != width_mult:
         raise ValueError(f"--width_mult {width_mult:g} does not match the release "
                          f"{os.path.basename(checkpoint)}, which has width_mult {released:g}")
-    net = OFAMobileNetV3(n_classes=_n_classes(state_dict), width_mult=float(width_mult))
+    space = SearchSpace.mobilenet_v3(float(width_mult))
+    net = family_of(space).supernet_class(space=space, n_classes=_n_classes(state_dict))
     load_reference_state_dict(net, state_dict)
     source = {"checkpoint": os.path.abspath(checkpoint), "reference": "mit-han-lab/once-for-all",
               "width_mult": float(width_mult)}

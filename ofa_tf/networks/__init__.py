@@ -1,5 +1,7 @@
-"""Supernets (one module per family) and the static subnet builder."""
+"""Supernets, one module per family, each registering itself in `registry` on import; the
+static subnet builder and extraction."""
 
 from ofa_tf.networks.mobilenet_v3 import OFAMobileNetV3
+from ofa_tf.networks.registry import Family, family_of, get_family, register_family
 
-__all__ = ["OFAMobileNetV3"]
+__all__ = ["Family", "OFAMobileNetV3", "family_of", "get_family", "register_family"]

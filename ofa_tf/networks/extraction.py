@@ -1,19 +1,19 @@
-"""Turn the supernet's active subnet into a plain Keras model with its weights."""
+"""Turn a subnet of any family's supernet into a plain Keras model with its weights."""
 
 from __future__ import annotations
 
 from typing import Mapping
 
-from ofa_tf.networks.static import build_static_model
+from ofa_tf.networks.registry import family_of
 
 
 def extract_subnet(supernet, arch: Mapping, image_size: int | None = None, keras_module=None,
                    preserve_weight: bool = True, name: str | None = None, batch_size: int | None = None):
-    """Build ``arch`` with standard layers from the supernet's layout and copy the
-    active weights (kernel transforms applied, channels sliced) into it.
+    """Build ``arch`` with standard layers (the family's static builder, from the supernet's
+    layout) and copy the active weights (kernel transforms applied, channels sliced) into it.
 
     ``image_size`` defaults to the arch's resolution (`SearchSpace.arch`). ``batch_size``
-    fixes the input's batch dimension (see `build_static_model`).
+    fixes the input's batch dimension (see `Family.build_static_model`).
     """
     arch = supernet.space.arch(arch)
     if image_size is None:
@@ -21,7 +21,7 @@ def extract_subnet(supernet, arch: Mapping, image_size: int | None = None, keras
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 8:
         raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
     kwargs = {} if keras_module is None else {"keras_module": keras_module}
-    model = build_static_model(supernet.layout, arch, image_size, bn_momentum=supernet.bn_momentum,
+    model = family_of(supernet.space).build_static_model(supernet.layout, arch, image_size, bn_momentum=supernet.bn_momentum,
                                bn_epsilon=supernet.bn_epsilon, name=name or "ofa_subnet",
                                batch_size=batch_size, **kwargs)
     if not preserve_weight:

@@ -8,12 +8,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ofa_tf.arch.layout import ConvSpec, build_layout
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.layers import activations
 from ofa_tf.layers.common import choice_variable, he_fan_out
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
 from ofa_tf.layers.mbconv import ElasticMBConv
-from ofa_tf.arch.layout import ConvSpec, build_layout
-from ofa_tf.arch.space import SearchSpace
+from ofa_tf.networks.extraction import extract_subnet
+from ofa_tf.networks.registry import Family, register_family
+from ofa_tf.networks.static import build_op_model, build_static_model
 
 
 @keras.saving.register_keras_serializable("ofa_tf")
@@ -160,8 +163,6 @@ class OFAMobileNetV3(keras.Model):
 
     def get_active_subnet(self, image_size=None, preserve_weight=True):
         """The active subnet as a plain Keras model with its weights copied in."""
-        from ofa_tf.subnet import extract_subnet
-
         return extract_subnet(self, self.get_active_arch(), image_size=image_size,
                               preserve_weight=preserve_weight)
 
@@ -198,3 +199,6 @@ class OFAMobileNetV3(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+register_family(Family("mobilenet_v3", OFAMobileNetV3, build_static_model, build_op_model))

@@ -13,11 +13,11 @@ import dataclasses
 import json
 import os
 
+from ofa_tf.arch.space import PRESETS, SearchSpace
 from ofa_tf.artifacts import atomic_write_text
-from ofa_tf.arch.space import SearchSpace
 from ofa_tf.training.phases import PHASE_NAMES
 
-SPACE_PRESETS = ("tiny", "mbv3_w1.0", "mbv3_w1.2")
+SPACE_PRESETS = tuple(PRESETS)
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 CONFIG_NAME = "config.json"
 

@@ -29,7 +29,7 @@ from ofa_tf.artifacts import atomic_write_text, save_supernet
 from ofa_tf.data import load_dataset
 from ofa_tf.evaluation import SubnetValidator
 from ofa_tf.arch.complexity import profile_arch
-from ofa_tf.networks import OFAMobileNetV3
+from ofa_tf.networks import family_of
 from ofa_tf.training.config import TrainConfig, check_workdir_config
 from ofa_tf.training.optimizer import ReferenceSGD
 from ofa_tf.training.phases import (PHASE_NAMES, Phase, phase_validation_archs,
@@ -228,9 +228,9 @@ class ProgressiveShrinking:
         check_workdir_config(config.workdir, config.bound_fields(self.global_batch, self.info.class_names))
         self.phases = progressive_shrinking_phases(space)
         with self.strategy.scope():
-            self.supernet = OFAMobileNetV3(n_classes=self.info.num_classes, space=space,
-                                           dropout_rate=config.dropout, bn_momentum=config.bn_momentum,
-                                           seed=config.seed)
+            self.supernet = family_of(space).supernet_class(
+                n_classes=self.info.num_classes, space=space, dropout_rate=config.dropout,
+                bn_momentum=config.bn_momentum, seed=config.seed)
         self._teacher = None
         self.validator = SubnetValidator(
             self.supernet,
@@ -287,9 +287,9 @@ class ProgressiveShrinking:
                 raise ValueError(f"phase {phase.name!r} distils from the teacher, but {self.config.workdir} "
                                  "has no finished 'teacher' phase; run it first or pass --kd_ratio=0")
             with self.strategy.scope():
-                self._teacher = OFAMobileNetV3(n_classes=self.info.num_classes, space=self.supernet.space,
-                                               dropout_rate=self.config.dropout,
-                                               bn_momentum=self.config.bn_momentum, name="teacher")
+                self._teacher = family_of(self.supernet.space).supernet_class(
+                    n_classes=self.info.num_classes, space=self.supernet.space,
+                    dropout_rate=self.config.dropout, bn_momentum=self.config.bn_momentum, name="teacher")
             self._restore_model(self._teacher, "teacher")
             self._teacher.set_max_net()
         return self._teacher
