@@ -72,9 +72,9 @@ def runner_from_flags():
 
 def layout_from_flags():
     """The layout of ``--space`` with ``--n_classes`` (a supernet's own class count by default)."""
-    from ofa_tf.artifacts import read_supernet_meta
     from ofa_tf.arch.layout import build_layout
     from ofa_tf.arch.space import SearchSpace
+    from ofa_tf.artifacts import read_supernet_meta
 
     spec, n_classes = FLAGS.space, None
     if os.path.isdir(spec) or os.path.basename(spec) == "supernet.json":

@@ -43,9 +43,9 @@ def measure_subnets(layout, archs, predictor, runner, journal_path: str, statist
     import keras
 
     from android_bench.progress import Progress
+    from ofa_tf.arch.value import arch_to_json
     from ofa_tf.export import to_tflite
     from ofa_tf.nas.accuracy_dataset import AccuracyDataset
-    from ofa_tf.arch.value import arch_to_json
     from ofa_tf.networks import family_of
 
     build_static_model = family_of(layout.space).build_static_model

@@ -85,13 +85,13 @@ def main():
     reexec_with_tcmalloc()
     import keras
 
-    from ofa_tf.artifacts import build_supernet
-    from ofa_tf.data import load_dataset
-    from ofa_tf.export import check_graph, to_tflite
     from ofa_tf.arch.complexity import profile_arch
     from ofa_tf.arch.space import SearchSpace
-    from ofa_tf.networks.extraction import extract_subnet
+    from ofa_tf.artifacts import build_supernet
+    from ofa_tf.data import load_dataset
     from ofa_tf.evaluation import SubnetValidator
+    from ofa_tf.export import check_graph, to_tflite
+    from ofa_tf.networks.extraction import extract_subnet
 
     keras.utils.set_random_seed(0)
     space = SearchSpace.preset(args.space)

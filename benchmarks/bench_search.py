@@ -22,13 +22,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from ofa_tf.arch.complexity import profile_arch  # noqa: E402
+from ofa_tf.arch.space import SearchSpace  # noqa: E402
+from ofa_tf.interop.reference_package import import_reference  # noqa: E402
 from ofa_tf.nas.accuracy_predictor import AccuracyPredictor, build_accuracy_model  # noqa: E402
 from ofa_tf.nas.efficiency import MACsPredictor  # noqa: E402
 from ofa_tf.nas.encoding import MobileNetArchEncoder  # noqa: E402
 from ofa_tf.nas.evolution import EvolutionFinder  # noqa: E402
-from ofa_tf.arch.complexity import profile_arch  # noqa: E402
-from ofa_tf.arch.space import SearchSpace  # noqa: E402
-from ofa_tf.interop.reference_package import import_reference  # noqa: E402
 
 
 class KerasForwardPredictor(AccuracyPredictor):

@@ -27,8 +27,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ofa_tf.networks import OFAMobileNetV3  # noqa: E402
 from ofa_tf.arch.complexity import profile_arch  # noqa: E402
+from ofa_tf.networks import OFAMobileNetV3  # noqa: E402
 from ofa_tf.training import ReferenceSGD  # noqa: E402
 
 

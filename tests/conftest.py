@@ -7,8 +7,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from ofa_tf.networks import OFAMobileNetV3  # noqa: E402
 from ofa_tf.arch.space import SearchSpace  # noqa: E402
+from ofa_tf.networks import OFAMobileNetV3  # noqa: E402
 
 
 def randomize_weights(net, seed=0):

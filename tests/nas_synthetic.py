@@ -7,10 +7,10 @@ archs, and bigger budgets must buy higher predicted accuracy.
 
 import numpy as np
 
+from ofa_tf.arch.layout import build_layout
 from ofa_tf.nas.accuracy_predictor import AccuracyPredictor
 from ofa_tf.nas.encoding import MobileNetArchEncoder
 from ofa_tf.nas.latency_table import op_keys
-from ofa_tf.arch.layout import build_layout
 
 
 def synthetic_accuracy(space, archs, noise=0.003, seed=0):

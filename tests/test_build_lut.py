@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from android_bench.op_models import table_ops
-from ofa_tf.nas.efficiency import LatencyPredictor
-from ofa_tf.nas.latency_table import load_latency_table, op_keys
 from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
+from ofa_tf.nas.efficiency import LatencyPredictor
+from ofa_tf.nas.latency_table import load_latency_table, op_keys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -109,9 +109,9 @@ def test_validation_report_on_the_tiny_table(tmp_path):
     """Predict, export and measure 3 subnets against a table of the tiny space at 32 px
     (measured op by op here), then the report; a re-run finds every subnet in the journal."""
     from android_bench.build_lut import build_table
+    from android_bench.calibrate import fitted_scale, scaled_table
     from android_bench.host import HostRunner
     from android_bench.runner import BenchmarkSettings
-    from android_bench.calibrate import fitted_scale, scaled_table
     from android_bench.subnet_latency import measure_subnets, sample_subnets
     from android_bench.validate import write_report
 

@@ -16,11 +16,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import randomize_weights
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.artifacts import load_supernet
 from ofa_tf.interop import CheckpointMismatchError, load_reference_state_dict, reference_state_dict
 from ofa_tf.interop.reference_mapping import reference_links
 from ofa_tf.networks import OFAMobileNetV3
-from ofa_tf.arch.space import SearchSpace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESOLUTIONS = (128, 140)  # 140 gives odd sizes before the stride-2 convs, where padding matters

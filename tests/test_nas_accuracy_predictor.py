@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from nas_synthetic import synthetic_accuracy, trained_synthetic_predictor
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.nas.accuracy_predictor import AccuracyPredictor, build_accuracy_model, ranking_metrics
 from ofa_tf.nas.encoding import MobileNetArchEncoder
-from ofa_tf.arch.space import SearchSpace
 
 
 @pytest.fixture(scope="module")

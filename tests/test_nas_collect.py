@@ -8,12 +8,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import images
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.data import DemoSource
+from ofa_tf.evaluation import SubnetValidator
 from ofa_tf.nas.accuracy_dataset import AccuracyDataset, sample_distinct_archs
 from ofa_tf.nas.encoding import MobileNetArchEncoder
 from ofa_tf.nas.subnet_measurement import collect, eval_batches
-from ofa_tf.arch.space import SearchSpace
-from ofa_tf.evaluation import SubnetValidator
 
 
 def test_distinct_archs_are_a_stable_prefix():

@@ -3,12 +3,12 @@ import pytest
 import yaml
 
 from nas_synthetic import made_up_latency_entries
+from ofa_tf.arch.complexity import profile_arch
+from ofa_tf.arch.layout import build_layout
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.interop.reference_package import import_reference
 from ofa_tf.nas.efficiency import LatencyPredictor, MACsPredictor
 from ofa_tf.nas.latency_table import LatencyTable, load_latency_table, op_keys
-from ofa_tf.arch.layout import build_layout
-from ofa_tf.arch.complexity import profile_arch
-from ofa_tf.arch.space import SearchSpace
 
 
 @pytest.mark.parametrize("space", [SearchSpace.tiny(), SearchSpace.mobilenet_v3(1.0),

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.interop.reference_package import import_reference
 from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder
-from ofa_tf.arch.space import SearchSpace
 
 
 def _canonical(space, arch):

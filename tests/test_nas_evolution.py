@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from nas_synthetic import made_up_latency_entries, trained_synthetic_predictor
+from ofa_tf.arch.complexity import profile_arch
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.nas.efficiency import LatencyPredictor, MACsPredictor
 from ofa_tf.nas.evolution import EvolutionFinder
 from ofa_tf.nas.latency_table import LatencyTable
-from ofa_tf.arch.complexity import profile_arch
-from ofa_tf.arch.space import SearchSpace
 
 SMALL_BUDGET = {"max_time_budget": 60}  # the reference's population and ratios, fewer generations
 

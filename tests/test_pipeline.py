@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.artifacts import load_supernet, read_supernet_meta
 from ofa_tf.networks import OFAMobileNetV3
-from ofa_tf.arch.space import SearchSpace
 from ofa_tf.training import pipeline as pipeline_module
 from ofa_tf.training.config import TrainConfig
 from ofa_tf.training.pipeline import ProgressiveShrinking

@@ -7,11 +7,11 @@ import pytest
 import yaml
 
 from nas_synthetic import made_up_latency_entries, trained_synthetic_predictor
+from ofa_tf.arch.complexity import profile_arch
 from ofa_tf.artifacts import save_supernet
 from ofa_tf.data import DatasetInfo
 from ofa_tf.nas.accuracy_dataset import workdir_paths
 from ofa_tf.networks import OFAMobileNetV3
-from ofa_tf.arch.complexity import profile_arch
 from ofa_tf.search import parse_constraints, run_search
 
 BUDGET = {"max_time_budget": 40}

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import images
-from ofa_tf.training.schedule import WarmupCosineDecay
 from ofa_tf.evaluation import SubnetValidator
 from ofa_tf.training.phases import phase_validation_archs
+from ofa_tf.training.schedule import WarmupCosineDecay
 
 
 def _validator(net, calibration_batches, eval_batches, n=10_000):

@@ -1,7 +1,8 @@
-"""The one description of the OFA-MobileNetV3 layout.
+"""The one description of a network's layout, per family.
 
 The elastic supernet, the static subnet builder, the MACs counter and the
 latency table all walk these specs, so the architecture is written down once.
+`build_layout` picks the family's builder by ``space.family`` (`LAYOUT_BUILDERS`).
 Layer names follow keras.applications' MobileNetV3 (``conv``, ``conv_bn``,
 ``expanded_conv_{i}_expand`` ... ``conv_1``, ``conv_2``, ``logits``).
 """
@@ -146,10 +147,19 @@ class Layout:
 
 
 def build_layout(space: SearchSpace, n_classes: int = 1000, dropout_rate: float = 0.1) -> Layout:
+    """The layout of ``space`` (its family's builder) with an ``n_classes`` classifier."""
     if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 1:
         raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate!r}")
+    if space.family not in LAYOUT_BUILDERS:
+        raise ValueError(f"no layout for family {space.family!r}; known: {sorted(LAYOUT_BUILDERS)}")
+    return LAYOUT_BUILDERS[space.family](space, n_classes, float(dropout_rate))
+
+
+def mobilenet_v3_layout(space: SearchSpace, n_classes: int, dropout_rate: float) -> Layout:
+    """OFA-MobileNetV3: h_swish stem, a fixed relu first block, the space's stages, a final
+    expand conv and a feature-mix conv (no BN) around the global pool."""
     w = space.width_mult
     stem_width = make_divisible(space.stem_width * w)
     first_width = make_divisible(space.first_block_width * w)
@@ -169,7 +179,11 @@ def build_layout(space: SearchSpace, n_classes: int = 1000, dropout_rate: float 
     final_width = make_divisible(space.final_expand_width * w)
     mix_width = make_divisible(space.feature_mix_width * w)
     return Layout(
-        space=space, n_classes=n_classes, dropout_rate=float(dropout_rate), stem=stem,
+        space=space, n_classes=n_classes, dropout_rate=dropout_rate, stem=stem,
         first_block=first, stages=tuple(stages),
         final_expand=ConvSpec("conv_1", channels, final_width, 1, 1, "h_swish"),
         feature_mix=ConvSpec("conv_2", final_width, mix_width, 1, 1, "h_swish", use_bn=False))
+
+
+# Family name (SearchSpace.family) -> layout builder(space, n_classes, dropout_rate).
+LAYOUT_BUILDERS = {"mobilenet_v3": mobilenet_v3_layout}

@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 
 from ofa_tf.data.arrays import ArraySource
-from ofa_tf.data.demo import DemoSource, demo_arrays
 from ofa_tf.data.decoding import decode_image_checked
+from ofa_tf.data.demo import DemoSource, demo_arrays
 from ofa_tf.data.folders import FolderSource
 from ofa_tf.data.info import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo
 from ofa_tf.data.pipelines import (ImageSource, make_eval_dataset, make_train_dataset,

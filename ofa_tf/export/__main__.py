@@ -89,8 +89,8 @@ def load_supernet_flags():
     """(supernet, DatasetInfo or None, workdir or data set spec, description of the source).
 
     The data set itself is loaded later (`load_data`), after the arch has been checked."""
-    from ofa_tf.artifacts import build_supernet, load_supernet
     from ofa_tf.arch.space import SearchSpace
+    from ofa_tf.artifacts import build_supernet, load_supernet
 
     if FLAGS.supernet and (FLAGS.weights or FLAGS.space or FLAGS.n_classes):
         raise ValueError("--supernet brings its own space, classes and weights; drop --weights, "

@@ -54,9 +54,9 @@ def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float
     """Read ``checkpoint``, load it into a new OFA-MobileNetV3 supernet and save it to ``out_dir``.
     Returns ``(supernet, path of supernet.json)``."""
     check_checkpoint_exists(checkpoint)  # before TensorFlow loads, so a wrong path fails fast
+    from ofa_tf.arch.space import SearchSpace
     from ofa_tf.artifacts import META_NAME, WEIGHTS_NAME, save_supernet
     from ofa_tf.interop.reference_mapping import checkpoint_width_mult, load_reference_state_dict
-    from ofa_tf.arch.space import SearchSpace
     from ofa_tf.networks import family_of
 
     existing = [n for n in (META_NAME, WEIGHTS_NAME) if os.path.exists(os.path.join(out_dir, n))]

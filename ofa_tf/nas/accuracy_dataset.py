@@ -13,9 +13,9 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from ofa_tf.nas.encoding import MobileNetArchEncoder
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.arch.value import arch_to_json
+from ofa_tf.nas.encoding import MobileNetArchEncoder
 
 # Which images a record's accuracy was measured on (see ofa_tf.nas.subnet_measurement).
 EVAL_SPLITS = ("val_even", "val_odd", "val", "train")

@@ -19,9 +19,9 @@ import keras
 import numpy as np
 from scipy import stats
 
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.artifacts import atomic_save, atomic_write_text
 from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder
-from ofa_tf.arch.space import SearchSpace
 
 HIDDEN_SIZE, N_LAYERS = 400, 3
 # L2 on the kernels: with hundreds of measured subnets (not the reference's 16K) the MLP otherwise

@@ -18,11 +18,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ofa_tf.arch.complexity import profile_layout
+from ofa_tf.arch.layout import build_layout
+from ofa_tf.arch.space import SearchSpace
 from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder
 from ofa_tf.nas.latency_table import LatencyTable, block_key, head_keys, op_keys, stem_key
-from ofa_tf.arch.layout import build_layout
-from ofa_tf.arch.complexity import profile_layout
-from ofa_tf.arch.space import SearchSpace
 
 
 class EfficiencyPredictor:

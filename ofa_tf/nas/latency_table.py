@@ -29,8 +29,8 @@ from typing import Mapping
 
 import yaml
 
-from ofa_tf.artifacts import atomic_write_text
 from ofa_tf.arch.layout import ActiveBlock, ConvSpec, Layout, conv_output_size
+from ofa_tf.artifacts import atomic_write_text
 
 ENTRY_FIELDS = ("count", "mean", "var")
 

@@ -14,8 +14,8 @@ import time
 import tensorflow as tf
 
 from ofa_tf.data import ImageSource, make_eval_dataset
-from ofa_tf.nas.accuracy_dataset import EVAL_SPLITS
 from ofa_tf.evaluation import SubnetValidator
+from ofa_tf.nas.accuracy_dataset import EVAL_SPLITS
 
 CALIBRATION_SEED_OFFSET = 7919  # the trainer's calibration stream (pipeline.py) uses seed + 7919
 

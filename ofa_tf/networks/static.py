@@ -15,8 +15,8 @@ from typing import Mapping
 
 import keras
 
-from ofa_tf.layers import activations
 from ofa_tf.arch.layout import ActiveBlock, ConvSpec, Layout
+from ofa_tf.layers import activations
 
 
 class _Builder:

@@ -1,7 +1,7 @@
 """The progressive-shrinking schedule: which choices each phase opens, and its defaults.
 
-Defaults are the reference's ImageNet schedule (DESIGN.md §3); the trainer
-scales epochs and learning rates by flags.
+Defaults are the reference's ImageNet schedule (the table in
+docs/search_space_and_training.md); the trainer scales epochs and learning rates by flags.
 """
 
 from __future__ import annotations

@@ -25,10 +25,10 @@ import time
 import keras
 import tensorflow as tf
 
+from ofa_tf.arch.complexity import profile_arch
 from ofa_tf.artifacts import atomic_write_text, save_supernet
 from ofa_tf.data import load_dataset
 from ofa_tf.evaluation import SubnetValidator
-from ofa_tf.arch.complexity import profile_arch
 from ofa_tf.networks import family_of
 from ofa_tf.training.config import TrainConfig, check_workdir_config
 from ofa_tf.training.optimizer import ReferenceSGD
