@@ -114,6 +114,8 @@ def build_supernet(space: SearchSpace, n_classes: int, weights: str | None = Non
     """
     import numpy as np
 
+    # Not a cycle (ofa_tf.networks never imports this module): Keras loads only when a supernet
+    # is built, so the CLIs that read metadata and write files here start without it.
     from ofa_tf.networks import family_of
 
     net = family_of(space).supernet_class(space=space, n_classes=n_classes, **kwargs)

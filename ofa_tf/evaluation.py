@@ -111,8 +111,7 @@ class SubnetValidator:
         Returns ``{"top1", "top5"}`` in percent, the mean ``loss`` and ``n`` images. Note that the
         supernet's moving statistics for the active channels are left recalibrated (as in OFA).
         """
-        space = self.supernet.space
-        arch = space.arch(space.validate(arch, require_resolution=True))
+        arch = self.supernet.space.arch(arch, require_resolution=True)
         self.supernet.set_active_subnet(**arch)
         self.recalibrate(arch.resolution)
         totals = np.zeros(4)

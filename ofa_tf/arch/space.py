@@ -186,18 +186,19 @@ class SearchSpace:
                              f"{list(self.resolutions)}")
         return int(resolution)
 
-    def arch(self, arch: Mapping, image_size: int | None = None) -> Arch:
+    def arch(self, arch: Mapping, image_size: int | None = None, require_resolution: bool = False) -> Arch:
         """``arch`` (an arch dict or an `Arch`) as an `Arch` of this space, validated once.
 
         The resolution is ``image_size`` if given, else ``arch["r"]``, else
-        `default_resolution`; it must be one of the space's resolutions. An `Arch` of this
-        space comes back as it is (or with the new resolution), without checking it again.
+        `default_resolution` (unless ``require_resolution``); it must be one of the space's
+        resolutions. An `Arch` of this space comes back as it is (or with the new resolution),
+        without checking it again.
         """
         if isinstance(arch, Arch) and (arch.space is self or arch.space == self):
             if image_size is None or image_size == arch.resolution:
                 return arch
             return Arch(self, arch.ks, arch.e, arch.d, self.check_resolution(image_size))
-        values = self.validate(arch)
+        values = self.validate(arch, require_resolution=require_resolution and image_size is None)
         resolution = self.check_resolution(image_size) if image_size is not None else \
             values.get("r", [self.default_resolution])[0]
         return Arch(self, values["ks"], values["e"], values["d"], resolution)
