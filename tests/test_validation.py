@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import images
-from ofa_tf.evaluation import SubnetValidator
+from ofa_tf.evaluation import SubnetValidator, activated_subnet
 from ofa_tf.training.phases import phase_validation_archs
 from ofa_tf.training.schedule import WarmupCosineDecay
 
@@ -101,6 +101,20 @@ def test_evaluate_counts_top1_top5_and_restores_the_supernet(net, tiny_space):
     validator.evaluate_many(archs)
     assert net.get_active_arch() == before_arch
     assert all(np.array_equal(v.numpy(), b) for v, b in zip(net.non_trainable_weights, before_stats))
+
+
+def test_activated_subnet_restores_arch_and_statistics_even_on_error(net, tiny_space):
+    net.set_active_subnet(**tiny_space.smallest())
+    before = net.get_active_arch()
+    mean = net.stem_bn.moving_mean.numpy()
+    arch = tiny_space.arch(tiny_space.largest())
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with activated_subnet(net, arch):
+            assert net.get_active_arch() == arch.to_dict()
+            net.stem_bn.moving_mean.assign(mean + 1.0)
+            raise RuntimeError("interrupted")
+    assert net.get_active_arch() == before
+    np.testing.assert_array_equal(net.stem_bn.moving_mean.numpy(), mean)
 
 
 def test_validator_rejects_empty_data(net, tiny_space):
