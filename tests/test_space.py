@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace, StageSpec, arch_from_json
 from ofa_tf.arch.value import arch_to_json
 
@@ -106,6 +107,8 @@ def test_arch_value_is_validated_once_immutable_and_carries_its_resolution():
     assert tiny.arch(arch) is arch                                # no second validation
     assert tiny.arch(arch, image_size=40).resolution == 40 and arch.resolution == 64
     assert arch.active_slots == (0, 3, 4, 6, 7, 8, 9) == tuple(tiny.active_slots(arch))
+    layout = build_layout(tiny, n_classes=10)
+    assert layout.active_blocks(arch) == layout.active_blocks(arch, 64) != layout.active_blocks(arch, 32)
     with pytest.raises(AttributeError, match="immutable"):
         arch.d = (3, 3, 3, 3)
     with pytest.raises(ValueError, match="resolution 36 is not in the space's resolutions"):

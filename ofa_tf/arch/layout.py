@@ -129,8 +129,11 @@ class Layout:
         """All block slots in order, first block included."""
         return (self.first_block,) + tuple(b for stage in self.stages for b in stage)
 
-    def active_blocks(self, arch: Mapping, image_size: int) -> list:
-        """The blocks an arch runs, with their choices and input sizes."""
+    def active_blocks(self, arch: Mapping, image_size: int | None = None) -> list:
+        """The blocks an arch runs, with their choices and input sizes (at ``image_size``;
+        default: the arch's resolution, see `SearchSpace.arch`)."""
+        if image_size is None:
+            image_size = self.space.arch(arch).resolution
         size = conv_output_size(image_size, self.stem.kernel_size, self.stem.stride)
         first = self.first_block
         out = [ActiveBlock(first, first.kernel_sizes[0], 1, size)]
