@@ -3,7 +3,7 @@ import pytest
 
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.interop.reference_package import import_reference
-from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder
+from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder, arch_encoder
 
 
 def _canonical(space, arch):
@@ -18,7 +18,8 @@ def _canonical(space, arch):
 
 @pytest.mark.parametrize("space", [SearchSpace.tiny(), SearchSpace.mobilenet_v3(1.0)], ids=["tiny", "w1.0"])
 def test_round_trips(space):
-    encoder = MobileNetArchEncoder(space)
+    encoder = arch_encoder(space)   # the family's encoder
+    assert type(encoder) is MobileNetArchEncoder
     archs = [space.sample(seed) for seed in range(50)] + [space.smallest(), space.largest()]
     archs[-2]["r"], archs[-1]["r"] = [min(space.resolutions)], [max(space.resolutions)]
     batch = encoder.to_batch(archs)

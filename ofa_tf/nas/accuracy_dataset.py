@@ -15,7 +15,7 @@ import numpy as np
 
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.arch.value import arch_to_json
-from ofa_tf.nas.encoding import MobileNetArchEncoder
+from ofa_tf.nas.encoding import arch_encoder
 
 # Which images a record's accuracy was measured on (see ofa_tf.nas.subnet_measurement).
 EVAL_SPLITS = ("val_even", "val_odd", "val", "train")
@@ -34,7 +34,7 @@ def sample_distinct_archs(space: SearchSpace, n: int, seed: int) -> list[dict]:
     differ only in skipped slots are the same subnet and count once."""
     if n > space.count(include_resolution=True):
         raise ValueError(f"--n {n} exceeds the {space.count(include_resolution=True)} subnets of the space")
-    encoder, rng = MobileNetArchEncoder(space), np.random.default_rng(seed)
+    encoder, rng = arch_encoder(space), np.random.default_rng(seed)
     seen, archs = set(), []
     while len(archs) < n:
         arch = space.sample(rng)

@@ -21,7 +21,7 @@ from scipy import stats
 
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.artifacts import atomic_save, atomic_write_text
-from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder
+from ofa_tf.nas.encoding import ArchBatch, arch_encoder
 
 HIDDEN_SIZE, N_LAYERS = 400, 3
 # L2 on the kernels: with hundreds of measured subnets (not the reference's 16K) the MLP otherwise
@@ -62,7 +62,7 @@ class AccuracyPredictor:
 
     def __init__(self, space: SearchSpace, model: keras.Model, metrics: Mapping | None = None):
         self.space, self.model = space, model
-        self.arch_encoder = MobileNetArchEncoder(space)
+        self.arch_encoder = arch_encoder(space)
         if model.input_shape[-1] != self.arch_encoder.n_dim:
             raise ValueError(f"accuracy model takes {model.input_shape[-1]} features; this space "
                              f"encodes to {self.arch_encoder.n_dim}")
@@ -101,7 +101,7 @@ class AccuracyPredictor:
             verbose: int = 0) -> "AccuracyPredictor":
         """Train on a random ``1 - val_fraction`` of the (arch, accuracy) pairs; early stopping on
         the rest, whose RMSE and Kendall tau end up in ``.metrics`` (``val_*``)."""
-        encoder = MobileNetArchEncoder(space)
+        encoder = arch_encoder(space)
         features = encoder.encode(encoder.to_batch(archs))
         y = np.asarray(accuracies, np.float32)
         if len(y) != len(features):

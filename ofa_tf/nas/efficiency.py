@@ -21,7 +21,7 @@ import numpy as np
 from ofa_tf.arch.complexity import profile_layout
 from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
-from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder
+from ofa_tf.nas.encoding import ArchBatch, arch_encoder
 from ofa_tf.nas.latency_table import LatencyTable, block_key, head_keys, op_keys, stem_key
 
 
@@ -38,7 +38,7 @@ class EfficiencyPredictor:
 
     def __init__(self, space: SearchSpace, fixed: np.ndarray, per_slot: np.ndarray):
         self.space = space
-        self.encoder = MobileNetArchEncoder(space)
+        self.encoder = arch_encoder(space)
         self.fixed, self.per_slot = fixed, per_slot
         self._slots = np.arange(space.n_blocks)[None, :]
 

@@ -140,3 +140,15 @@ class MobileNetArchEncoder:
     def feature2arch(self, feature: np.ndarray) -> dict:
         """One feature vector -> an arch dict (skipped slots hold the first choice)."""
         return self.to_archs(self.decode(feature))[0]
+
+
+# Family (SearchSpace.family) -> its arch encoder; a family whose archs have other fields
+# (e.g. ResNet's per-stage width) registers its own.
+ARCH_ENCODERS = {"mobilenet_v3": MobileNetArchEncoder}
+
+
+def arch_encoder(space: SearchSpace):
+    """The arch encoder of ``space``'s family."""
+    if space.family not in ARCH_ENCODERS:
+        raise ValueError(f"no arch encoder for family {space.family!r}; known: {sorted(ARCH_ENCODERS)}")
+    return ARCH_ENCODERS[space.family](space)
