@@ -24,3 +24,13 @@ def reference_file(*parts: str) -> str:
         pytest.skip(f"the reference's published file {'/'.join(parts)} is not in {reference_data_dir()} "
                     f"(set {ENV_VAR} to where they are)")
     return path
+
+
+def reference_modules(*names: str) -> list:
+    """The installed reference's ``ofa.*`` modules; skips the test when they cannot be imported."""
+    from ofa_tf.interop.reference_package import import_reference
+
+    try:
+        return [import_reference(name) for name in names]
+    except ImportError as err:
+        pytest.skip(f"reference ofa package not importable: {err}")

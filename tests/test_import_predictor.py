@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from ofa_tf.interop.reference_package import import_reference
+from reference_data import reference_file, reference_modules
 from ofa_tf.space import SearchSpace
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,11 +16,8 @@ W12 = SearchSpace.mobilenet_v3(1.2)
 
 @pytest.fixture(scope="module")
 def tutorial():
-    try:
-        torch = pytest.importorskip("torch")
-        return torch, import_reference("ofa.tutorial.accuracy_predictor")
-    except ImportError as err:
-        pytest.skip(f"reference ofa package not importable: {err}")
+    torch = pytest.importorskip("torch")
+    return torch, reference_modules("ofa.tutorial.accuracy_predictor")[0]
 
 
 def _archs(n=200, seed=0):
@@ -106,8 +103,6 @@ def test_a_random_tutorial_predictor_imports_with_the_same_outputs(tutorial, tmp
 
 
 def test_the_published_tutorial_predictor_imports_with_the_same_outputs(tutorial, tmp_path):
-    from reference_data import reference_file
-
     from ofa_tf.interop.import_predictor import import_predictor
     from ofa_tf.interop.torch_checkpoint import read_state_dict
     from ofa_tf.nas.accuracy_predictor import AccuracyPredictor

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from nas_synthetic import made_up_latency_entries
-from ofa_tf.interop.reference_package import import_reference
+from reference_data import reference_file, reference_modules
 from ofa_tf.nas.efficiency import LatencyPredictor, MACsPredictor
 from ofa_tf.nas.latency_table import LatencyTable, load_latency_table, op_keys
 from ofa_tf.networks.layout import build_layout
@@ -53,11 +53,8 @@ def test_op_keys_use_the_reference_key_strings():
 
 def test_op_keys_match_the_reference_latency_table_queries():
     """The reference's MBv3LatencyTable asks for exactly our keys on its own supernet's config."""
-    try:
-        networks = import_reference("ofa.imagenet_classification.elastic_nn.networks")
-        lut_module = import_reference("ofa.nas.efficiency_predictor.latency_lookup_table")
-    except ImportError as err:
-        pytest.skip(f"reference ofa package not importable: {err}")
+    networks, lut_module = reference_modules("ofa.imagenet_classification.elastic_nn.networks",
+                                             "ofa.nas.efficiency_predictor.latency_lookup_table")
     space = SearchSpace.mobilenet_v3(1.0)
     net = networks.OFAMobileNetV3(width_mult=1.0, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
                                   depth_list=[2, 3, 4])
@@ -191,14 +188,9 @@ def test_each_resolution_is_predicted_from_its_own_table(tmp_path):
 def test_note10_tables_match_the_reference_latency_estimator():
     """The reference tutorial's LatencyEstimator on its own extracted w1.2 subnets, one table per
     resolution, against our predictor on the same archs."""
-    from reference_data import reference_file
-
     note10 = reference_file("ofa", "note10")
-    try:
-        networks = import_reference("ofa.imagenet_classification.elastic_nn.networks")
-        tutorial = import_reference("ofa.tutorial.latency_table")
-    except ImportError as err:
-        pytest.skip(f"reference ofa package not importable: {err}")
+    networks, tutorial = reference_modules("ofa.imagenet_classification.elastic_nn.networks",
+                                           "ofa.tutorial.latency_table")
     space = SearchSpace.mobilenet_v3(1.2)
     predictor = LatencyPredictor(load_latency_table(note10), space, 1000)
     assert predictor.supported_resolutions() == (160, 176, 192, 208, 224)
