@@ -1,15 +1,18 @@
 """Build a latency lookup table: time every distinct op of a search space on a phone or the host.
 
-    python -m android_bench.build_lut --backend=host --space=mbv3_w1.0 --resolutions=160 --out=host160.yaml
+    python -m android_bench.build_lut --backend=host --space=mbv3_w1.0 --resolutions=160 --out=host160
     python -m android_bench.build_lut --backend=adb --benchmark_binary=benchmark_model \\
-        --space=runs/demo --resolutions=32,48,64 --out=phone.yaml
+        --space=runs/demo --resolutions=32,48,64 --out=phone
 
 Each op (stem, every MBConv variant by input size, kernel, expand, stride, shortcut, SE and
 activation, and the four head ops) is exported alone as a float32 .tflite with a batch of 1
-and timed by the backend. The table is the reference's YAML (``key: {count, mean, var}``, ms;
-mean = median of the timed runs) and is rewritten atomically after every op: re-running the
-same command skips the finished keys, so a crash or a kill loses at most the op in flight.
-Settings live next to it (``<out>.meta.json``); resuming with different ones is refused.
+and timed by the backend. ``--out`` is a directory in the reference's form: one table per
+resolution, ``<r>_lookup_table.yaml`` (``key: {count, mean, var}``, ms; mean = median of the
+timed runs), each holding every op a subnet at that resolution runs. An op that several
+resolutions share (the same key) is measured once and written into each of their tables. A
+table is rewritten atomically after each op it gains: re-running the same command skips the
+finished keys, so a crash or a kill loses at most the op in flight. Settings live next to the
+directory (``<out>.meta.json``); resuming with different ones is refused.
 
 Per-invoke overhead: a network is one invoke, but the table times each op in its own invoke.
 The builder times a trivial one-op model first and stores every entry net of that overhead
@@ -36,8 +39,8 @@ def trivial_model():
 
 
 def build_table(layout, resolutions, out: str, runner, statistic: str = "median") -> dict:
-    """Measure the ops of ``layout`` at ``resolutions`` that ``out`` lacks; returns the entries
-    (``statistic`` of each op's timed runs, in ms)."""
+    """Measure the ops of ``layout`` at ``resolutions`` that the tables in directory ``out``
+    lack; returns ``{resolution: entries}`` (``statistic`` of each op's timed runs, in ms)."""
     import json
     import tempfile
 
@@ -48,15 +51,21 @@ def build_table(layout, resolutions, out: str, runner, statistic: str = "median"
     from android_bench.table_meta import check_meta, measurement_settings, meta_path
     from ofa_tf.artifacts import atomic_write_text
     from ofa_tf.export import to_tflite
-    from ofa_tf.nas.latency_table import LatencyTable, load_latency_table
+    from ofa_tf.nas.latency_table import entries_yaml, load_latency_table, table_file, table_files
 
+    if os.path.isfile(out):
+        raise ValueError(f"--out {out} is a file; it must be a directory (it gets one "
+                         "<r>_lookup_table.yaml per resolution)")
     ops = table_ops(layout, resolutions)
+    needed = {r: {op.key for op in table_ops(layout, [r])} for r in resolutions}
     wanted = measurement_settings(layout, runner, statistic)
     meta = check_meta(out, wanted, "use another --out, or the same flags to resume")
-    entries = dict(load_latency_table(out).entries) if os.path.exists(out) else {}
-    todo = [op for op in ops if op.key not in entries]
+    tables = dict(load_latency_table(out).tables) if os.path.isdir(out) and table_files(out) else {}
+    tables = {r: dict(tables.get(r, {})) for r in resolutions}
+    todo = [op for op in ops if any(op.key in needed[r] and op.key not in tables[r] for r in resolutions)]
     print(f"{len(ops)} distinct ops at {','.join(map(str, resolutions))} px; {len(ops) - len(todo)} "
           f"already in {out}, {len(todo)} to measure", flush=True)
+    os.makedirs(out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         def measure(model, name):
             path = os.path.join(tmp, f"{name}.tflite")
@@ -77,25 +86,31 @@ def build_table(layout, resolutions, out: str, runner, statistic: str = "median"
             keras.backend.clear_session()
             entry = result.table_entry(statistic)
             entry["mean"] = round(max(entry["mean"] - overhead, 0.0), 6)
-            entries[op.key] = entry
-            LatencyTable(entries, out).save(out)
+            for r in resolutions:
+                if op.key in needed[r] and op.key not in tables[r]:
+                    tables[r][op.key] = dict(entry)
+                    atomic_write_text(table_file(out, r), entries_yaml(tables[r]))
             progress.step(f"{entry['mean']:.4f} ms  {op.key}")
-    return entries
+    return tables
 
 
 def build_lut_from_flags() -> None:
     if not FLAGS.out:
-        raise ValueError("--out is required (the table to write, e.g. --out=table.yaml)")
+        raise ValueError("--out is required (the table directory to write, e.g. --out=host160)")
+    if os.path.isfile(FLAGS.out) or FLAGS.out.endswith((".yaml", ".yml")):
+        raise ValueError(f"--out takes a directory (it gets one <r>_lookup_table.yaml per resolution), "
+                         f"got {FLAGS.out!r}")
     resolutions = cli_flags.int_list("resolutions", FLAGS.resolutions)
     if not resolutions:
         raise ValueError("--resolutions is required (e.g. --resolutions=160)")
-    out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
-    if not os.path.isdir(out_dir):
-        raise FileNotFoundError(f"--out directory {out_dir} does not exist")
+    parent = os.path.dirname(os.path.abspath(FLAGS.out))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"the directory {parent} that --out goes into does not exist")
     with cli_flags.runner_from_flags() as runner:   # the device is checked before TensorFlow loads
         layout = cli_flags.layout_from_flags()
-        entries = build_table(layout, resolutions, FLAGS.out, runner, FLAGS.statistic)
-    print(f"{len(entries)} entries in {FLAGS.out} (settings in {FLAGS.out}.meta.json)")
+        tables = build_table(layout, resolutions, FLAGS.out, runner, FLAGS.statistic)
+    files = ", ".join(f"{r}_lookup_table.yaml ({len(entries)} ops)" for r, entries in tables.items())
+    print(f"{FLAGS.out}: {files} (settings in {FLAGS.out.rstrip('/')}.meta.json)")
 
 
 def main(argv):

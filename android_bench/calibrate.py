@@ -1,7 +1,7 @@
 """Scale a lookup table so that its sums match whole networks measured end to end.
 
-    python -m android_bench.calibrate --backend=host --space=mbv3_w1.0 --table=host160.yaml \\
-        --n_calibration=10 --out=host160_calibrated.yaml
+    python -m android_bench.calibrate --backend=host --space=mbv3_w1.0 --table=host160 \\
+        --n_calibration=10 --out=host160_calibrated
 
 Why: each op of a table is timed alone, over and over, so its weights and input stay in the
 core's cache; inside a network every op's weights arrive from further away. On this host the
@@ -41,13 +41,17 @@ def fitted_scale(records) -> float:
 
 
 def scaled_table(table, scale: float):
-    """``table`` with each entry's mean times ``scale`` and var times its square."""
-    from ofa_tf.nas.latency_table import LatencyTable
+    """``table`` (of the same form: one file, or one table per resolution) with each entry's
+    mean and std times ``scale`` and var times its square."""
+    def scaled(entry):
+        entry["mean"] = round(entry["mean"] * scale, 6)
+        if "std" in entry:
+            entry["std"] = round(entry["std"] * scale, 9)
+        if "var" in entry:
+            entry["var"] = round(entry["var"] * scale ** 2, 9)
+        return entry
 
-    entries = {key: {**entry, "mean": round(entry["mean"] * scale, 6),
-                     **({"var": round(entry["var"] * scale ** 2, 9)} if "var" in entry else {})}
-               for key, entry in table.entries.items()}
-    return LatencyTable(entries, table.source)
+    return table.map_entries(scaled)
 
 
 def calibrate_from_flags() -> None:

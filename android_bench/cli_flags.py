@@ -29,10 +29,11 @@ def define_flags() -> None:
     flags.DEFINE_string("space", "mbv3_w1.0", "Search space: a preset (mbv3_w1.0, mbv3_w1.2, tiny), a trained "
                         "supernet (its workdir or supernet.json) or a JSON file of a SearchSpace.")
     flags.DEFINE_integer("n_classes", None, "Classes of the classifier (default: the supernet's, else 1000).")
-    flags.DEFINE_string("table", None, "Latency lookup table to read (YAML, the reference's format, or a directory "
-                        "of <r>_lookup_table.yaml).")
-    flags.DEFINE_string("out", None, "The table to write (YAML; its settings go to <out>.meta.json). build_lut "
-                        "resumes an existing one.")
+    flags.DEFINE_string("table", None, "Latency lookup table to read: a directory of <r>_lookup_table.yaml (one "
+                        "table per resolution, the reference's form) or one YAML file for every resolution.")
+    flags.DEFINE_string("out", None, "The table to write (its settings go to <out>.meta.json): build_lut writes a "
+                        "directory of <r>_lookup_table.yaml and resumes an existing one; calibrate keeps "
+                        "--table's form.")
     flags.DEFINE_list("resolutions", [], "Input resolutions, e.g. 160 or 128,160,192,224 (build_lut: the ones to "
                       "cover; validate: the ones to sample from, default all the table covers).")
     flags.DEFINE_integer("num_threads", 1, "CPU threads.")

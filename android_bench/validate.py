@@ -1,6 +1,6 @@
 """Validate a latency lookup table: predicted against measured end-to-end latency of random subnets.
 
-    python -m android_bench.validate --backend=host --space=mbv3_w1.0 --table=host160.yaml --n=30
+    python -m android_bench.validate --backend=host --space=mbv3_w1.0 --table=host160 --n=30
 
 Draws ``--n`` distinct random subnets (fixed by ``--seed``) at the resolutions the table covers
 completely, predicts each one's latency with ``ofa_tf.nas.efficiency.LatencyPredictor`` (the

@@ -1,11 +1,11 @@
 """Specialize a trained supernet: evolutionary search under MACs or latency budgets.
 
     python -m ofa_tf.search --workdir=runs/demo --constraint=mmacs=2,mmacs=4,mmacs=8
-    python -m ofa_tf.search --workdir=runs/demo --constraint=latency_ms=25 --table=phone.yaml
+    python -m ofa_tf.search --workdir=runs/demo --constraint=latency_ms=25 --table=phone
 
 Needs the accuracy predictor trained by ``python -m ofa_tf.nas.collect``. For each constraint
 (``mmacs=<millions of MACs>`` or ``latency_ms=<ms>``, predicted from the lookup table
-``--table``) it runs the reference's evolution and prints and saves the best arch with its
+``--table``, from the table of each arch's resolution) it runs the reference's evolution and prints and saves the best arch with its
 predicted accuracy, MACs and latency (``<output_dir>/<metric>_<value>.json``, all of them in
 ``search.json``) and a Pareto plot per metric (``pareto_<metric>.png``). ``--measure`` also
 measures each found subnet (BN recalibrated) on the validation half the predictor never saw;
@@ -28,8 +28,8 @@ METRICS = ("mmacs", "latency_ms")
 flags.DEFINE_string("workdir", None, "Workdir of a trained supernet (supernet.json, nas/accuracy_predictor.keras).")
 flags.DEFINE_list("constraint", None, "Budgets, e.g. mmacs=4 or latency_ms=25; several separated by "
                   "commas (each is searched separately).")
-flags.DEFINE_string("table", None, "Latency lookup table (YAML in the reference's format, or a directory "
-                    "of <r>_lookup_table.yaml); needed for latency_ms constraints.")
+flags.DEFINE_string("table", None, "Latency lookup table: a directory of <r>_lookup_table.yaml (one table per "
+                    "resolution, the reference's form) or one YAML file; needed for latency_ms constraints.")
 flags.DEFINE_string("predictor", None, "Accuracy predictor (default <workdir>/nas/accuracy_predictor.keras).")
 flags.DEFINE_string("output_dir", None, "Where results and plots go (default <workdir>/search).")
 flags.DEFINE_integer("seed", 0, "Seed of the evolution (same seed, same result).")
@@ -86,7 +86,7 @@ def efficiency_predictors(space, n_classes: int, metrics, table_path: str | None
     if table_path:
         predictors["latency_ms"] = LatencyPredictor(load_latency_table(table_path), space, n_classes)
     elif "latency_ms" in metrics:
-        raise ValueError("a latency_ms constraint needs --table (a latency lookup table, YAML)")
+        raise ValueError("a latency_ms constraint needs --table (a latency lookup table)")
     return predictors
 
 

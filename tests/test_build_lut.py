@@ -56,45 +56,57 @@ def test_op_models_have_the_shapes_their_keys_name():
 
 def _build(space_json, out, *extra):
     return [sys.executable, "-m", "android_bench.build_lut", "--backend=host", f"--space={space_json}",
-            "--resolutions=32", f"--out={out}", "--num_runs=5", "--warmup_runs=1", *extra]
+            "--resolutions=56,64", f"--out={out}", "--num_runs=5", "--warmup_runs=1", *extra]
 
 
 def test_host_lut_survives_a_kill_and_resumes(tmp_path):
-    space = SearchSpace.from_dict({**SearchSpace.tiny().to_dict(), "ks_list": [3, 5], "expand_ratio_list": [3],
-                                   "depth_list": [1, 2], "resolutions": [32]})
+    """Two resolutions, one table each (the reference's directory form). At 56 and 64 px the
+    reduced space's last stage ends on the same 4x4 map: its later block and the head ops are
+    in both tables, measured once."""
+    space = SearchSpace.from_dict({**SearchSpace.tiny().to_dict(), "ks_list": [3], "expand_ratio_list": [3],
+                                   "depth_list": [1, 2], "resolutions": [56, 64]})
     space_json = tmp_path / "space.json"
     space_json.write_text(space.to_json())
-    out = tmp_path / "table.yaml"
+    out = tmp_path / "table"
+    first_table = out / "56_lookup_table.yaml"    # 56 px ops come first
     env = {**os.environ, "PYTHONPATH": REPO, "OFA_TF_ALLOCATOR": "system"}
-    n_ops = len(table_ops(build_layout(space, 1000), [32]))
+    layout = build_layout(space, 1000)
+    n_ops = len(table_ops(layout, [56, 64]))
+    per_resolution = {r: len(table_ops(layout, [r])) for r in (56, 64)}
+    assert n_ops == sum(per_resolution.values()) - 5
 
     first = subprocess.Popen(_build(space_json, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline, kept = time.monotonic() + 240, {}
     while time.monotonic() < deadline and first.poll() is None:
-        if out.exists():
-            kept = yaml.safe_load(out.read_text())   # never half-written: the table is replaced atomically
+        if first_table.exists():
+            kept = yaml.safe_load(first_table.read_text())   # never half-written: replaced atomically
             if len(kept) >= 4:
                 first.send_signal(signal.SIGKILL)
                 break
         time.sleep(0.1)
     first.wait(timeout=60)
     assert first.returncode == -signal.SIGKILL, first.stdout.read().decode()[-2000:]
-    kept = yaml.safe_load(out.read_text())
-    assert 4 <= len(kept) < n_ops
+    kept = yaml.safe_load(first_table.read_text())
+    assert 4 <= len(kept) < per_resolution[56]
 
     second = subprocess.run(_build(space_json, out), env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
-    assert f"{n_ops} distinct ops at 32 px; {len(kept)} already in" in second.stdout
+    assert f"{n_ops} distinct ops at 56,64 px; {len(kept)} already in" in second.stdout
+    assert sorted(os.listdir(out)) == ["56_lookup_table.yaml", "64_lookup_table.yaml"]
     table = load_latency_table(str(out))
-    assert len(table) == n_ops
-    assert {key: table.entries[key] for key in kept} == kept          # finished entries kept as they were
-    assert all(e["count"] == 5 and e["mean"] >= 0 and e["var"] >= 0 for e in table.entries.values())
+    assert table.resolutions == (56, 64)
+    assert {r: len(entries) for r, entries in table.tables.items()} == per_resolution
+    entries = table.tables[56]
+    assert {key: entries[key] for key in kept} == kept          # finished entries kept as they were
+    assert all(e["count"] == 5 and e["mean"] >= 0 and e["var"] >= 0 for e in table.tables[64].values())
+    shared = set(table.tables[56]) & set(table.tables[64])
+    assert len(shared) == 5 and all(table.tables[56][k] == table.tables[64][k] for k in shared)
     assert re.search(rf"\[{n_ops}/{n_ops}\] 100 %  ETA 0:00", second.stderr)
 
     predictor = LatencyPredictor(table, space, 1000)
-    assert predictor.supported_resolutions() == (32,)
+    assert predictor.supported_resolutions() == (56, 64)
     archs = [space.sample(seed) for seed in range(20)]
-    expected = [sum(table.mean(k) for k in op_keys(predictor.layout, a)) for a in archs]
+    expected = [sum(table.mean(k, a["r"][0]) for k in op_keys(predictor.layout, a)) for a in archs]
     np.testing.assert_allclose(predictor.predict(archs), expected, rtol=1e-9)
 
     other = subprocess.run(_build(space_json, out, "--num_threads=2"), env=env, capture_output=True, text=True,
@@ -103,6 +115,10 @@ def test_host_lut_survives_a_kill_and_resumes(tmp_path):
     assert other.stderr.strip().splitlines()[-1] == (
         f"error: {out} was measured with other settings (settings differ from the flags'): use another "
         "--out, or the same flags to resume")
+    as_file = subprocess.run(_build(space_json, tmp_path / "table.yaml"), env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert as_file.returncode == 2 and not (tmp_path / "table.yaml").exists()
+    assert as_file.stderr.strip().splitlines()[-1].startswith("error: --out takes a directory")
 
 
 def test_validation_report_on_the_tiny_table(tmp_path):
@@ -119,7 +135,7 @@ def test_validation_report_on_the_tiny_table(tmp_path):
                                    "depth_list": [1, 2], "resolutions": [32, 40]})
     layout = build_layout(space, 10)
     runner = HostRunner(BenchmarkSettings(num_runs=10, warmup_runs=2))
-    table_path = str(tmp_path / "t.yaml")
+    table_path = str(tmp_path / "t")
     build_table(layout, [32], table_path, runner, "min")
     predictor = LatencyPredictor(load_latency_table(table_path), space, 10)
     assert predictor.supported_resolutions() == (32,)
@@ -141,7 +157,7 @@ def test_validation_report_on_the_tiny_table(tmp_path):
     doubled = LatencyPredictor(scaled_table(load_latency_table(table_path), 2.0), space, 10)
     again = measure_subnets(layout, archs, doubled, NoRunner(), journal, "min")
     assert [r["predicted_ms"] for r in again] == pytest.approx([2 * r["predicted_ms"] for r in records], rel=1e-4)
-    summary = write_report(str(tmp_path), records, {"table": "t.yaml"})
+    summary = write_report(str(tmp_path), records, {"table": "t"})
     assert summary["n"] == 3 and np.isfinite(summary["mape_percent"]) and -1 <= summary["spearman"] <= 1
     assert (tmp_path / "latency_scatter.png").stat().st_size > 10_000
     report = (tmp_path / "report.md").read_text()
@@ -153,9 +169,11 @@ def test_validation_report_on_the_tiny_table(tmp_path):
     assert scale == pytest.approx(ratios[1])
     table = load_latency_table(table_path)
     scaled = scaled_table(table, scale)
-    key = next(iter(table.entries))
-    assert scaled.mean(key) == pytest.approx(table.mean(key) * scale, abs=1e-6)
+    key = next(iter(table.tables[32]))
+    assert scaled.resolutions == (32,)
+    assert scaled.mean(key, 32) == pytest.approx(table.mean(key, 32) * scale, abs=1e-6)
     assert LatencyPredictor(scaled, space, 10).predict(archs) == pytest.approx(
         predictor.predict(archs) * scale, rel=1e-4)
     others = sample_subnets(predictor, 3, 0, exclude=archs[:2])
     assert archs[2] in others and archs[0] not in others and archs[1] not in others and len(others) == 3
+

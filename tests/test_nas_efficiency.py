@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import yaml
@@ -6,7 +8,7 @@ from nas_synthetic import made_up_latency_entries
 from ofa_tf.arch.complexity import profile_arch
 from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
-from ofa_tf.interop.reference_package import import_reference
+from reference_data import reference_file, reference_modules
 from ofa_tf.nas.efficiency import LatencyPredictor, MACsPredictor
 from ofa_tf.nas.latency_table import LatencyTable, load_latency_table, op_keys
 
@@ -51,11 +53,8 @@ def test_op_keys_use_the_reference_key_strings():
 
 def test_op_keys_match_the_reference_latency_table_queries():
     """The reference's MBv3LatencyTable asks for exactly our keys on its own supernet's config."""
-    try:
-        networks = import_reference("ofa.imagenet_classification.elastic_nn.networks")
-        lut_module = import_reference("ofa.nas.efficiency_predictor.latency_lookup_table")
-    except ImportError as err:
-        pytest.skip(f"reference ofa package not importable: {err}")
+    networks, lut_module = reference_modules("ofa.imagenet_classification.elastic_nn.networks",
+                                             "ofa.nas.efficiency_predictor.latency_lookup_table")
     space = SearchSpace.mobilenet_v3(1.0)
     net = networks.OFAMobileNetV3(width_mult=1.0, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
                                   depth_list=[2, 3, 4])
@@ -120,13 +119,25 @@ def test_a_missing_key_is_named(tmp_path):
 
 def test_table_files_and_directories_load_and_bad_ones_are_refused(tmp_path):
     space = SearchSpace.tiny()
+    tables = tmp_path / "tables"
+    tables.mkdir()
     for r in (32, 48):
-        (tmp_path / f"{r}_lookup_table.yaml").write_text(yaml.safe_dump(_table_for(space, 10, [r])))
-    merged = load_latency_table(str(tmp_path))
-    assert LatencyPredictor(merged, space, 10).supported_resolutions() == (32, 48)
-    saved = tmp_path / "saved.yaml"
-    merged.save(str(saved))
-    assert load_latency_table(str(saved)).entries == merged.entries
+        (tables / f"{r}_lookup_table.yaml").write_text(yaml.safe_dump(_table_for(space, 10, [r])))
+    by_resolution = load_latency_table(str(tables))
+    assert by_resolution.resolutions == (32, 48)
+    assert LatencyPredictor(by_resolution, space, 10).supported_resolutions() == (32, 48)
+    copy = tmp_path / "copy"
+    by_resolution.save(str(copy))                       # the directory form round-trips, file for file
+    assert sorted(os.listdir(copy)) == ["32_lookup_table.yaml", "48_lookup_table.yaml"]
+    assert load_latency_table(str(copy)).tables == by_resolution.tables
+    single = tmp_path / "single.yaml"                   # one file serves every resolution it covers
+    single.write_text(yaml.safe_dump(_table_for(space, 10, [32, 48])))
+    table = load_latency_table(str(single))
+    assert table.resolutions is None and LatencyPredictor(table, space, 10).supported_resolutions() == (32, 48)
+    table.save(str(tmp_path / "saved.yaml"))
+    assert load_latency_table(str(tmp_path / "saved.yaml")).tables == table.tables
+    with pytest.raises(ValueError, match="is a file; a table with one table per resolution is saved as a directory"):
+        by_resolution.save(str(single))
     bad = tmp_path / "bad.yaml"
     bad.write_text("Conv-input:32x32x3-output:16x16x8: {count: 3}\n")
     with pytest.raises(ValueError, match="numeric 'mean'"):
@@ -137,4 +148,65 @@ def test_table_files_and_directories_load_and_bad_ones_are_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_latency_table(str(tmp_path / "none.yaml"))
     with pytest.raises(ValueError, match="no \\*_lookup_table.yaml"):
-        load_latency_table(str(tmp_path / ".."))  # a directory without tables
+        load_latency_table(str(tmp_path))  # a directory without tables
+    (tables / "phone_lookup_table.yaml").write_text(single.read_text())
+    with pytest.raises(ValueError, match="phone_lookup_table.yaml is not named <resolution>_lookup_table.yaml"):
+        load_latency_table(str(tables))
+
+
+def test_each_resolution_is_predicted_from_its_own_table(tmp_path):
+    """At 56 and 64 px the tiny space's last stage runs on the same 4x4 feature map, so both
+    tables hold its 9 later-block keys and the 4 head keys; here with different values, as in
+    the reference's Note10 tables."""
+    space = SearchSpace.tiny()
+    layout = build_layout(space, 10)
+    written = {}
+    for r, scale in ((56, 1.0), (64, 2.0)):
+        written[r] = _table_for(space, 10, [r])
+        for entry in written[r].values():
+            entry["mean"] *= scale
+        (tmp_path / f"{r}_lookup_table.yaml").write_text(yaml.safe_dump(written[r]))
+    shared = sorted(set(written[56]) & set(written[64]))
+    assert len(shared) == 13 and all(written[56][k]["mean"] != written[64][k]["mean"] for k in shared)
+    table = load_latency_table(str(tmp_path))
+    predictor = LatencyPredictor(table, space, 10)
+    assert predictor.supported_resolutions() == (56, 64)
+    archs = [dict(space.sample(seed), r=[56 if seed % 2 else 64]) for seed in range(40)]
+    expected = [sum(written[a["r"][0]][key]["mean"] for key in op_keys(layout, a)) for a in archs]
+    np.testing.assert_allclose(predictor.predict(archs), expected, rtol=1e-12)
+    assert [table.predict_latency(layout, a) for a in archs] == pytest.approx(expected, rel=1e-12)
+    merged = LatencyPredictor(LatencyTable({**written[56], **written[64]}), space, 10)   # the old merge
+    assert np.abs(merged.predict(archs) - expected).max() > 0.1
+    arch, cost = predictor.cheapest()
+    assert cost == pytest.approx(table.predict_latency(layout, arch), rel=1e-12)
+    with pytest.raises(ValueError, match=r"has no table for 48 px \(it has tables for 56, 64 px\)"):
+        predictor.predict([dict(archs[0], r=[48])])
+    with pytest.raises(ValueError, match="no entry for op 'Conv-input:64x64x3-output:32x32x8' at 56 px"):
+        table.mean("Conv-input:64x64x3-output:32x32x8", 56)
+
+
+def test_note10_tables_match_the_reference_latency_estimator():
+    """The reference tutorial's LatencyEstimator on its own extracted w1.2 subnets, one table per
+    resolution, against our predictor on the same archs."""
+    note10 = reference_file("ofa", "note10")
+    networks, tutorial = reference_modules("ofa.imagenet_classification.elastic_nn.networks",
+                                           "ofa.tutorial.latency_table")
+    space = SearchSpace.mobilenet_v3(1.2)
+    predictor = LatencyPredictor(load_latency_table(note10), space, 1000)
+    assert predictor.supported_resolutions() == (160, 176, 192, 208, 224)
+    estimators = {}
+    for r in predictor.supported_resolutions():
+        estimator = object.__new__(tutorial.LatencyEstimator)   # its constructor downloads
+        with open(os.path.join(note10, f"{r}_lookup_table.yaml")) as f:
+            estimator.lut = yaml.safe_load(f)
+        estimators[r] = estimator
+    net = networks.OFAMobileNetV3(width_mult=1.2, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
+                                  depth_list=[2, 3, 4])
+    rng = np.random.default_rng(0)
+    archs = [dict(space.sample(rng), r=[int(r)]) for r in rng.choice(predictor.supported_resolutions(), 50)]
+    theirs = []
+    for arch in archs:
+        net.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
+        subnet = net.get_active_subnet(preserve_weight=False)
+        theirs.append(estimators[arch["r"][0]].predict_network_latency(subnet, arch["r"][0]))
+    np.testing.assert_allclose(predictor.predict(archs), theirs, rtol=1e-9, atol=0)

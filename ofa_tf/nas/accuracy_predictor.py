@@ -4,7 +4,9 @@
 (the training set's mean), as ``ofa/nas/accuracy_predictor/acc_predictor.py``. Accuracies are
 fractions (top-1 / 100), as the reference trains it. The model is a plain Keras model (the base
 accuracy is a ``Rescaling`` offset), saved as ``.keras`` with a JSON sidecar naming its space and
-held-out metrics; no pickle. The search calls :meth:`AccuracyPredictor.predict_features`, a numpy
+held-out metrics and the feature encoding it reads (``onehot``, ours; ``ofa_tutorial`` for the
+reference tutorial's pretrained predictor, imported by ``ofa_tf.interop.import_predictor``);
+no pickle. The search calls :meth:`AccuracyPredictor.predict_features`, a numpy
 forward pass with the model's weights: one matmul chain per population, far cheaper than
 ``model.predict`` for 100 rows (BENCHMARKS.md).
 """
@@ -58,14 +60,15 @@ def ranking_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
 
 
 class AccuracyPredictor:
-    """A trained accuracy model for one search space."""
+    """A trained accuracy model for one search space, reading the features of ``encoding``."""
 
-    def __init__(self, space: SearchSpace, model: keras.Model, metrics: Mapping | None = None):
+    def __init__(self, space: SearchSpace, model: keras.Model, metrics: Mapping | None = None,
+                 encoding: str | None = None):
         self.space, self.model = space, model
-        self.arch_encoder = arch_encoder(space)
+        self.arch_encoder = arch_encoder(space, encoding)   # None: the space family's own
         if model.input_shape[-1] != self.arch_encoder.n_dim:
             raise ValueError(f"accuracy model takes {model.input_shape[-1]} features; this space "
-                             f"encodes to {self.arch_encoder.n_dim}")
+                             f"encodes to {self.arch_encoder.n_dim} ({self.arch_encoder.name} features)")
         self.metrics = dict(metrics or {})
         self.refresh_weights()
 
@@ -129,15 +132,20 @@ class AccuracyPredictor:
         return predictor
 
     # ------------------------------------------------------------ files
+    @property
+    def encoding(self) -> str:
+        return self.arch_encoder.name
+
     def save(self, path: str) -> None:
-        """``path`` (``.keras``) plus ``path`` + ``.json`` (space, metrics), both atomically."""
+        """``path`` (``.keras``) plus ``path`` + ``.json`` (space, encoding, metrics), both atomically."""
         if not path.endswith(".keras"):
             raise ValueError(f"accuracy predictor path must end with .keras, got {path!r}")
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         atomic_save(path, self.model.save, suffix=".keras")
         atomic_write_text(path + ".json", json.dumps(
-            {"space": self.space.to_dict(), "n_dim": self.arch_encoder.n_dim, "metrics": self.metrics},
+            {"space": self.space.to_dict(), "encoding": self.encoding, "n_dim": self.arch_encoder.n_dim,
+             "metrics": self.metrics},
             indent=2))
 
     @classmethod
@@ -149,4 +157,5 @@ class AccuracyPredictor:
         with open(path + ".json", encoding="utf-8") as f:
             meta = json.load(f)
         model = keras.saving.load_model(path, compile=False)
-        return cls(SearchSpace.from_dict(meta["space"]), model, meta.get("metrics"))
+        # Predictors saved before encodings had names read their family's own features.
+        return cls(SearchSpace.from_dict(meta["space"]), model, meta.get("metrics"), meta.get("encoding"))

@@ -138,7 +138,8 @@ def _macs_tables(space: SearchSpace, n_classes: int) -> tuple[np.ndarray, np.nda
 
 
 class LatencyPredictor(EfficiencyPredictor):
-    """Latency in ms: the sum of a lookup table's means over the ops an arch runs."""
+    """Latency in ms: the sum of a lookup table's means over the ops an arch runs, from the
+    table of the arch's resolution (resolutions without a complete table are unsupported)."""
 
     metric, unit = "latency_ms", "ms"
 
@@ -147,8 +148,8 @@ class LatencyPredictor(EfficiencyPredictor):
         self.layout = build_layout(space, n_classes)
         super().__init__(space, *self._tables())
 
-    def _lookup(self, key: str) -> float:
-        return self.table.mean(key) if key in self.table else np.nan
+    def _lookup(self, key: str, resolution: int) -> float:
+        return self.table.mean(key, resolution) if self.table.has(key, resolution) else np.nan
 
     def _tables(self) -> tuple[np.ndarray, np.ndarray]:
         space, layout = self.space, self.layout
@@ -160,14 +161,15 @@ class LatencyPredictor(EfficiencyPredictor):
                 for ei, e in enumerate(space.expand_ratio_list):
                     blocks = layout.active_blocks(space.uniform(k, e, space.max_depth), r)
                     for block in blocks[1:]:
-                        per_slot[block.spec.slot, ki, ei, ri] = self._lookup(block_key(block))
+                        per_slot[block.spec.slot, ki, ei, ri] = self._lookup(block_key(block), r)
             keys = [stem_key(layout, r), block_key(blocks[0])] + head_keys(layout, blocks[-1].output_size)
-            fixed[ri] = sum(self._lookup(key) for key in keys)
+            fixed[ri] = sum(self._lookup(key, r) for key in keys)
         return fixed, per_slot
 
     def raise_missing(self, arch: Mapping):
+        resolution = arch["r"][0]
         for key in op_keys(self.layout, arch):
-            self.table.mean(key)  # raises, naming the first missing key
+            self.table.mean(key, resolution)  # raises, naming the resolution or the first missing key
         super().raise_missing(arch)
 
     def missing_key(self, resolution: int) -> str | None:
@@ -176,6 +178,6 @@ class LatencyPredictor(EfficiencyPredictor):
         for k in space.ks_list:
             for e in space.expand_ratio_list:
                 for key in op_keys(self.layout, space.uniform(k, e, space.max_depth, resolution)):
-                    if key not in self.table:
+                    if not self.table.has(key, resolution):
                         return key
         return None

@@ -1,13 +1,24 @@
-"""Arch dicts as index arrays (whole populations at once) and the reference's one-hot features.
+"""Arch dicts as index arrays (whole populations at once) and the reference's feature layouts.
 
 The search handles populations as :class:`ArchBatch` (choice indices into the space's lists),
 so sampling, mutation, costs and predictions are numpy operations over all archs together.
-The feature vector is the reference's ``MobileNetArchEncoder`` layout (ofa/nas/accuracy_predictor/
-arch_encoder.py), so a predictor's input means the same thing in both libraries::
+An accuracy predictor's input is one of two feature layouts of the reference, so a predictor
+means the same thing in both libraries; each has a name, saved with the predictor
+(:func:`arch_encoder` builds it back):
+
+``onehot``: ``MobileNetArchEncoder`` (ofa/nas/accuracy_predictor/arch_encoder.py), what our
+predictors are trained on::
 
     [ one-hot r (len(resolutions)) |
       one-hot ks, block slot 0 .. n_blocks-1 (len(ks_list) each; all zero when the slot is skipped) |
       one-hot e,  block slot 0 .. n_blocks-1 (len(expand_ratio_list) each; zero when skipped) ]
+
+``ofa_tutorial``: the tutorial's pretrained predictor (ofa/tutorial/accuracy_predictor.py,
+``spec2feats``), 128 features for OFA-MobileNetV3's 20 block slots whatever the space's lists::
+
+    [ one-hot ks in (3, 5, 7), 20 slots (60; zero when skipped) |
+      one-hot e in (3, 4, 6), 20 slots (60; zero when skipped) |
+      one-hot resolution bin (r - 112) // 16, 8 bins (112-239 px) ]
 """
 
 from __future__ import annotations
@@ -49,16 +60,20 @@ class ArchBatch:
         return ArchBatch(**out)
 
 
-class MobileNetArchEncoder:
-    """Converts between arch dicts, :class:`ArchBatch` and feature vectors for one space."""
+class ArchCodec:
+    """Converts between arch dicts and :class:`ArchBatch` for one space. A feature encoder
+    subclasses it with a feature layout: ``name``, ``n_dim`` and ``encode(batch)``."""
+
+    name = ""
+    n_dim = 0
+
+    def encode(self, batch: ArchBatch) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} defines no feature layout")
 
     def __init__(self, space: SearchSpace):
         self.space = space
         self.n_res, self.n_ks, self.n_e = len(space.resolutions), len(space.ks_list), len(space.expand_ratio_list)
         self.n_blocks, self.n_stages = space.n_blocks, space.n_stages
-        self.ks_offset = self.n_res
-        self.e_offset = self.n_res + self.n_blocks * self.n_ks
-        self.n_dim = self.e_offset + self.n_blocks * self.n_e
         # slot -> its stage and its position in the stage (depth needed to run it)
         self.slot_stage = np.repeat(np.arange(self.n_stages), space.max_depth)
         self.slot_position = np.tile(np.arange(space.max_depth), self.n_stages)
@@ -90,7 +105,22 @@ class MobileNetArchEncoder:
         depth = self._values["d"][batch.d]                              # (N, n_stages)
         return self.slot_position[None, :] < depth[:, self.slot_stage]
 
-    # ------------------------------------------------------------ features
+    def arch2feature(self, arch: Mapping) -> np.ndarray:
+        """One arch dict -> its feature vector (the reference's method name)."""
+        return self.encode(self.to_batch([arch]))[0]
+
+
+class MobileNetArchEncoder(ArchCodec):
+    """The ``onehot`` features (module docstring), and back."""
+
+    name = "onehot"
+
+    def __init__(self, space: SearchSpace):
+        super().__init__(space)
+        self.ks_offset = self.n_res
+        self.e_offset = self.n_res + self.n_blocks * self.n_ks
+        self.n_dim = self.e_offset + self.n_blocks * self.n_e
+
     def encode(self, batch: ArchBatch) -> np.ndarray:
         """(N, n_dim) float32 one-hot features in the reference's layout (module docstring)."""
         n = len(batch)
@@ -133,22 +163,69 @@ class MobileNetArchEncoder:
         return ArchBatch(ks.astype(np.int64), e.astype(np.int64), d_ids.astype(np.int64),
                          r_part.argmax(1).astype(np.int64))
 
-    def arch2feature(self, arch: Mapping) -> np.ndarray:
-        """One arch dict -> its feature vector (the reference's method name)."""
-        return self.encode(self.to_batch([arch]))[0]
-
     def feature2arch(self, feature: np.ndarray) -> dict:
         """One feature vector -> an arch dict (skipped slots hold the first choice)."""
         return self.to_archs(self.decode(feature))[0]
 
 
-# Family (SearchSpace.family) -> its arch encoder; a family whose archs have other fields
-# (e.g. ResNet's per-stage width) registers its own.
-ARCH_ENCODERS = {"mobilenet_v3": MobileNetArchEncoder}
+class TutorialArchEncoder(ArchCodec):
+    """The ``ofa_tutorial`` features (module docstring) of the tutorial's pretrained predictor.
+    They keep a 16-px bin of the resolution, so there is no way back to an arch."""
+
+    name = "ofa_tutorial"
+    KS, E, N_SLOTS = (3, 5, 7), (3, 4, 6), 20
+    R_START, R_STEP, N_R_BINS = 112, 16, 8
+
+    def __init__(self, space: SearchSpace):
+        super().__init__(space)
+        problems = []
+        if (space.n_stages, space.max_depth) != (5, 4):
+            problems.append(f"it has {space.n_stages} stages of up to {space.max_depth} blocks, the tutorial's "
+                            "features 5 stages of up to 4")
+        for what, values, known in (("kernel sizes", space.ks_list, self.KS),
+                                    ("expand ratios", space.expand_ratio_list, self.E)):
+            if not set(values) <= set(known):
+                problems.append(f"{what} {sorted(set(values) - set(known))} are not among the tutorial's {list(known)}")
+        r_end = self.R_START + self.R_STEP * self.N_R_BINS
+        outside = [r for r in space.resolutions if not self.R_START <= r < r_end]
+        if outside:
+            problems.append(f"resolutions {outside} are outside the tutorial's bins ({self.R_START}-{r_end - 1} px)")
+        if problems:
+            raise ValueError("the tutorial predictor's features cannot encode this search space: "
+                             + "; ".join(problems))
+        self.n_dim = 2 * self.N_SLOTS * len(self.KS) + self.N_R_BINS
+        self._ks_column = np.array([self.KS.index(k) for k in space.ks_list])
+        self._e_column = np.array([self.E.index(e) for e in space.expand_ratio_list])
+        self._r_column = (np.array(space.resolutions) - self.R_START) // self.R_STEP
+
+    def encode(self, batch: ArchBatch) -> np.ndarray:
+        """(N, 128) float32 features as ``spec2feats`` makes them."""
+        n, per_slot = len(batch), len(self.KS)
+        features = np.zeros((n, self.n_dim), np.float32)
+        active = self.active_mask(batch)
+        rows = np.broadcast_to(np.arange(n)[:, None], active.shape)[active]
+        slots = np.broadcast_to(np.arange(self.n_blocks)[None, :], active.shape)[active]
+        features[rows, slots * per_slot + self._ks_column[batch.ks[active]]] = 1.0
+        features[rows, self.N_SLOTS * per_slot + slots * per_slot + self._e_column[batch.e[active]]] = 1.0
+        features[np.arange(n), 2 * self.N_SLOTS * per_slot + self._r_column[batch.r]] = 1.0
+        return features
 
 
-def arch_encoder(space: SearchSpace):
-    """The arch encoder of ``space``'s family."""
-    if space.family not in ARCH_ENCODERS:
-        raise ValueError(f"no arch encoder for family {space.family!r}; known: {sorted(ARCH_ENCODERS)}")
-    return ARCH_ENCODERS[space.family](space)
+ENCODERS = {encoder.name: encoder for encoder in (MobileNetArchEncoder, TutorialArchEncoder)}
+
+
+# Family (SearchSpace.family) -> the name of its own feature encoding; a family whose archs have
+# other fields (e.g. ResNet's per-stage width) registers its encoder in ENCODERS and names it here.
+FAMILY_ENCODINGS = {"mobilenet_v3": MobileNetArchEncoder.name}
+
+
+def arch_encoder(space: SearchSpace, name: str | None = None) -> ArchCodec:
+    """The feature encoder called ``name`` for ``space``, by default its family's own
+    (a ValueError when it cannot serve the space)."""
+    if name is None:
+        if space.family not in FAMILY_ENCODINGS:
+            raise ValueError(f"no arch encoder for family {space.family!r}; known: {sorted(FAMILY_ENCODINGS)}")
+        name = FAMILY_ENCODINGS[space.family]
+    if name not in ENCODERS:
+        raise ValueError(f"unknown arch feature encoding {name!r}; known: {sorted(ENCODERS)}")
+    return ENCODERS[name](space)

@@ -16,8 +16,11 @@ ratio; ``idskip`` the identity shortcut, ``se`` squeeze-excite, ``hs`` h_swish. 
 is the layout's (``make_divisible(round(in * e), 8)``, what the network really runs). The keys
 come from :func:`op_keys`, which walks the one layout description, so a table built by
 benchmarking each op (android_bench) and the predictor that reads it agree by construction.
-A table is one YAML file, or a directory of the reference's per-resolution
-``<r>_lookup_table.yaml`` files (merged; the keys carry the input size).
+A table is a directory of the reference's per-resolution ``<r>_lookup_table.yaml`` files, one
+table per input resolution, or one YAML file that serves every resolution. Per-resolution tables
+stay apart: the same key (e.g. the head ops on a 6x6 feature map, reached from 176 and 192 px)
+can hold a different measurement in each file, and an arch is predicted from the table of its
+own resolution.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import glob
 import numbers
 import os
+import re
 from typing import Mapping
 
 import yaml
@@ -32,7 +36,10 @@ import yaml
 from ofa_tf.arch.layout import ActiveBlock, ConvSpec, Layout, conv_output_size
 from ofa_tf.artifacts import atomic_write_text
 
-ENTRY_FIELDS = ("count", "mean", "var")
+# What an entry keeps: ours write ``var``, the reference's Note10 tables ``std``.
+ENTRY_FIELDS = ("count", "mean", "var", "std")
+TABLE_FILE_SUFFIX = "_lookup_table.yaml"
+_TABLE_FILE = re.compile(r"^(\d+)" + re.escape(TABLE_FILE_SUFFIX) + "$")
 
 
 def _shape(*dims) -> str:
@@ -89,63 +96,143 @@ def op_keys(layout: Layout, arch: Mapping, image_size: int | None = None) -> lis
         head_keys(layout, blocks[-1].output_size)
 
 
+def table_file(directory: str, resolution: int) -> str:
+    """The reference's name of one resolution's table in a table directory."""
+    return os.path.join(directory, f"{int(resolution)}{TABLE_FILE_SUFFIX}")
+
+
+def _checked_entries(entries: Mapping, source: str) -> dict:
+    if not isinstance(entries, Mapping) or not entries:
+        raise ValueError(f"latency table {source} must be a non-empty mapping of op key -> "
+                         "{count, mean, var}")
+    checked = {}
+    for key, entry in entries.items():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("mean"), numbers.Real) \
+                or isinstance(entry.get("mean"), bool):
+            raise ValueError(f"{source}: entry {key!r} must be a mapping with a numeric 'mean' "
+                             f"(ms), got {entry!r}")
+        checked[str(key)] = {f: entry[f] for f in ENTRY_FIELDS if f in entry}
+    return checked
+
+
 class LatencyTable:
-    """``{key: {"count", "mean", "var"}}`` with latencies in ms."""
+    """Op latencies in ms, ``{key: {"count", "mean", "var"}}``: one such mapping per input
+    resolution (``LatencyTable(by_resolution={160: entries, ...})``, the reference's directory
+    form), or a single one that serves every resolution (``LatencyTable(entries)``, one file).
+    ``tables`` holds them keyed by resolution (by ``None`` for the single one)."""
 
-    def __init__(self, entries: Mapping[str, Mapping], source: str = "<table>"):
+    def __init__(self, entries: Mapping[str, Mapping] | None = None, source: str = "<table>", *,
+                 by_resolution: Mapping[int, Mapping[str, Mapping]] | None = None):
         self.source = source
-        self.entries = {}
-        for key, entry in entries.items():
-            if not isinstance(entry, Mapping) or not isinstance(entry.get("mean"), numbers.Real) \
-                    or isinstance(entry.get("mean"), bool):
-                raise ValueError(f"{source}: entry {key!r} must be a mapping with a numeric 'mean' "
-                                 f"(ms), got {entry!r}")
-            self.entries[str(key)] = {f: entry[f] for f in ENTRY_FIELDS if f in entry}
+        if (entries is None) == (by_resolution is None):
+            raise ValueError("a latency table takes either entries (one table for every resolution) "
+                             "or by_resolution ({resolution: entries})")
+        if entries is not None:
+            self.tables = {None: _checked_entries(entries, source)}
+        elif not by_resolution:
+            raise ValueError(f"latency table {source} has no resolution's table")
+        else:
+            self.tables = {int(r): _checked_entries(e, f"{source} ({int(r)} px)")
+                           for r, e in sorted(by_resolution.items())}
 
-    def __contains__(self, key: str) -> bool:
-        return key in self.entries
+    @property
+    def resolutions(self) -> tuple | None:
+        """The resolutions with a table of their own; None for a table that serves all."""
+        return None if None in self.tables else tuple(self.tables)
+
+    def entries_for(self, resolution: int | None) -> dict:
+        """The entries that apply at ``resolution``; a ValueError when it has no table."""
+        if None in self.tables:
+            return self.tables[None]
+        if resolution is None:
+            raise ValueError(f"latency table {self.source} has one table per resolution; give the resolution")
+        try:
+            return self.tables[int(resolution)]
+        except KeyError:
+            raise ValueError(f"latency table {self.source} has no table for {resolution} px (it has tables "
+                             f"for {', '.join(map(str, self.tables))} px)") from None
+
+    def has(self, key: str, resolution: int | None = None) -> bool:
+        """Whether ``key`` can be looked up at ``resolution``."""
+        entries = self.tables.get(None, self.tables.get(resolution))
+        return entries is not None and key in entries
 
     def __len__(self) -> int:
-        return len(self.entries)
+        """Entries over all resolutions' tables."""
+        return sum(len(entries) for entries in self.tables.values())
 
-    def mean(self, key: str) -> float:
-        """Mean latency of one op in ms; a ValueError naming the key when the table lacks it."""
+    def mean(self, key: str, resolution: int | None = None) -> float:
+        """Mean latency of one op in ms at ``resolution`` (ignored by a single table); a
+        ValueError naming the key (or the resolution) when the table lacks it."""
+        entries = self.entries_for(resolution)
         try:
-            return float(self.entries[key]["mean"])
+            return float(entries[key]["mean"])
         except KeyError:
-            raise ValueError(f"latency table {self.source} has no entry for op {key!r}") from None
+            where = "" if None in self.tables else f" at {resolution} px"
+            raise ValueError(f"latency table {self.source} has no entry for op {key!r}{where}") from None
 
     def predict_latency(self, layout: Layout, arch: Mapping, image_size: int | None = None) -> float:
-        """Sum of the means of ``op_keys(layout, arch, image_size)``, one arch at a time."""
-        return sum(self.mean(key) for key in op_keys(layout, arch, image_size))
+        """Sum of the means of ``op_keys(layout, arch, image_size)`` in the table of that
+        resolution, one arch at a time."""
+        arch = layout.space.validate(arch, require_resolution=image_size is None)
+        image_size = arch["r"][0] if image_size is None else image_size
+        return sum(self.mean(key, image_size) for key in op_keys(layout, arch, image_size))
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.entries, sort_keys=True)
+    def map_entries(self, change) -> "LatencyTable":
+        """A table of the same form with every entry replaced by ``change(entry)``."""
+        changed = {r: {key: change(dict(entry)) for key, entry in entries.items()}
+                   for r, entries in self.tables.items()}
+        if None in changed:
+            return LatencyTable(changed[None], self.source)
+        return LatencyTable(source=self.source, by_resolution=changed)
 
     def save(self, path: str) -> None:
-        """Write the table as YAML (atomically)."""
-        atomic_write_text(path, self.to_yaml())
+        """A single table as one YAML file; per-resolution tables as a directory of
+        ``<r>_lookup_table.yaml`` (created if needed). Each file is written atomically."""
+        if None in self.tables:
+            atomic_write_text(path, entries_yaml(self.tables[None]))
+            return
+        if os.path.isfile(path):
+            raise ValueError(f"{path} is a file; a table with one table per resolution is saved as a "
+                             "directory of <r>_lookup_table.yaml")
+        os.makedirs(path, exist_ok=True)
+        for resolution, entries in self.tables.items():
+            atomic_write_text(table_file(path, resolution), entries_yaml(entries))
+
+
+def entries_yaml(entries: Mapping) -> str:
+    """One table's entries as the reference's YAML."""
+    return yaml.safe_dump(dict(entries), sort_keys=True)
+
+
+def _read_entries(name: str) -> dict:
+    with open(name, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            raise ValueError(f"latency table {name} is not valid YAML: {err}") from None
+    return _checked_entries(data, name)
+
+
+def table_files(directory: str) -> dict[int, str]:
+    """``{resolution: path}`` of the ``<r>_lookup_table.yaml`` files in ``directory``."""
+    files = {}
+    for name in sorted(glob.glob(os.path.join(directory, "*" + TABLE_FILE_SUFFIX))):
+        match = _TABLE_FILE.match(os.path.basename(name))
+        if not match:
+            raise ValueError(f"latency table file {name} is not named <resolution>{TABLE_FILE_SUFFIX}")
+        files[int(match.group(1))] = name
+    return dict(sorted(files.items()))
 
 
 def load_latency_table(path: str) -> LatencyTable:
-    """A table from one YAML file, or merged from a directory of ``<r>_lookup_table.yaml`` files."""
+    """A single table from one YAML file, or one table per resolution from a directory of
+    ``<r>_lookup_table.yaml`` files."""
     if os.path.isdir(path):
-        files = sorted(glob.glob(os.path.join(path, "*_lookup_table.yaml")))
+        files = table_files(path)
         if not files:
-            raise ValueError(f"latency table directory {path} has no *_lookup_table.yaml files")
-    elif os.path.exists(path):
-        files = [path]
-    else:
+            raise ValueError(f"latency table directory {path} has no *{TABLE_FILE_SUFFIX} files")
+        return LatencyTable(source=path, by_resolution={r: _read_entries(name) for r, name in files.items()})
+    if not os.path.exists(path):
         raise FileNotFoundError(f"latency table {path} does not exist")
-    entries = {}
-    for name in files:
-        with open(name, encoding="utf-8") as f:
-            try:
-                data = yaml.safe_load(f)
-            except yaml.YAMLError as err:
-                raise ValueError(f"latency table {name} is not valid YAML: {err}") from None
-        if not isinstance(data, Mapping) or not data:
-            raise ValueError(f"latency table {name} must be a non-empty mapping of op key -> "
-                             "{count, mean, var}")
-        entries.update(LatencyTable(data, name).entries)
-    return LatencyTable(entries, path)
+    return LatencyTable(_read_entries(path), path)

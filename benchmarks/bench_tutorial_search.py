@@ -1,0 +1,132 @@
+"""The OFA tutorial's search, ours against the reference tutorial's own code, same run.
+
+The tutorial's pretrained accuracy predictor (acc_predictor.pth) and the Samsung Note10 latency
+tables (one per resolution, 160-224 px step 16) for the w1.2 OFA-MobileNetV3, latency budgets
+15/20/25/30 ms, population 100 x 500 generations with the tutorial's mutation settings (every
+gene and the resolution mutate with probability 0.1, 25 % parents, 50 % mutations):
+  * ours: ``ofa_tf.nas.evolution.EvolutionFinder`` with ``LatencyPredictor`` on the tables (the
+    table of each arch's resolution) and the predictor imported by ``ofa_tf.interop.import_predictor``;
+  * the reference: the installed ``ofa`` package's ``ofa/tutorial/evolution_finder.py``
+    ``EvolutionFinder`` with its ``LatencyTable`` and torch ``AccuracyPredictor``, one arch at a time.
+Both found archs are then scored by the same predictors (the torch predictor, and both latency
+predictors): ours must reach the reference's predicted top-1 - 0.1 points within the budget, and
+search >= 50x faster.
+
+    python benchmarks/bench_tutorial_search.py --tables note10 --predictor acc_predictor.pth
+
+(``note10/<r>_lookup_table.yaml`` and ``acc_predictor.pth`` from the reference's published files,
+URLs in the README.)
+"""
+
+import argparse
+import os
+import random
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TQDM_DISABLE", "1")   # the reference's progress bar
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from ofa_tf.interop.import_predictor import predictor_from_state_dict  # noqa: E402
+from ofa_tf.interop.reference_package import import_reference  # noqa: E402
+from ofa_tf.interop.torch_checkpoint import read_state_dict  # noqa: E402
+from ofa_tf.nas.efficiency import LatencyPredictor  # noqa: E402
+from ofa_tf.nas.evolution import EvolutionFinder  # noqa: E402
+from ofa_tf.nas.latency_table import load_latency_table, table_files  # noqa: E402
+from ofa_tf.arch.space import SearchSpace  # noqa: E402
+
+CONSTRAINTS = (15.0, 20.0, 25.0, 30.0)
+MUTATE_PROB = 0.1   # the tutorial's, for genes and resolution alike
+
+
+def reference_tools(tables_dir: str, predictor_path: str):
+    """The tutorial's LatencyTable (its per-resolution LatencyEstimators, read from local files
+    instead of downloaded) and its AccuracyPredictor with the checkpoint's weights."""
+    import torch
+
+    latency_module = import_reference("ofa.tutorial.latency_table")
+    accuracy_module = import_reference("ofa.tutorial.accuracy_predictor")
+    estimators = {}
+    for resolution, path in table_files(tables_dir).items():
+        estimator = object.__new__(latency_module.LatencyEstimator)   # its constructor downloads
+        with open(path, encoding="utf-8") as f:
+            estimator.lut = yaml.safe_load(f)
+        estimators[resolution] = estimator
+    latency = object.__new__(latency_module.LatencyTable)
+    latency.latency_tables = estimators
+    accuracy = accuracy_module.AccuracyPredictor(pretrained=False, device="cpu")
+    accuracy.model.load_state_dict(torch.load(predictor_path, map_location="cpu", weights_only=True))
+    return latency, accuracy
+
+
+def run_reference(latency, accuracy, constraint, population, generations, seed):
+    finder_module = import_reference("ofa.tutorial.evolution_finder")
+    random.seed(seed)
+    np.random.seed(seed)
+    finder = finder_module.EvolutionFinder("note10", constraint, latency, accuracy, mutate_prob=MUTATE_PROB,
+                                           population_size=population, max_time_budget=generations)
+    start = time.perf_counter()
+    _, (_, sample, _) = finder.run_evolution_search()
+    seconds = time.perf_counter() - start
+    return seconds, {key: list(sample[key]) for key in ("ks", "e", "d", "r")}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tables", required=True, help="directory of the Note10 <r>_lookup_table.yaml files")
+    parser.add_argument("--predictor", required=True, help="the tutorial's acc_predictor.pth")
+    parser.add_argument("--population", type=int, default=100)
+    parser.add_argument("--generations", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)   # one population's forward pass is small; so is ours (one BLAS thread)
+    space = SearchSpace.mobilenet_v3(1.2)
+    ours_latency = LatencyPredictor(load_latency_table(args.tables), space, 1000)
+    ours_accuracy = predictor_from_state_dict(read_state_dict(args.predictor), space, args.predictor)
+    ref_latency, ref_accuracy = reference_tools(args.tables, args.predictor)
+    finder = EvolutionFinder(ours_latency, ours_accuracy, population_size=args.population,
+                             max_time_budget=args.generations, arch_mutate_prob=MUTATE_PROB,
+                             resolution_mutate_prob=MUTATE_PROB)
+
+    def score(arch):
+        """(torch top-1 %, our latency, the reference's latency) of one arch."""
+        top1 = 100 * float(ref_accuracy.predict_accuracy([{k: list(v) for k, v in arch.items()}])[0, 0])
+        return top1, float(ours_latency.predict([arch])[0]), float(ref_latency.predict_efficiency(arch))
+
+    rows, ok = [], True
+    for constraint in CONSTRAINTS:
+        start = time.perf_counter()
+        result = finder.run_evolution_search(constraint, seed=args.seed)
+        our_seconds = time.perf_counter() - start
+        ref_seconds, ref_arch = run_reference(ref_latency, ref_accuracy, constraint, args.population,
+                                              args.generations, args.seed)
+        ours, theirs = score(result.arch), score(ref_arch)
+        within = max(ours[1:] + theirs[1:]) <= constraint
+        good = ours[0] >= theirs[0] - 0.1 and within and ref_seconds / our_seconds >= 50
+        ok &= good
+        rows.append((constraint, ours, theirs, our_seconds, ref_seconds, result.arch, ref_arch, good))
+
+    print(f"\nOFA tutorial search, w1.2, Note10 tables, population {args.population} x {args.generations} "
+          f"generations, seed {args.seed}\n")
+    print("| budget (ms) | ofa_tf top-1 (%) | reference top-1 (%) | Δ (points) | ofa_tf latency (ms) | "
+          "reference latency (ms) | ofa_tf s | reference s | speed-up | met |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for constraint, ours, theirs, our_s, ref_s, _, _, good in rows:
+        print(f"| {constraint:g} | {ours[0]:.3f} | {theirs[0]:.3f} | {ours[0] - theirs[0]:+.3f} | {ours[1]:.3f} | "
+              f"{theirs[1]:.3f} | {our_s:.3f} | {ref_s:.1f} | {ref_s / our_s:.0f}x | {'yes' if good else 'NO'} |")
+    latency_gap = max(abs(a[1] - a[2]) / a[2] for row in rows for a in row[1:3])
+    print(f"\n(top-1 by the tutorial's torch predictor for both; latency by our LatencyPredictor, which "
+          f"differs from the reference's LatencyTable by at most {latency_gap:.1e} relative on these archs)")
+    for constraint, _, _, _, _, our_arch, ref_arch, _ in rows:
+        print(f"{constraint:g} ms  ofa_tf:    {our_arch}\n{'':6s}reference: {ref_arch}")
+    print(f"\ntargets (top-1 >= reference - 0.1, both within budget, >= 50x faster) at every budget: "
+          f"{'met' if ok else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
