@@ -122,12 +122,23 @@ def test_float32_graph_is_exactly_the_ops_the_arch_implies(trained, tiny_space, 
             check_graph(tflite, trained.layout, other, size)
 
 
-def test_dynamic_batch_graph_is_rejected(trained, tiny_space):
-    """With a free batch dimension the converter computes the flatten shape at run time
-    (SHAPE, STRIDED_SLICE): the export uses batch 1, and the check catches such graphs."""
-    tflite = to_tflite(extract_subnet(trained, tiny_space.largest(32), 32), "float32")
+def test_direct_conversion_of_get_active_subnet_is_as_clean_as_the_export(trained, tiny_space):
+    """A user's own ``from_keras_model`` of ``get_active_subnet(...)`` (free batch dimension)
+    gives exactly the operators of our batch-1 export: no SHAPE / STRIDED_SLICE / PACK."""
+    import tensorflow as tf
+
+    arch = {**tiny_space.sample(13), "r": [40]}
+    trained.set_active_subnet(**arch)
+    model = trained.get_active_subnet(image_size=40)
+    assert model.inputs[0].shape[0] is None
+    tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    assert check_graph(tflite, trained.layout, arch, 40) == op_counts(to_tflite(
+        extract_subnet(trained, arch, 40, batch_size=1), "float32"))
+    # The graph check catches a free batch dimension's run-time shape ops.
+    inputs = keras.Input((4,))
+    flat = keras.Model(inputs, keras.layers.Flatten()(keras.layers.Reshape((2, 2))(inputs)))
     with pytest.raises(ExportCheckError, match="STRIDED_SLICE"):
-        check_graph(tflite)
+        check_graph(tf.lite.TFLiteConverter.from_keras_model(flat).convert())
 
 
 @needs_metadata

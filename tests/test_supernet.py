@@ -10,7 +10,7 @@ from ofa_tf.space import SearchSpace
 from ofa_tf.subnet import extract_subnet
 
 STANDARD_LAYERS = {"InputLayer", "ZeroPadding2D", "Conv2D", "DepthwiseConv2D", "BatchNormalization",
-                   "Activation", "GlobalAveragePooling2D", "Multiply", "Add", "Flatten", "Dropout", "Dense"}
+                   "Activation", "GlobalAveragePooling2D", "Multiply", "Add", "Dropout", "Dense"}
 
 
 def _max_delta(net, arch, batch=2, seed=0):

@@ -54,8 +54,9 @@ def expected_float_op_counts(layout: Layout, arch: Mapping, image_size: int) -> 
     SE's hard sigmoid becomes conv (+3 folded into the bias, ReLU6 fused) then MUL by 1/6; so:
     CONV_2D for the stem, every expand and project conv, the two SE convs, the final expand and
     feature mix; one DEPTHWISE_CONV_2D per active block; HARD_SWISH per h-swish activation;
-    MUL twice per SE; ADD per residual; MEAN per SE plus the global pool; PAD per stride-2
-    conv whose symmetric padding (the reference's) differs from "SAME"; one FULLY_CONNECTED.
+    MUL twice per SE; ADD per residual; MEAN per SE plus the global pool and the classifier's
+    squeeze of the 1x1 map; PAD per stride-2 conv whose symmetric padding (the reference's)
+    differs from "SAME"; one FULLY_CONNECTED.
     """
     blocks = layout.active_blocks(arch, image_size)
     counts = collections.Counter()
@@ -66,7 +67,7 @@ def expected_float_op_counts(layout: Layout, arch: Mapping, image_size: int) -> 
                             + sum((b.spec.has_expand + 1) * (b.spec.act == "h_swish") for b in blocks))
     counts["MUL"] = sum(2 * b.spec.use_se for b in blocks)
     counts["ADD"] = sum(b.spec.residual for b in blocks)
-    counts["MEAN"] = 1 + sum(b.spec.use_se for b in blocks)
+    counts["MEAN"] = 2 + sum(b.spec.use_se for b in blocks)
     counts["PAD"] = (_needs_pad(image_size, layout.stem.kernel_size, layout.stem.stride)
                      + sum(_needs_pad(b.input_size, b.kernel_size, b.spec.stride) for b in blocks))
     counts["FULLY_CONNECTED"] = 1
