@@ -17,6 +17,7 @@ from ofa_tf.export import (ExportCheckError, ExportSettings, SubnetExporter, TFL
                            check_graph, expected_float_op_counts, op_counts, output_stem, read_metadata,
                            read_sidecar, to_tflite)
 from ofa_tf.export import verify
+from ofa_tf.export.exporter import to_pixels
 from ofa_tf.subnet import extract_subnet
 from ofa_tf.training.phases import progressive_shrinking_phases
 from ofa_tf.training.trainer import OFATrainer
@@ -96,8 +97,34 @@ def test_int8_with_integer_input_and_output(exporter, tiny_space, tmp_path):
         result = exporter.export(arch, str(tmp_path), ExportSettings(mode="int8", io_type=io_type, **FAST))
         runner = TFLiteModel(result.tflite_path)
         assert np.dtype(runner.input_dtype) == np.dtype(io_type)
+        # The input is the raw pixel (uint8) or the pixel - 128 (int8), as a camera hands it over.
+        assert runner.input["quantization"] == (1.0, {"uint8": 0, "int8": -128}[io_type])
         assert result.agreement.top1_agreement >= 0.9
         assert result.tflite_path.endswith(f"-int8-io_{io_type}.tflite")
+
+
+def test_pixels_in_probabilities_or_logits_out(exporter, colour_source, tiny_space, tmp_path):
+    """The file normalizes per channel itself and ends in a softmax unless logits are asked for;
+    the census knows both graphs exactly (the exporter checks them) and they differ by SOFTMAX."""
+    arch = {**tiny_space.sample(8), "r": [32]}
+    fast = {**FAST, "n_bn_calibration_images": 0}   # the supernet's BN: comparable with its subnet
+    files = {output: exporter.export(arch, str(tmp_path / output), ExportSettings(
+        output=output, write_metadata=False, **fast)) for output in ("probabilities", "logits")}
+    counts = {output: op_counts(r.tflite_path) for output, r in files.items()}
+    assert counts["probabilities"] - counts["logits"] == {"SOFTMAX": 1}
+    assert counts["logits"] == expected_float_op_counts(exporter.supernet.layout, arch, 32, pixel_input=True)
+    images, _ = next(iter(colour_source.val(8, 32)))
+    pixels = to_pixels(images, colour_source.info)
+    assert pixels.min() >= 0 and pixels.max() > 200 and np.all(pixels == np.round(pixels))
+    probabilities = TFLiteModel(files["probabilities"].tflite_path)(pixels)
+    logits = TFLiteModel(files["logits"].tflite_path)(pixels)
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(probabilities, keras.ops.softmax(logits).numpy(), atol=1e-5)
+    # The logits are the plain subnet's on the normalized images.
+    plain = extract_subnet(exporter.supernet, arch, 32)
+    np.testing.assert_allclose(logits, plain(np.asarray(images), training=False), atol=1e-3)
+    with pytest.raises(ValueError, match="unknown output 'scores'"):
+        ExportSettings(output="scores")
 
 
 @pytest.mark.parametrize("pick", ["largest", "smallest", "random1", "random2"])
@@ -147,8 +174,8 @@ def test_metadata_round_trips(exporter, colour_source, tiny_space, tmp_path):
     result = exporter.export(arch, str(tmp_path), ExportSettings(mode="dynamic_int8", version="7", **FAST))
     meta = read_metadata(result.tflite_path)
     info = colour_source.info
-    np.testing.assert_allclose(meta["mean"], info.mean, rtol=1e-6)
-    np.testing.assert_allclose(meta["std"], info.std, rtol=1e-6)
+    # One mean / std for all channels, what MediaPipe Tasks accepts: the model normalizes itself.
+    assert (meta["mean"], meta["std"], meta["output"]) == ([0.0], [1.0], "probabilities")
     assert meta["class_names"] == info.class_names
     assert meta["version"] == "7"
     assert meta["name"] == os.path.splitext(os.path.basename(result.tflite_path))[0]
@@ -175,6 +202,43 @@ def test_qat_int8_fine_tunes_a_few_steps_and_converts(exporter, tiny_space, tmp_
 
 def trained_blocks(exporter, arch):
     return exporter.supernet.layout.active_blocks(exporter.supernet.space.validate(arch), arch["r"][0])
+
+
+def _client_python(name):
+    from ofa_tf.export import clients
+
+    try:
+        return clients.client_python(name)
+    except RuntimeError as err:   # no package index: the environment cannot be made
+        pytest.skip(f"no {name} environment: {err}")
+
+
+@needs_metadata
+def test_mediapipe_and_task_library_classify_with_the_exported_files(exporter, colour_source, tiny_space,
+                                                                    tmp_path):
+    """The real clients (each in its own cached virtual environment, `ofa_tf.export.clients`)
+    load float32, int8 and int8 with uint8 I/O files as they are, name the packed labels, and
+    agree with LiteRT's top-1 on >= 97 % of 200 validation images of the colour task."""
+    from ofa_tf.export import clients
+
+    for name in clients.CLIENTS:
+        _client_python(name)
+    arch = {**tiny_space.sample(9), "r": [48]}
+    images, _ = next(iter(colour_source.val(200, 48)))
+    pixels = to_pixels(images, colour_source.info).astype(np.uint8)
+    class_names = colour_source.info.class_names
+    for mode, io_type in (("float32", "float32"), ("int8", "float32"), ("int8", "uint8")):
+        result = exporter.export(arch, str(tmp_path), ExportSettings(mode=mode, io_type=io_type, **FAST))
+        litert = TFLiteModel(result.tflite_path)(pixels.astype(np.float32))
+        for name in clients.CLIENTS:
+            got = clients.classify(name, result.tflite_path, pixels)
+            agreement = np.mean(got.index == litert.argmax(1))
+            print(f"{name} {mode} io {io_type}: top-1 agreement with LiteRT {100 * agreement:.1f} %")
+            assert agreement >= 0.97, (name, mode, io_type, agreement)
+            assert got.category_names == [class_names[i] for i in got.index]
+            assert len(set(got.category_names)) > 3          # the task's classes, not one guess
+            # Probabilities: the top-1 score is the file's own (quantized) softmax output.
+            np.testing.assert_allclose(got.scores, litert.max(1), atol=1 / 64)
 
 
 def test_failed_verification_writes_nothing(exporter, tiny_space, tmp_path, monkeypatch):
@@ -249,7 +313,7 @@ def test_cli_exports_keras_and_saved_model_then_verifies(demo_workdir, tmp_path)
     assert stem.endswith("-r40-float32") and "top-1 agreement 100.0 %" in result.stdout
     # The .keras subnet computes what the .tflite computes.
     keras_model = keras.models.load_model(out / f"{stem}.keras")
-    images = np.random.default_rng(0).normal(size=(3, 40, 40, 3)).astype(np.float32)
+    images = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3)).astype(np.float32)
     np.testing.assert_allclose(TFLiteModel(str(out / f"{stem}.tflite"))(images),
                                keras_model(images, training=False), atol=1e-4)
 
@@ -260,7 +324,7 @@ def test_cli_exports_keras_and_saved_model_then_verifies(demo_workdir, tmp_path)
     # Against other weights the same file fails verification, with exit code 1.
     other = _cli("--space=tiny", "--seed=5", f"--verify={out / (stem + '.tflite')}", "--n_verify_images=20")
     assert other.returncode == 1
-    _one_error_line(other, "verification failed", "max |Δlogit|")
+    _one_error_line(other, "verification failed", "max |Δoutput|")
 
 
 def test_cli_bad_arch_is_one_clear_error(demo_workdir, tmp_path):

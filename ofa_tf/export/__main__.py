@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from ofa_tf.export.converter import IO_TYPES, MODES  # noqa: E402
+from ofa_tf.export.converter import IO_TYPES, MODES, OUTPUTS  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("supernet", None, "A trained supernet: training workdir or its supernet.json.")
@@ -34,9 +34,12 @@ flags.DEFINE_enum("preset", None, ["max", "min"], "The largest or smallest subne
 flags.DEFINE_integer("resolution", None, "Input resolution (default: the arch's r, else the largest).")
 flags.DEFINE_list("mode", ["float32"], "Comma-separated export modes: " + ", ".join(MODES) + ".")
 flags.DEFINE_enum("io_type", "float32", IO_TYPES, "Input/output type of int8 and qat_int8 models.")
+flags.DEFINE_enum("output", "probabilities", OUTPUTS, "What the model returns: probabilities (softmax in "
+                  "the graph) or logits. Either way it takes RGB pixels in [0, 255].")
 flags.DEFINE_string("out_dir", "exports", "Output directory.")
 flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
-flags.DEFINE_bool("metadata", True, "Attach TFLite metadata (normalization, labels) for the Task Library.")
+flags.DEFINE_bool("metadata", True, "Attach TFLite metadata (input range, labels) for MediaPipe Tasks "
+                  "and the Task Library.")
 flags.DEFINE_bool("save_keras", False, "Also save the Keras subnet as .keras.")
 flags.DEFINE_bool("save_saved_model", False, "Also save the Keras subnet as a TF SavedModel.")
 flags.DEFINE_string("dataset", None, "Data for BN recalibration, int8 calibration, QAT and verification: "
@@ -136,7 +139,7 @@ def settings_for(mode: str):
     from ofa_tf.export.exporter import ExportSettings
 
     return ExportSettings(
-        mode=mode, io_type=FLAGS.io_type, n_bn_calibration_images=FLAGS.n_bn_calibration_images,
+        mode=mode, io_type=FLAGS.io_type, output=FLAGS.output, n_bn_calibration_images=FLAGS.n_bn_calibration_images,
         calibration_batch_size=FLAGS.calibration_batch_size,
         n_representative_images=FLAGS.n_representative_images, n_verify_images=FLAGS.n_verify_images,
         qat_steps=FLAGS.qat_steps, qat_batch_size=FLAGS.qat_batch_size,
@@ -148,7 +151,7 @@ def settings_for(mode: str):
 def format_result(result) -> str:
     a = result.agreement
     line = (f"{result.tflite_path}\n  {result.mode}, {result.image_size}px, {result.mmacs:.1f} MMACs, "
-            f"{result.size_bytes / 1024:.0f} KiB; vs Keras on {a.n} images: max |Δlogit| "
+            f"{result.size_bytes / 1024:.0f} KiB; vs Keras on {a.n} images: max |Δoutput| "
             f"{a.max_abs_diff:.2g}, top-1 agreement {100 * a.top1_agreement:.1f} %, top-1 "
             f"{100 * a.tflite_top1:.1f} % (Keras {100 * a.keras_top1:.1f} %)")
     if result.float_agreement is not None:
@@ -196,7 +199,7 @@ def main(argv):
         if FLAGS.verify:
             report = exporter.verify_file(FLAGS.verify)
             v = report["verification"]
-            print(f"{FLAGS.verify}: OK ({report['mode']}, {v['n']} images: max |Δlogit| "
+            print(f"{FLAGS.verify}: OK ({report['mode']}, {v['n']} images: max |Δoutput| "
                   f"{v['max_abs_diff']:.2g}, top-1 agreement {100 * v['top1_agreement']:.1f} %)")
             return 0
         for s in settings:

@@ -4,7 +4,12 @@ Nothing reaches the output directory before the flatbuffer has passed verificati
 every file is written under a temporary name and renamed, so a failed or interrupted export
 leaves no file behind, and an existing file is only replaced with ``overwrite=True``.
 A JSON sidecar next to each .tflite records the arch, mode, calibration settings and the
-verification results, which is what ``verify_export`` needs to check the file again later.
+verification results, which is what ``verify_file`` needs to check the file again later.
+
+The file takes RGB pixel values in [0, 255] and normalizes them inside the graph; it outputs
+probabilities (softmax in the graph) or, with ``output="logits"``, logits
+(`converter.pixel_model`). It is verified against the Keras subnet wrapped the same way, on
+validation images turned back into whole pixel values, as a camera hands them over.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from ofa_tf.space import SearchSpace
 from ofa_tf.subnet import extract_subnet
 from ofa_tf.training.validation import SubnetValidator
 
-SIDECAR_FORMAT_VERSION = 1
+SIDECAR_FORMAT_VERSION = 2   # 2: pixel input, normalization and output in the graph
 
 
 @dataclasses.dataclass
@@ -37,6 +42,7 @@ class ExportSettings:
 
     mode: str = "float32"
     io_type: str = "float32"            # int8 / uint8 input and output for full-integer modes
+    output: str = "probabilities"       # or "logits"
     n_bn_calibration_images: int = 2000  # 0: keep the supernet's BN statistics
     calibration_batch_size: int = 200
     n_representative_images: int = 200  # int8 activation ranges
@@ -53,6 +59,7 @@ class ExportSettings:
 
     def __post_init__(self):
         converter.check_mode(self.mode, self.io_type)
+        converter.check_output(self.output)
         for field in ("n_bn_calibration_images", "n_representative_images"):
             if getattr(self, field) < 0:
                 raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
@@ -150,9 +157,17 @@ def _images(dataset, limit: int):
             return
 
 
-def _description(arch: Mapping, image_size: int, mode: str) -> str:
-    return (f"Once-for-All subnet exported by ofa-tf ({mode}, {image_size}x{image_size} input). "
+def _description(arch: Mapping, image_size: int, mode: str, output: str) -> str:
+    return (f"Once-for-All subnet exported by ofa-tf ({mode}, {image_size}x{image_size} RGB pixels "
+            f"in [0, 255] in, {output} out). "
             f"arch={json.dumps({k: list(v) for k, v in arch.items()}, separators=(',', ':'))}")
+
+
+def to_pixels(images: np.ndarray, info: DatasetInfo) -> np.ndarray:
+    """Normalized images (as the data pipeline makes them) back to whole pixel values in
+    [0, 255], as float32: the input of an exported file."""
+    pixels = (np.asarray(images, np.float64) * np.asarray(info.std) + np.asarray(info.mean)) * 255.0
+    return np.clip(np.round(pixels), 0, 255).astype(np.float32)
 
 
 class SubnetExporter:
@@ -176,11 +191,16 @@ class SubnetExporter:
         return self._need_data("this export").train(batch_size, image_size, seed=seed)
 
     def _verify_batches(self, settings: ExportSettings, image_size: int):
-        if self.data is None:   # random normalized images: float modes of an untrained supernet
+        """Pixel images [0, 255] with labels; random ones for float modes without data."""
+        if self.data is None:
             rng = np.random.default_rng(settings.seed)
-            images = rng.normal(size=(settings.n_verify_images, image_size, image_size, 3)).astype(np.float32)
-            return [(images, np.zeros(len(images), np.int32))]
-        return _images(self.data.val(50, image_size), settings.n_verify_images)
+            shape = (settings.n_verify_images, image_size, image_size, 3)
+            return [(rng.integers(0, 256, shape).astype(np.float32), np.zeros(shape[0], np.int32))]
+        return ((to_pixels(images, self.info), labels)
+                for images, labels in _images(self.data.val(50, image_size), settings.n_verify_images))
+
+    def _for_clients(self, model, settings: ExportSettings):
+        return converter.pixel_model(model, self.info.mean, self.info.std, settings.output)
 
     def _recalibrate(self, arch: Mapping, image_size: int, settings: ExportSettings) -> None:
         if not settings.n_bn_calibration_images:
@@ -217,8 +237,10 @@ class SubnetExporter:
         with preserved_statistics(self.supernet):
             try:
                 self._recalibrate(arch, image_size, settings)
-                keras_model = extract_subnet(self.supernet, arch, image_size)
-                phone_model = extract_subnet(self.supernet, arch, image_size, batch_size=1)
+                subnet = extract_subnet(self.supernet, arch, image_size)
+                keras_model = self._for_clients(subnet, settings)
+                phone_model = self._for_clients(
+                    extract_subnet(self.supernet, arch, image_size, batch_size=1), settings)
                 qat_model, qat_losses = None, None
                 if settings.mode == "qat_int8":
                     from ofa_tf.export.qat import qat_finetune
@@ -227,6 +249,7 @@ class SubnetExporter:
                         self.supernet, arch, image_size,
                         self._train_batches(settings.qat_batch_size, image_size, settings.seed + 1),
                         settings.qat_steps, settings.qat_learning_rate)
+                    qat_model = self._for_clients(qat_model, settings)
             finally:
                 self.supernet.set_active_subnet(**previous)
 
@@ -235,17 +258,16 @@ class SubnetExporter:
             def representative():
                 batches = _images(self._train_batches(1, image_size, settings.seed + 2),
                                   settings.n_representative_images)
-                return (images.astype(np.float32) for images, _ in batches)
+                return (to_pixels(images, self.info) for images, _ in batches)
         tflite = converter.to_tflite(qat_model if qat_model is not None else phone_model, settings.mode,
                                      representative, settings.io_type)
         if settings.write_metadata:
             tflite = metadata.add_metadata(
                 tflite, name=os.path.basename(os.path.splitext(paths["tflite"])[0]), version=settings.version,
-                description=_description(arch, image_size, settings.mode),
-                class_names=self.info.class_names, mean=self.info.mean, std=self.info.std)
+                description=_description(arch, image_size, settings.mode, settings.output),
+                class_names=self.info.class_names, output=settings.output)
 
-        counts = verify.check_graph(tflite, *((self.supernet.layout, arch, image_size)
-                                              if settings.mode == "float32" else ()))
+        counts = self._check_graph(tflite, settings.mode, arch, image_size, settings.output)
         runner = verify.TFLiteModel(tflite)
         reference = qat_model if qat_model is not None else keras_model
         agreement = verify.compare(runner, reference, self._verify_batches(settings, image_size),
@@ -273,6 +295,12 @@ class SubnetExporter:
         atomic_write_text(paths["sidecar"], json.dumps(self._sidecar(result, settings), indent=2))
         return result
 
+    def _check_graph(self, tflite, mode: str, arch: Mapping, image_size: int, output: str):
+        if mode != "float32":
+            return verify.check_graph(tflite)
+        return verify.check_graph(tflite, self.supernet.layout, arch, image_size, pixel_input=True,
+                                  softmax=output == "probabilities")
+
     def _sidecar(self, result: ExportResult, settings: ExportSettings) -> dict:
         return {
             "format_version": SIDECAR_FORMAT_VERSION, "tflite": os.path.basename(result.tflite_path),
@@ -280,6 +308,10 @@ class SubnetExporter:
             "io_type": result.io_type, "mmacs": result.mmacs, "size_bytes": result.size_bytes,
             "supernet": self.source, "space": self.supernet.space.to_dict(),
             "n_classes": self.supernet.n_classes, "data": self.info.name,
+            "class_names": list(self.info.class_names),
+            "input": {"pixel_range": [0, 255], "normalization_in_graph": {
+                "mean": list(self.info.mean), "std": list(self.info.std)}},
+            "output": settings.output,
             "settings": dataclasses.asdict(settings),
             "verification": result.agreement.to_dict(),
             "verification_vs_float": result.float_agreement and result.float_agreement.to_dict(),
@@ -292,6 +324,7 @@ class SubnetExporter:
         sidecar = read_sidecar(tflite_path)
         settings = settings or ExportSettings(**{k: v for k, v in sidecar["settings"].items()
                                                  if k in {f.name for f in dataclasses.fields(ExportSettings)}})
+        settings = dataclasses.replace(settings, output=sidecar["output"])
         space = self.supernet.space
         if SearchSpace.from_dict(sidecar["space"]) != space:
             raise ValueError(f"{tflite_path} was exported from a different search space than this supernet")
@@ -303,11 +336,10 @@ class SubnetExporter:
         with preserved_statistics(self.supernet):
             try:
                 self._recalibrate(arch, image_size, settings)
-                keras_model = extract_subnet(self.supernet, arch, image_size)
+                keras_model = self._for_clients(extract_subnet(self.supernet, arch, image_size), settings)
             finally:
                 self.supernet.set_active_subnet(**previous)
-        counts = verify.check_graph(tflite_path, *((self.supernet.layout, arch, image_size)
-                                                   if sidecar["mode"] == "float32" else ()))
+        counts = self._check_graph(tflite_path, sidecar["mode"], arch, image_size, settings.output)
         agreement = verify.compare(verify.TFLiteModel(tflite_path), keras_model,
                                    self._verify_batches(settings, image_size), settings.n_verify_images)
         verify.check_agreement(sidecar["mode"], agreement)
