@@ -11,13 +11,13 @@ import keras
 import numpy as np
 import pytest
 
-from ofa_tf.artifacts import build_supernet, save_supernet
+from ofa_tf.artifacts import build_supernet, load_subnet_model, save_subnet_model, save_supernet
 from ofa_tf.data import DatasetInfo
 from ofa_tf.export import (ExportCheckError, ExportSettings, SubnetExporter, TFLiteModel, arch_hash,
                            check_graph, expected_float_op_counts, op_counts, output_stem, read_metadata,
                            read_sidecar, to_tflite)
 from ofa_tf.export import verify
-from ofa_tf.export.exporter import to_pixels
+from ofa_tf.export.exporter import ModelExporter, to_pixels
 from ofa_tf.subnet import extract_subnet
 from ofa_tf.training.phases import progressive_shrinking_phases
 from ofa_tf.training.trainer import OFATrainer
@@ -325,6 +325,59 @@ def test_cli_exports_keras_and_saved_model_then_verifies(demo_workdir, tmp_path)
     other = _cli("--space=tiny", "--seed=5", f"--verify={out / (stem + '.tflite')}", "--n_verify_images=20")
     assert other.returncode == 1
     _one_error_line(other, "verification failed", "max |Δoutput|")
+
+
+@pytest.fixture(scope="module")
+def saved_subnet(trained, tiny_space, tmp_path_factory):
+    """A subnet of the trained supernet saved as a plain .keras model with its JSON, its BN
+    statistics changed (as fine-tuning would change them), for the demo data."""
+    arch = {**tiny_space.sample(6), "r": [40]}
+    model = extract_subnet(trained, arch, 40)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(layer.moving_mean * 0.9)
+    info = DatasetInfo(name="demo", class_names=[str(k) for k in range(10)], n_train=6000, n_val=1500,
+                       mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    path = str(tmp_path_factory.mktemp("finetuned") / "subnet.keras")
+    save_subnet_model(model, path, arch=arch, space=tiny_space, info=info, dataset="demo")
+    return path, model, arch
+
+
+@needs_metadata
+def test_saved_subnet_exports_int8_and_qat_with_its_own_statistics(saved_subnet, colour_source, tiny_space,
+                                                                   tmp_path):
+    path, model, arch = saved_subnet
+    loaded, info, meta = load_subnet_model(path)
+    assert meta["arch"] == tiny_space.validate(arch) and info.class_names == [str(k) for k in range(10)]
+    exporter = ModelExporter(loaded, colour_source.info, colour_source, meta["arch"], meta["space"])
+    float32 = exporter.export(None, str(tmp_path), ExportSettings(mode="float32", **FAST))
+    images, _ = next(iter(colour_source.val(16, 40)))
+    pixels, norm = to_pixels(images, colour_source.info), colour_source.info
+    normalized = (pixels / 255.0 - np.array(norm.mean, np.float32)) / np.array(norm.std, np.float32)
+    # Exactly the saved model (no BN recalibration): its softmax of the normalized pixels.
+    np.testing.assert_allclose(TFLiteModel(float32.tflite_path)(pixels),
+                               keras.ops.softmax(model(normalized, training=False)).numpy(), atol=1e-5)
+    qat = exporter.export(None, str(tmp_path), ExportSettings(mode="qat_int8", qat_steps=2,
+                                                              qat_batch_size=16, **FAST))
+    assert qat.agreement.top1_agreement >= 0.9 and len(qat.qat_losses) == 2
+    with pytest.raises(ValueError, match="exports as the subnet it is"):
+        exporter.export({**arch, "r": [48]}, str(tmp_path), ExportSettings(**FAST))
+
+
+def test_cli_exports_a_saved_subnet_and_rejects_an_arch_with_it(saved_subnet, tmp_path):
+    path, _, arch = saved_subnet
+    out = tmp_path / "exports"
+    result = _cli(f"--model={path}", "--mode=float32", f"--out_dir={out}", "--n_verify_images=20",
+                  "--output=logits")
+    assert result.returncode == 0, result.stderr[-3000:]
+    tflite = next(out.glob("*.tflite"))
+    assert read_sidecar(str(tflite))["output"] == "logits" and "top-1 agreement 100.0 %" in result.stdout
+    assert read_metadata(str(tflite))["output"] == "logits"
+    verified = _cli(f"--model={path}", f"--verify={tflite}", "--n_verify_images=20")
+    assert verified.returncode == 0 and "OK (float32" in verified.stdout, verified.stderr[-3000:]
+    clash = _cli(f"--model={path}", '--arch={"ks": 3, "e": 3, "d": 1}', f"--out_dir={tmp_path / 'x'}")
+    assert clash.returncode == 2
+    _one_error_line(clash, "--model brings its own arch", "--arch")
 
 
 def test_cli_bad_arch_is_one_clear_error(demo_workdir, tmp_path):

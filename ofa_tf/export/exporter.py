@@ -177,6 +177,7 @@ class SubnetExporter:
 
     def __init__(self, supernet, info: DatasetInfo, data: ImageSource | None, source: str | None = None):
         self.supernet, self.info, self.data, self.source = supernet, info, data, source
+        self.space, self.layout, self.n_classes = supernet.space, supernet.layout, supernet.n_classes
         if info.num_classes != supernet.n_classes:
             raise ValueError(f"the data set has {info.num_classes} classes but the supernet "
                              f"{supernet.n_classes}")
@@ -212,10 +213,36 @@ class SubnetExporter:
         self.supernet.set_active_subnet(**arch)
         validator.recalibrate(image_size)
 
+    def _recalibrates(self, settings: ExportSettings) -> bool:
+        return bool(settings.n_bn_calibration_images)
+
+    def _subnets(self, arch: Mapping, image_size: int, settings: ExportSettings, phone: bool = True):
+        """The Keras subnet (free batch), the one converted (batch 1; None unless ``phone``) and,
+        for qat_int8, the fine-tuned fake-quantized one with its losses: normalized images in,
+        logits out, after BN recalibration (the supernet's statistics are restored)."""
+        previous = self.supernet.get_active_arch()
+        qat_model, qat_losses, phone_model = None, None, None
+        with preserved_statistics(self.supernet):
+            try:
+                self._recalibrate(arch, image_size, settings)
+                subnet = extract_subnet(self.supernet, arch, image_size)
+                if phone:
+                    phone_model = extract_subnet(self.supernet, arch, image_size, batch_size=1)
+                if phone and settings.mode == "qat_int8":
+                    from ofa_tf.export.qat import qat_finetune
+
+                    qat_model, qat_losses = qat_finetune(
+                        self.supernet, arch, image_size,
+                        self._train_batches(settings.qat_batch_size, image_size, settings.seed + 1),
+                        settings.qat_steps, settings.qat_learning_rate)
+            finally:
+                self.supernet.set_active_subnet(**previous)
+        return subnet, phone_model, qat_model, qat_losses
+
     # -- export -----------------------------------------------------------------------------
     def resolve(self, arch: Mapping, image_size: int | None = None) -> tuple[dict, int]:
         """Validate ``arch``; the resolution is ``image_size``, else ``arch["r"]``, else the largest."""
-        space = self.supernet.space
+        space = self.space
         arch = space.validate(arch)
         if image_size is None:
             image_size = arch["r"][0] if "r" in arch else max(space.resolutions)
@@ -228,30 +255,15 @@ class SubnetExporter:
                image_size: int | None = None) -> ExportResult:
         settings = settings or ExportSettings()
         arch, image_size = self.resolve(arch, image_size)
-        paths = output_paths(self.supernet.space, arch, image_size, out_dir, settings)
+        paths = output_paths(self.space, arch, image_size, out_dir, settings)
         check_outputs(out_dir, paths, settings.overwrite)
-        if settings.mode in ("int8", "qat_int8") or settings.n_bn_calibration_images:
+        if settings.mode in ("int8", "qat_int8") or self._recalibrates(settings):
             self._need_data(f"{settings.mode} export with BN recalibration")
 
-        previous = self.supernet.get_active_arch()
-        with preserved_statistics(self.supernet):
-            try:
-                self._recalibrate(arch, image_size, settings)
-                subnet = extract_subnet(self.supernet, arch, image_size)
-                keras_model = self._for_clients(subnet, settings)
-                phone_model = self._for_clients(
-                    extract_subnet(self.supernet, arch, image_size, batch_size=1), settings)
-                qat_model, qat_losses = None, None
-                if settings.mode == "qat_int8":
-                    from ofa_tf.export.qat import qat_finetune
-
-                    qat_model, qat_losses = qat_finetune(
-                        self.supernet, arch, image_size,
-                        self._train_batches(settings.qat_batch_size, image_size, settings.seed + 1),
-                        settings.qat_steps, settings.qat_learning_rate)
-                    qat_model = self._for_clients(qat_model, settings)
-            finally:
-                self.supernet.set_active_subnet(**previous)
+        subnet, phone_model, qat_model, qat_losses = self._subnets(arch, image_size, settings)
+        keras_model, phone_model = self._for_clients(subnet, settings), self._for_clients(phone_model, settings)
+        if qat_model is not None:
+            qat_model = self._for_clients(qat_model, settings)
 
         representative = None
         if settings.mode in ("int8", "qat_int8"):
@@ -281,7 +293,7 @@ class SubnetExporter:
         result = ExportResult(
             tflite_path=paths["tflite"], sidecar_path=paths["sidecar"], arch=arch, mode=settings.mode,
             io_type=settings.io_type, image_size=image_size,
-            mmacs=profile_arch(arch, self.supernet.space, self.supernet.n_classes, image_size).mmacs,
+            mmacs=profile_arch(arch, self.space, self.n_classes, image_size).mmacs,
             size_bytes=len(tflite), agreement=agreement, op_counts=dict(sorted(counts.items())),
             qat_losses=qat_losses, float_agreement=float_agreement)
         if settings.save_keras:
@@ -298,7 +310,7 @@ class SubnetExporter:
     def _check_graph(self, tflite, mode: str, arch: Mapping, image_size: int, output: str):
         if mode != "float32":
             return verify.check_graph(tflite)
-        return verify.check_graph(tflite, self.supernet.layout, arch, image_size, pixel_input=True,
+        return verify.check_graph(tflite, self.layout, arch, image_size, pixel_input=True,
                                   softmax=output == "probabilities")
 
     def _sidecar(self, result: ExportResult, settings: ExportSettings) -> dict:
@@ -306,8 +318,8 @@ class SubnetExporter:
             "format_version": SIDECAR_FORMAT_VERSION, "tflite": os.path.basename(result.tflite_path),
             "arch": result.arch, "image_size": result.image_size, "mode": result.mode,
             "io_type": result.io_type, "mmacs": result.mmacs, "size_bytes": result.size_bytes,
-            "supernet": self.source, "space": self.supernet.space.to_dict(),
-            "n_classes": self.supernet.n_classes, "data": self.info.name,
+            "supernet": self.source, "space": self.space.to_dict(),
+            "n_classes": self.n_classes, "data": self.info.name,
             "class_names": list(self.info.class_names),
             "input": {"pixel_range": [0, 255], "normalization_in_graph": {
                 "mean": list(self.info.mean), "std": list(self.info.std)}},
@@ -325,26 +337,82 @@ class SubnetExporter:
         settings = settings or ExportSettings(**{k: v for k, v in sidecar["settings"].items()
                                                  if k in {f.name for f in dataclasses.fields(ExportSettings)}})
         settings = dataclasses.replace(settings, output=sidecar["output"])
-        space = self.supernet.space
+        space = self.space
         if SearchSpace.from_dict(sidecar["space"]) != space:
             raise ValueError(f"{tflite_path} was exported from a different search space than this supernet")
         arch, image_size = self.resolve(sidecar["arch"], sidecar["image_size"])
         if sidecar["mode"] == "qat_int8":
             raise ValueError("a qat_int8 file can only be verified at export time (its fine-tuned "
                              "weights are not in the supernet)")
-        previous = self.supernet.get_active_arch()
-        with preserved_statistics(self.supernet):
-            try:
-                self._recalibrate(arch, image_size, settings)
-                keras_model = self._for_clients(extract_subnet(self.supernet, arch, image_size), settings)
-            finally:
-                self.supernet.set_active_subnet(**previous)
+        keras_model = self._for_clients(self._subnets(arch, image_size, settings, phone=False)[0], settings)
         counts = self._check_graph(tflite_path, sidecar["mode"], arch, image_size, settings.output)
         agreement = verify.compare(verify.TFLiteModel(tflite_path), keras_model,
                                    self._verify_batches(settings, image_size), settings.n_verify_images)
         verify.check_agreement(sidecar["mode"], agreement)
         return {"arch": arch, "mode": sidecar["mode"], "image_size": image_size,
                 "verification": agreement.to_dict(), "op_counts": dict(sorted(counts.items()))}
+
+
+class ModelExporter(SubnetExporter):
+    """Exports one saved plain Keras subnet (`ofa_tf.artifacts.save_subnet_model`, e.g. a
+    fine-tuned one) in every mode, with its BN statistics as trained (no recalibration; QAT
+    starts from its weights). ``data`` feeds int8 calibration, QAT and verification."""
+
+    def __init__(self, model, info: DatasetInfo, data: ImageSource | None, arch: Mapping,
+                 space: SearchSpace, source: str | None = None):
+        from ofa_tf.networks import build_layout
+
+        self.supernet, self.model, self.info, self.data, self.source = None, model, info, data, source
+        self.space, self.arch = space, space.validate(arch, require_resolution=True)
+        self.n_classes = int(model.outputs[0].shape[-1])
+        self.layout = build_layout(space, self.n_classes)
+        if info.num_classes != self.n_classes:
+            raise ValueError(f"the class names list {info.num_classes} classes but the model has "
+                             f"{self.n_classes} outputs")
+        size = self.arch["r"][0]
+        if tuple(model.inputs[0].shape[1:]) != (size, size, 3):
+            raise ValueError(f"the model takes {list(model.inputs[0].shape[1:])} images, not the "
+                             f"{size}x{size} RGB of its arch")
+
+    def resolve(self, arch: Mapping | None = None, image_size: int | None = None) -> tuple[dict, int]:
+        """The model's own arch and resolution; another ``arch`` / ``image_size`` is an error."""
+        own, size = super().resolve(self.arch)
+        if arch is not None and super().resolve(arch, image_size)[0] != own or image_size not in (None, size):
+            raise ValueError("a saved model exports as the subnet it is: drop the arch / resolution")
+        return own, size
+
+    def _recalibrates(self, settings: ExportSettings) -> bool:
+        return False
+
+    def _rebuild(self, batch_size: int | None, keras_module=None):
+        """The model rebuilt by the static builder (fixed batch, or in tf_keras), same weights."""
+        from ofa_tf.networks.static import build_static_model
+
+        epsilon = next((layer.epsilon for layer in self.model.layers if hasattr(layer, "epsilon")), 1e-5)
+        kwargs = {} if keras_module is None else {"keras_module": keras_module}
+        rebuilt = build_static_model(self.layout, self.arch, self.arch["r"][0], bn_epsilon=epsilon,
+                                     batch_size=batch_size, **kwargs)
+        names = {layer.name for layer in self.model.layers}
+        for layer in rebuilt.layers:
+            if layer.weights:
+                if layer.name not in names:
+                    raise ValueError(f"{self.source or 'the model'} is not the subnet its arch describes "
+                                     f"(no layer {layer.name!r})")
+                layer.set_weights(self.model.get_layer(layer.name).get_weights())
+        return rebuilt
+
+    def _subnets(self, arch: Mapping, image_size: int, settings: ExportSettings, phone: bool = True):
+        if not phone:
+            return self.model, None, None, None
+        qat_model, qat_losses = None, None
+        if settings.mode == "qat_int8":
+            from ofa_tf.export.qat import qat_finetune_model
+
+            qat_model, qat_losses = qat_finetune_model(
+                lambda tf_keras: self._rebuild(None, tf_keras),
+                self._train_batches(settings.qat_batch_size, image_size, settings.seed + 1),
+                settings.qat_steps, settings.qat_learning_rate)
+        return self.model, self._rebuild(1), qat_model, qat_losses
 
 
 def read_sidecar(tflite_path: str) -> dict:
