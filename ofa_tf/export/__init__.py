@@ -14,8 +14,8 @@ import importlib
 _EXPORTS = {
     "clients": ["classify"],
     "converter": ["IO_TYPES", "MODES", "OUTPUTS", "pixel_model", "to_tflite"],
-    "exporter": ["ExportResult", "ExportSettings", "SubnetExporter", "arch_hash", "output_stem",
-                 "read_sidecar"],
+    "exporter": ["ExportResult", "ExportSettings", "ModelExporter", "SubnetExporter", "arch_hash",
+                 "output_stem", "read_sidecar"],
     "metadata": ["add_metadata", "read_metadata"],
     "verify": ["ExportCheckError", "TFLiteModel", "check_graph", "compare", "expected_float_op_counts",
                "op_counts"],

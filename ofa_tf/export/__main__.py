@@ -131,7 +131,8 @@ def load_model_flags():
     if clashing:
         raise ValueError(f"--model brings its own arch, classes and weights; drop {', '.join(clashing)}")
     model, info, meta = load_subnet_model(FLAGS.model)
-    exporter = ModelExporter(model, info, None, meta["arch"], meta["space"], source=os.path.abspath(FLAGS.model))
+    exporter = ModelExporter(model, info, None, meta["arch"], meta["space"],
+                             source=os.path.abspath(FLAGS.model))
     return exporter, meta
 
 
@@ -157,7 +158,8 @@ def settings_for(mode: str):
     from ofa_tf.export.exporter import ExportSettings
 
     return ExportSettings(
-        mode=mode, io_type=FLAGS.io_type, output=FLAGS.output, n_bn_calibration_images=FLAGS.n_bn_calibration_images,
+        mode=mode, io_type=FLAGS.io_type, output=FLAGS.output,
+        n_bn_calibration_images=FLAGS.n_bn_calibration_images,
         calibration_batch_size=FLAGS.calibration_batch_size,
         n_representative_images=FLAGS.n_representative_images, n_verify_images=FLAGS.n_verify_images,
         qat_steps=FLAGS.qat_steps, qat_batch_size=FLAGS.qat_batch_size,
@@ -237,7 +239,8 @@ def export_model(settings) -> int:
             check_outputs(FLAGS.out_dir, output_paths(exporter.space, arch, resolution, FLAGS.out_dir, s),
                           s.overwrite)
     exporter.data = load_data_source(os.path.dirname(meta["_path"]), exporter.info,
-                                     FLAGS.dataset or meta.get("dataset"), FLAGS.data_dir or meta.get("data_dir"))
+                                     FLAGS.dataset or meta.get("dataset"),
+                                     FLAGS.data_dir or meta.get("data_dir"))
     return run_exports(exporter, arch, settings)
 
 

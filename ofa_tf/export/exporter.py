@@ -261,7 +261,8 @@ class SubnetExporter:
             self._need_data(f"{settings.mode} export with BN recalibration")
 
         subnet, phone_model, qat_model, qat_losses = self._subnets(arch, image_size, settings)
-        keras_model, phone_model = self._for_clients(subnet, settings), self._for_clients(phone_model, settings)
+        keras_model = self._for_clients(subnet, settings)
+        phone_model = self._for_clients(phone_model, settings)
         if qat_model is not None:
             qat_model = self._for_clients(qat_model, settings)
 

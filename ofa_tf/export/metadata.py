@@ -74,8 +74,9 @@ def read_metadata(tflite: bytes | str) -> dict:
         displayer = metadata.MetadataDisplayer.with_model_file(tflite)
     model = json.loads(displayer.get_metadata_json())
     graph = model["subgraph_metadata"][0]
-    normalization = next((unit["options"] for unit in graph["input_tensor_metadata"][0].get("process_units", [])
-                          if unit["options_type"] == "NormalizationOptions"), {})
+    units = graph["input_tensor_metadata"][0].get("process_units", [])
+    normalization = next((unit["options"] for unit in units if unit["options_type"] == "NormalizationOptions"),
+                         {})
     label_file = graph["output_tensor_metadata"][0]["associated_files"][0]["name"]
     labels = displayer.get_associated_file_buffer(label_file).decode("utf-8").splitlines()
     return {"name": model.get("name"), "version": model.get("version"),
