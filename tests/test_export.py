@@ -229,9 +229,8 @@ def test_mediapipe_and_task_library_classify_with_the_exported_files(exporter, c
     images, _ = next(iter(colour_source.val(200, 48)))
     pixels = to_pixels(images, colour_source.info).astype(np.uint8)
     class_names = colour_source.info.class_names
-    fast = {**FAST, "n_bn_calibration_images": 0}
     for mode, io_type in (("float32", "float32"), ("int8", "float32"), ("int8", "uint8")):
-        result = exporter.export(arch, str(tmp_path), ExportSettings(mode=mode, io_type=io_type, **fast))
+        result = exporter.export(arch, str(tmp_path), ExportSettings(mode=mode, io_type=io_type, **FAST))
         litert = TFLiteModel(result.tflite_path)(pixels.astype(np.float32))
         for name in clients.CLIENTS:
             got = clients.classify(name, result.tflite_path, pixels)
