@@ -348,7 +348,7 @@ def saved_subnet(trained, tiny_space, tmp_path_factory):
 
 
 @needs_metadata
-def test_saved_subnet_exports_int8_and_qat_with_its_own_statistics(saved_subnet, colour_source, tiny_space,
+def test_saved_subnet_exports_float32_and_qat_with_its_own_statistics(saved_subnet, colour_source, tiny_space,
                                                                    tmp_path):
     path, model, arch = saved_subnet
     loaded, info, meta = load_subnet_model(path)
