@@ -1,8 +1,10 @@
-"""The trained supernet as other tools read it: ``supernet.weights.h5`` + ``supernet.json``.
+"""The trained supernet as other tools read it: ``supernet.weights.h5`` + ``supernet.json``;
+and one subnet as a plain Keras model: ``NAME.keras`` + ``NAME.json``.
 
-The JSON says how to rebuild the model (search space, classes, dropout, BN settings) and how
-to feed it (input normalization, class names), so export and search need nothing else.
-Both files are written under temporary names and renamed, so a reader never sees half a file.
+The JSON says how to rebuild the model (search space, classes, dropout, BN settings, or the
+subnet's arch) and how to feed it (input normalization, class names), so export and search
+need nothing else. All files are written under temporary names and renamed, so a reader never
+sees half a file.
 """
 
 from __future__ import annotations
@@ -105,6 +107,57 @@ def load_supernet(path: str):
     from ofa_tf.data import DatasetInfo
 
     return net, DatasetInfo.from_dict(meta["data"]), meta
+
+
+SUBNET_FORMAT_VERSION = 1
+
+
+def subnet_sidecar_path(model_path: str) -> str:
+    return os.path.splitext(model_path)[0] + ".json"
+
+
+def save_subnet_model(model, path: str, *, arch: Mapping, space: SearchSpace, info: DatasetInfo,
+                      dataset: str | None = None, data_dir: str | None = None,
+                      extra: Mapping[str, Any] | None = None) -> str:
+    """Save a plain Keras subnet (normalized images in, logits out, as `extract_subnet` builds it)
+    as ``path`` (.keras) with the JSON ``ofa_tf.export --model`` reads next to it: the arch with
+    its resolution, the search space, the class names and normalization, and the data set it
+    was trained on. Returns the JSON's path."""
+    if not path.endswith(".keras"):
+        raise ValueError(f"a subnet model is saved as .keras, got {path!r}")
+    arch = space.validate(arch, require_resolution=True)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    atomic_save(path, model.save, suffix=".keras")
+    meta = {"format_version": SUBNET_FORMAT_VERSION, "model": os.path.basename(path), "arch": arch,
+            "space": space.to_dict(), "data": info.to_dict(), "dataset": dataset, "data_dir": data_dir,
+            **dict(extra or {})}
+    sidecar = subnet_sidecar_path(path)
+    atomic_write_text(sidecar, json.dumps(meta, indent=2))
+    return sidecar
+
+
+def load_subnet_model(path: str):
+    """A subnet saved by `save_subnet_model`: ``(keras.Model, DatasetInfo, meta)``; ``meta`` holds
+    the arch (validated), ``space`` as a `SearchSpace` and the data set it was trained on."""
+    sidecar = subnet_sidecar_path(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such model: {path}")
+    if not os.path.exists(sidecar):
+        raise FileNotFoundError(f"{path} has no {os.path.basename(sidecar)} next to it (the arch, classes "
+                                "and normalization, as ofa_tf.artifacts.save_subnet_model writes them)")
+    meta = read_versioned_json(sidecar, SUBNET_FORMAT_VERSION)
+    space = SearchSpace.from_dict(meta["space"])
+    meta = {**meta, "space": space, "arch": space.validate(meta["arch"]), "_path": sidecar}
+    import keras
+
+    from ofa_tf.data import DatasetInfo
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{path} is not a loadable Keras model: {str(err).splitlines()[0][:300]}") from None
+    return model, DatasetInfo.from_dict(meta["data"]), meta
 
 
 def build_supernet(space: SearchSpace, n_classes: int, weights: str | None = None, **kwargs):

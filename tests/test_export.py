@@ -11,12 +11,13 @@ import keras
 import numpy as np
 import pytest
 
-from ofa_tf.artifacts import build_supernet, save_supernet
+from ofa_tf.artifacts import build_supernet, load_subnet_model, save_subnet_model, save_supernet
 from ofa_tf.data import DatasetInfo
 from ofa_tf.export import (ExportCheckError, ExportSettings, SubnetExporter, TFLiteModel, arch_hash,
                            check_graph, expected_float_op_counts, op_counts, output_stem, read_metadata,
                            read_sidecar, to_tflite)
 from ofa_tf.export import verify
+from ofa_tf.export.exporter import ModelExporter, to_pixels
 from ofa_tf.networks.extraction import extract_subnet
 from ofa_tf.training.phases import progressive_shrinking_phases
 from ofa_tf.training.trainer import OFATrainer
@@ -96,8 +97,36 @@ def test_int8_with_integer_input_and_output(exporter, tiny_space, tmp_path):
         result = exporter.export(arch, str(tmp_path), ExportSettings(mode="int8", io_type=io_type, **FAST))
         runner = TFLiteModel(result.tflite_path)
         assert np.dtype(runner.input_dtype) == np.dtype(io_type)
+        # The input is the raw pixel (uint8) or the pixel - 128 (int8), as a camera hands it over.
+        assert runner.input["quantization"] == (1.0, {"uint8": 0, "int8": -128}[io_type])
         assert result.agreement.top1_agreement >= 0.9
         assert result.tflite_path.endswith(f"-int8-io_{io_type}.tflite")
+
+
+def test_pixels_in_probabilities_or_logits_out(exporter, colour_source, tiny_space, tmp_path):
+    """The file normalizes per channel itself and ends in a softmax unless logits are asked for;
+    the census knows both graphs exactly (the exporter checks them) and they differ by SOFTMAX."""
+    arch = {**tiny_space.sample(8), "r": [32]}
+    fast = {**FAST, "n_bn_calibration_images": 0}   # the supernet's BN: comparable with its subnet
+    files = {output: exporter.export(arch, str(tmp_path / output), ExportSettings(
+        output=output, write_metadata=False, **fast)) for output in ("probabilities", "logits")}
+    counts = {output: op_counts(r.tflite_path) for output, r in files.items()}
+    assert counts["probabilities"] - counts["logits"] == {"SOFTMAX": 1}
+    assert counts["logits"] == expected_float_op_counts(exporter.supernet.layout, arch, 32, pixel_input=True)
+    images, _ = next(iter(colour_source.val(8, 32)))
+    pixels = to_pixels(images, colour_source.info)
+    assert pixels.min() >= 0 and pixels.max() > 200 and np.all(pixels == np.round(pixels))
+    probabilities = TFLiteModel(files["probabilities"].tflite_path)(pixels)
+    logits = TFLiteModel(files["logits"].tflite_path)(pixels)
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(probabilities, keras.ops.softmax(logits).numpy(), atol=1e-5)
+    # The logits are the plain subnet's on the pixels normalized per channel.
+    info = colour_source.info
+    normalized = (pixels / 255.0 - np.array(info.mean, np.float32)) / np.array(info.std, np.float32)
+    plain = extract_subnet(exporter.supernet, arch, 32)
+    np.testing.assert_allclose(logits, plain(normalized, training=False), atol=1e-4)
+    with pytest.raises(ValueError, match="unknown output 'scores'"):
+        ExportSettings(output="scores")
 
 
 @pytest.mark.parametrize("pick", ["largest", "smallest", "random1", "random2"])
@@ -122,12 +151,23 @@ def test_float32_graph_is_exactly_the_ops_the_arch_implies(trained, tiny_space, 
             check_graph(tflite, trained.layout, other, size)
 
 
-def test_dynamic_batch_graph_is_rejected(trained, tiny_space):
-    """With a free batch dimension the converter computes the flatten shape at run time
-    (SHAPE, STRIDED_SLICE): the export uses batch 1, and the check catches such graphs."""
-    tflite = to_tflite(extract_subnet(trained, tiny_space.largest(32), 32), "float32")
+def test_direct_conversion_of_get_active_subnet_is_as_clean_as_the_export(trained, tiny_space):
+    """A user's own ``from_keras_model`` of ``get_active_subnet(...)`` (free batch dimension)
+    gives exactly the operators of our batch-1 export: no SHAPE / STRIDED_SLICE / PACK."""
+    import tensorflow as tf
+
+    arch = {**tiny_space.sample(13), "r": [40]}
+    trained.set_active_subnet(**arch)
+    model = trained.get_active_subnet(image_size=40)
+    assert model.inputs[0].shape[0] is None
+    tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    assert check_graph(tflite, trained.layout, arch, 40) == op_counts(to_tflite(
+        extract_subnet(trained, arch, 40, batch_size=1), "float32"))
+    # The graph check catches a free batch dimension's run-time shape ops.
+    inputs = keras.Input((4,))
+    flat = keras.Model(inputs, keras.layers.Flatten()(keras.layers.Reshape((2, 2))(inputs)))
     with pytest.raises(ExportCheckError, match="STRIDED_SLICE"):
-        check_graph(tflite)
+        check_graph(tf.lite.TFLiteConverter.from_keras_model(flat).convert())
 
 
 @needs_metadata
@@ -136,8 +176,8 @@ def test_metadata_round_trips(exporter, colour_source, tiny_space, tmp_path):
     result = exporter.export(arch, str(tmp_path), ExportSettings(mode="dynamic_int8", version="7", **FAST))
     meta = read_metadata(result.tflite_path)
     info = colour_source.info
-    np.testing.assert_allclose(meta["mean"], info.mean, rtol=1e-6)
-    np.testing.assert_allclose(meta["std"], info.std, rtol=1e-6)
+    # One mean / std for all channels, what MediaPipe Tasks accepts: the model normalizes itself.
+    assert (meta["mean"], meta["std"], meta["output"]) == ([0.0], [1.0], "probabilities")
     assert meta["class_names"] == info.class_names
     assert meta["version"] == "7"
     assert meta["name"] == os.path.splitext(os.path.basename(result.tflite_path))[0]
@@ -164,6 +204,45 @@ def test_qat_int8_fine_tunes_a_few_steps_and_converts(exporter, tiny_space, tmp_
 
 def trained_blocks(exporter, arch):
     return exporter.supernet.layout.active_blocks(exporter.supernet.space.validate(arch), arch["r"][0])
+
+
+def _client_python(name):
+    from ofa_tf.export import clients
+
+    try:
+        return clients.client_python(name)
+    except RuntimeError as err:   # no package index: the environment cannot be made
+        pytest.skip(f"no {name} environment: {err}")
+
+
+@needs_metadata
+def test_mediapipe_and_task_library_classify_with_the_exported_files(exporter, colour_source, tiny_space,
+                                                                    tmp_path):
+    """The real clients (each in its own cached virtual environment, `ofa_tf.export.clients`)
+    load float32, int8 and int8 with uint8 I/O files as they are, name the packed labels, and
+    agree with LiteRT's top-1 on >= 97 % of 200 validation images of the colour task."""
+    from ofa_tf.export import clients
+
+    for name in clients.CLIENTS:
+        _client_python(name)
+    arch = {**tiny_space.sample(9), "r": [48]}
+    images, _ = next(iter(colour_source.val(200, 48)))
+    pixels = to_pixels(images, colour_source.info).astype(np.uint8)
+    class_names = colour_source.info.class_names
+    for mode, io_type in (("float32", "float32"), ("int8", "float32"), ("int8", "uint8")):
+        result = exporter.export(arch, str(tmp_path), ExportSettings(mode=mode, io_type=io_type, **FAST))
+        litert = TFLiteModel(result.tflite_path)(pixels.astype(np.float32))
+        for name in clients.CLIENTS:
+            got = clients.classify(name, result.tflite_path, pixels)
+            agreement = np.mean(got.index == litert.argmax(1))
+            print(f"{name} {mode} io {io_type}: top-1 agreement with LiteRT {100 * agreement:.1f} %")
+            assert agreement >= 0.97, (name, mode, io_type, agreement)
+            assert got.category_names == [class_names[i] for i in got.index]
+            assert len(set(got.category_names)) > 3          # the task's classes, not one guess
+            # Probabilities: the top-1 score is the file's own softmax output (MediaPipe's int8
+            # kernels round a few of them a step or few of 1/256 differently from LiteRT's).
+            close = np.abs(got.scores - litert.max(1)) <= (1e-5 if mode == "float32" else 1 / 64)
+            assert np.mean(close) >= 0.97, (name, mode, io_type, got.scores[~close], litert.max(1)[~close])
 
 
 def test_failed_verification_writes_nothing(exporter, tiny_space, tmp_path, monkeypatch):
@@ -238,7 +317,7 @@ def test_cli_exports_keras_and_saved_model_then_verifies(demo_workdir, tmp_path)
     assert stem.endswith("-r40-float32") and "top-1 agreement 100.0 %" in result.stdout
     # The .keras subnet computes what the .tflite computes.
     keras_model = keras.models.load_model(out / f"{stem}.keras")
-    images = np.random.default_rng(0).normal(size=(3, 40, 40, 3)).astype(np.float32)
+    images = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3)).astype(np.float32)
     np.testing.assert_allclose(TFLiteModel(str(out / f"{stem}.tflite"))(images),
                                keras_model(images, training=False), atol=1e-4)
 
@@ -249,7 +328,59 @@ def test_cli_exports_keras_and_saved_model_then_verifies(demo_workdir, tmp_path)
     # Against other weights the same file fails verification, with exit code 1.
     other = _cli("--space=tiny", "--seed=5", f"--verify={out / (stem + '.tflite')}", "--n_verify_images=20")
     assert other.returncode == 1
-    _one_error_line(other, "verification failed", "max |Δlogit|")
+    _one_error_line(other, "verification failed", "max |Δoutput|")
+
+
+@pytest.fixture(scope="module")
+def saved_subnet(trained, tiny_space, tmp_path_factory):
+    """A subnet of the trained supernet saved as a plain .keras model with its JSON, its BN
+    statistics changed (as fine-tuning would change them), for the demo data."""
+    arch = {**tiny_space.sample(6), "r": [40]}
+    model = extract_subnet(trained, arch, 40)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(layer.moving_mean * 0.9)
+    info = DatasetInfo(name="demo", class_names=[str(k) for k in range(10)], n_train=6000, n_val=1500,
+                       mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    path = str(tmp_path_factory.mktemp("finetuned") / "subnet.keras")
+    save_subnet_model(model, path, arch=arch, space=tiny_space, info=info, dataset="demo")
+    return path, model, arch
+
+
+@needs_metadata
+def test_saved_subnet_exports_float32_and_qat_with_its_own_statistics(saved_subnet, colour_source, tiny_space,
+                                                                   tmp_path):
+    path, model, arch = saved_subnet
+    loaded, info, meta = load_subnet_model(path)
+    assert meta["arch"] == tiny_space.validate(arch) and info.class_names == [str(k) for k in range(10)]
+    exporter = ModelExporter(loaded, colour_source.info, colour_source, meta["arch"], meta["space"])
+    float32 = exporter.export(None, str(tmp_path), ExportSettings(mode="float32", **FAST))
+    images, _ = next(iter(colour_source.val(16, 40)))
+    pixels, norm = to_pixels(images, colour_source.info), colour_source.info
+    normalized = (pixels / 255.0 - np.array(norm.mean, np.float32)) / np.array(norm.std, np.float32)
+    # Exactly the saved model (no BN recalibration): its softmax of the normalized pixels.
+    np.testing.assert_allclose(TFLiteModel(float32.tflite_path)(pixels),
+                               keras.ops.softmax(model(normalized, training=False)).numpy(), atol=1e-5)
+    assert exporter.verify_file(float32.tflite_path)["verification"]["max_abs_diff"] <= 1e-4
+    qat = exporter.export(None, str(tmp_path), ExportSettings(mode="qat_int8", qat_steps=2,
+                                                              qat_batch_size=16, **FAST))
+    assert qat.agreement.top1_agreement >= 0.9 and len(qat.qat_losses) == 2
+    with pytest.raises(ValueError, match="exports as the subnet it is"):
+        exporter.export({**arch, "r": [48]}, str(tmp_path), ExportSettings(**FAST))
+
+
+def test_cli_exports_a_saved_subnet_and_rejects_an_arch_with_it(saved_subnet, tmp_path):
+    path, _, arch = saved_subnet
+    out = tmp_path / "exports"
+    result = _cli(f"--model={path}", "--mode=float32", f"--out_dir={out}", "--n_verify_images=20",
+                  "--output=logits")
+    assert result.returncode == 0, result.stderr[-3000:]
+    tflite = next(out.glob("*.tflite"))
+    assert read_sidecar(str(tflite))["output"] == "logits" and "top-1 agreement 100.0 %" in result.stdout
+    assert read_metadata(str(tflite))["output"] == "logits"
+    clash = _cli(f"--model={path}", '--arch={"ks": 3, "e": 3, "d": 1}', f"--out_dir={tmp_path / 'x'}")
+    assert clash.returncode == 2
+    _one_error_line(clash, "--model brings its own arch", "--arch")
 
 
 def test_cli_bad_arch_is_one_clear_error(demo_workdir, tmp_path):

@@ -155,10 +155,13 @@ def test_tflite_subnet_of_imported_supernet_matches_reference(torch, imported_pa
     net, info, _ = load_supernet(str(imported_workdir[1]))
     arch = {**net.space.sample(11), "r": [140]}
     # The imported BN statistics are the reference's: no recalibration, no data set needed.
-    settings = ExportSettings(n_bn_calibration_images=0, n_verify_images=2, write_metadata=False)
+    settings = ExportSettings(n_bn_calibration_images=0, n_verify_images=2, write_metadata=False,
+                              output="logits")
     result = SubnetExporter(net, info, None, source=str(imported_workdir[1])).export(arch, str(tmp_path), settings)
     x = smooth_images(np.random.default_rng(11), 2, 140)
-    got = TFLiteModel(result.tflite_path)(np.transpose(x, (0, 2, 3, 1)))
+    # The file takes pixels and normalizes them itself.
+    pixels = (np.transpose(x, (0, 2, 3, 1)) * np.array(info.std) + np.array(info.mean)) * 255.0
+    got = TFLiteModel(result.tflite_path)(pixels)
     delta = np.abs(got - reference_logits(torch, ref, arch, x)).max()
     print(f"TFLite subnet at 140 px vs PyTorch reference: max |delta logits| = {delta:.2e}")
     assert delta <= 1e-3

@@ -12,7 +12,7 @@ from ofa_tf.networks.extraction import extract_subnet
 from ofa_tf.networks.static import build_op_model, build_static_model
 
 STANDARD_LAYERS = {"InputLayer", "ZeroPadding2D", "Conv2D", "DepthwiseConv2D", "BatchNormalization",
-                   "Activation", "GlobalAveragePooling2D", "Multiply", "Add", "Flatten", "Dropout", "Dense"}
+                   "Activation", "GlobalAveragePooling2D", "Multiply", "Add", "Dropout", "Dense"}
 
 
 def _max_delta(net, arch, batch=2, seed=0):

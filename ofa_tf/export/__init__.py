@@ -1,5 +1,6 @@
-"""TFLite export of subnets: conversion (float32, float16, dynamic_int8, int8, qat_int8),
-metadata for Android's Task Library, and verification in LiteRT.
+"""TFLite export of subnets: conversion (float32, float16, dynamic_int8, int8, qat_int8) of
+models that take RGB pixels and return probabilities, metadata for MediaPipe Tasks and the
+Task Library, verification in LiteRT, and a check in those clients (`clients`).
 
     from ofa_tf.export import ExportSettings, SubnetExporter
     result = SubnetExporter(supernet, info, data).export(arch, "exports", ExportSettings(mode="int8"))
@@ -11,9 +12,10 @@ first use, so ``python -m ofa_tf.export`` can set up logging before TensorFlow l
 import importlib
 
 _EXPORTS = {
-    "converter": ["IO_TYPES", "MODES", "to_tflite"],
-    "exporter": ["ExportResult", "ExportSettings", "SubnetExporter", "arch_hash", "output_stem",
-                 "read_sidecar"],
+    "clients": ["classify"],
+    "converter": ["IO_TYPES", "MODES", "OUTPUTS", "pixel_model", "to_tflite"],
+    "exporter": ["ExportResult", "ExportSettings", "ModelExporter", "SubnetExporter", "arch_hash",
+                 "output_stem", "read_sidecar"],
     "metadata": ["add_metadata", "read_metadata"],
     "verify": ["ExportCheckError", "TFLiteModel", "check_graph", "compare", "expected_float_op_counts",
                "op_counts"],

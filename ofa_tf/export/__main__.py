@@ -5,9 +5,11 @@
     python -m ofa_tf.export --space=mbv3_w1.0 --n_classes=1000 --arch='{"ks": 7, "e": 6, "d": 4}' \\
         --resolution=224 --n_bn_calibration_images=0           # a fresh (untrained) supernet
     python -m ofa_tf.export --supernet=runs/demo --verify=exports/subnet-...-float32.tflite
+    python -m ofa_tf.export --model=finetuned/subnet.keras --mode=float32,int8 # a saved subnet
 
 The supernet is a training workdir (or its supernet.json), a .weights.h5 with --space and
---n_classes, or, with neither, a freshly initialized supernet of --space. Each export is
+--n_classes, or, with neither, a freshly initialized supernet of --space; or --model, a plain
+Keras subnet with the JSON written next to it (arch, classes, normalization). Each export is
 verified in LiteRT before anything is written; a failed check writes nothing and exits 1.
 Bad input exits 2 with one `error:` line.
 """
@@ -20,10 +22,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from ofa_tf.export.converter import IO_TYPES, MODES  # noqa: E402
+from ofa_tf.export.converter import IO_TYPES, MODES, OUTPUTS  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("supernet", None, "A trained supernet: training workdir or its supernet.json.")
+flags.DEFINE_string("model", None, "A saved subnet NAME.keras with NAME.json (arch, classes, normalization), "
+                    "e.g. a fine-tuned one; exported with its BN statistics as trained.")
 flags.DEFINE_string("weights", None, "A supernet .weights.h5 (e.g. imported weights); needs --space.")
 flags.DEFINE_string("space", None, "Search space preset (tiny, mbv3_w1.0, mbv3_w1.2) for --weights or "
                     "a fresh supernet; a trained supernet brings its own.")
@@ -34,9 +38,12 @@ flags.DEFINE_enum("preset", None, ["max", "min"], "The largest or smallest subne
 flags.DEFINE_integer("resolution", None, "Input resolution (default: the arch's r, else the largest).")
 flags.DEFINE_list("mode", ["float32"], "Comma-separated export modes: " + ", ".join(MODES) + ".")
 flags.DEFINE_enum("io_type", "float32", IO_TYPES, "Input/output type of int8 and qat_int8 models.")
+flags.DEFINE_enum("output", "probabilities", OUTPUTS, "What the model returns: probabilities (softmax in "
+                  "the graph) or logits. Either way it takes RGB pixels in [0, 255].")
 flags.DEFINE_string("out_dir", "exports", "Output directory.")
 flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
-flags.DEFINE_bool("metadata", True, "Attach TFLite metadata (normalization, labels) for the Task Library.")
+flags.DEFINE_bool("metadata", True, "Attach TFLite metadata (input range, labels) for MediaPipe Tasks "
+                  "and the Task Library.")
 flags.DEFINE_bool("save_keras", False, "Also save the Keras subnet as .keras.")
 flags.DEFINE_bool("save_saved_model", False, "Also save the Keras subnet as a TF SavedModel.")
 flags.DEFINE_string("dataset", None, "Data for BN recalibration, int8 calibration, QAT and verification: "
@@ -114,6 +121,21 @@ def load_supernet_flags():
     return supernet, None, spec, source
 
 
+def load_model_flags():
+    """(ModelExporter without data yet, the model's sidecar) for --model."""
+    from ofa_tf.artifacts import load_subnet_model
+    from ofa_tf.export.exporter import ModelExporter
+
+    clashing = [f"--{name}" for name in ("supernet", "weights", "space", "n_classes", "arch", "preset",
+                                         "resolution") if getattr(FLAGS, name) is not None]
+    if clashing:
+        raise ValueError(f"--model brings its own arch, classes and weights; drop {', '.join(clashing)}")
+    model, info, meta = load_subnet_model(FLAGS.model)
+    exporter = ModelExporter(model, info, None, meta["arch"], meta["space"],
+                             source=os.path.abspath(FLAGS.model))
+    return exporter, meta
+
+
 def load_data(workdir_or_spec: str, info):
     """The data set and the DatasetInfo the export writes (the supernet's own when trained)."""
     from ofa_tf.artifacts import load_data_source
@@ -136,7 +158,8 @@ def settings_for(mode: str):
     from ofa_tf.export.exporter import ExportSettings
 
     return ExportSettings(
-        mode=mode, io_type=FLAGS.io_type, n_bn_calibration_images=FLAGS.n_bn_calibration_images,
+        mode=mode, io_type=FLAGS.io_type, output=FLAGS.output,
+        n_bn_calibration_images=FLAGS.n_bn_calibration_images,
         calibration_batch_size=FLAGS.calibration_batch_size,
         n_representative_images=FLAGS.n_representative_images, n_verify_images=FLAGS.n_verify_images,
         qat_steps=FLAGS.qat_steps, qat_batch_size=FLAGS.qat_batch_size,
@@ -148,7 +171,7 @@ def settings_for(mode: str):
 def format_result(result) -> str:
     a = result.agreement
     line = (f"{result.tflite_path}\n  {result.mode}, {result.image_size}px, {result.mmacs:.1f} MMACs, "
-            f"{result.size_bytes / 1024:.0f} KiB; vs Keras on {a.n} images: max |Δlogit| "
+            f"{result.size_bytes / 1024:.0f} KiB; vs Keras on {a.n} images: max |Δoutput| "
             f"{a.max_abs_diff:.2g}, top-1 agreement {100 * a.top1_agreement:.1f} %, top-1 "
             f"{100 * a.tflite_top1:.1f} % (Keras {100 * a.keras_top1:.1f} %)")
     if result.float_agreement is not None:
@@ -170,9 +193,11 @@ def main(argv):
         if FLAGS.verify:
             if FLAGS.arch or FLAGS.preset:
                 raise ValueError("--verify reads the arch from the file's sidecar; drop --arch/--preset")
-        elif bool(FLAGS.arch) == bool(FLAGS.preset):
+        elif bool(FLAGS.arch) == bool(FLAGS.preset) and not FLAGS.model:
             raise ValueError("give exactly one of --arch (JSON file or inline JSON) and --preset (max|min)")
         settings = [settings_for(m) for m in modes]
+        if FLAGS.model:
+            return export_model(settings)
         arch = read_arch_flag(FLAGS.arch) if FLAGS.arch else None
         supernet, info, spec, source = load_supernet_flags()
         if arch is not None:
@@ -190,22 +215,42 @@ def main(argv):
                                                           FLAGS.out_dir, s), s.overwrite)
         data, info = load_data(spec, info)
 
-        exporter = SubnetExporter(supernet, info, data, source=source)
-        if FLAGS.verify:
-            report = exporter.verify_file(FLAGS.verify)
-            v = report["verification"]
-            print(f"{FLAGS.verify}: OK ({report['mode']}, {v['n']} images: max |Δlogit| "
-                  f"{v['max_abs_diff']:.2g}, top-1 agreement {100 * v['top1_agreement']:.1f} %)")
-            return 0
-        for s in settings:
-            print(format_result(exporter.export(arch, FLAGS.out_dir, s)),
-                  flush=True)
+        return run_exports(SubnetExporter(supernet, info, data, source=source), arch, settings)
     except ExportCheckError as err:
         print(f"error: verification failed, nothing written: {err}", file=sys.stderr)
         return 1
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def export_model(settings) -> int:
+    """--model: check the outputs, then load the data set the model was trained on (or
+    --dataset) and export or verify."""
+    from ofa_tf.artifacts import load_data_source
+    from ofa_tf.export.exporter import check_outputs, output_paths
+
+    exporter, meta = load_model_flags()
+    arch, resolution = exporter.resolve()
+    if not FLAGS.verify:
+        for s in settings:
+            check_outputs(FLAGS.out_dir, output_paths(exporter.space, arch, resolution, FLAGS.out_dir, s),
+                          s.overwrite)
+    exporter.data = load_data_source(os.path.dirname(meta["_path"]), exporter.info,
+                                     FLAGS.dataset or meta.get("dataset"),
+                                     FLAGS.data_dir or meta.get("data_dir"))
+    return run_exports(exporter, arch, settings)
+
+
+def run_exports(exporter, arch, settings) -> int:
+    if FLAGS.verify:
+        report = exporter.verify_file(FLAGS.verify)
+        v = report["verification"]
+        print(f"{FLAGS.verify}: OK ({report['mode']}, {v['n']} images: max |Δoutput| "
+              f"{v['max_abs_diff']:.2g}, top-1 agreement {100 * v['top1_agreement']:.1f} %)")
+        return 0
+    for s in settings:
+        print(format_result(exporter.export(arch, FLAGS.out_dir, s, image_size=FLAGS.resolution)), flush=True)
     return 0
 
 

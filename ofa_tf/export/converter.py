@@ -9,11 +9,16 @@ The modes are TFLite's post-training options plus quantization-aware training:
   output stay float32 unless ``io_type`` is ``int8`` or ``uint8``.
 * ``qat_int8``: a model fine-tuned with fake quantization (`ofa_tf.export.qat`), converted to
   integer with the ranges it learnt (calibration data fills in the few it has none for).
+
+What is converted is the subnet wrapped by `pixel_model`: it takes RGB pixel values in
+[0, 255] (float32, or uint8 / int8 for integer input) and normalizes them per channel inside
+the graph (one MUL and one ADD), and by default ends in a softmax, so clients that only know a
+single mean / std (MediaPipe Tasks) feed it camera pixels as they come and show probabilities.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import tempfile
 
@@ -23,6 +28,7 @@ import tensorflow as tf
 
 MODES = ("float32", "float16", "dynamic_int8", "int8", "qat_int8")
 IO_TYPES = ("float32", "int8", "uint8")
+OUTPUTS = ("probabilities", "logits")
 _TF_IO_TYPES = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}
 
 
@@ -36,12 +42,40 @@ def check_mode(mode: str, io_type: str = "float32") -> None:
         raise ValueError(f"io_type={io_type} needs a full-integer mode (int8 or qat_int8), not {mode}")
 
 
+def check_output(output: str) -> None:
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown output {output!r}: expected one of {', '.join(OUTPUTS)}")
+
+
+def pixel_model(model, mean: Sequence[float], std: Sequence[float], output: str = "probabilities"):
+    """``model`` (normalized images in, logits out) taking RGB pixels in [0, 255] instead:
+    ``(pixel / 255 - mean) / std`` per channel in front (a `Rescaling` layer, ``mean`` / ``std``
+    in [0, 1]-pixel units as `DatasetInfo` keeps them) and, for ``output="probabilities"``, a
+    softmax behind. A Keras 3 model gets Keras 3 layers, a tf_keras (QAT) model tf_keras ones."""
+    check_output(output)
+    if isinstance(model, keras.Model):
+        layers, input_layer, model_class = keras.layers, keras.Input, keras.Model
+    else:
+        import tf_keras
+
+        layers, input_layer, model_class = tf_keras.layers, tf_keras.Input, tf_keras.Model
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    shape = tuple(model.inputs[0].shape)
+    pixels = input_layer(shape[1:], batch_size=shape[0], name="pixels")
+    x = layers.Rescaling(scale=[float(v) for v in 1.0 / (255.0 * std)],
+                         offset=[float(v) for v in -mean / std], name="normalize")(pixels)
+    x = model(x)
+    if output == "probabilities":
+        x = layers.Softmax(name="probabilities")(x)
+    return model_class(pixels, x, name=f"{model.name}_pixels")
+
+
 def to_tflite(model, mode: str = "float32",
               representative_images: Callable[[], Iterable[np.ndarray]] | None = None,
               io_type: str = "float32") -> bytes:
     """Convert a Keras (or, for ``qat_int8``, a tfmot-quantized tf_keras) model.
 
-    ``representative_images()`` yields float32 batches [1, H, W, 3] of normalized images; the
+    ``representative_images()`` yields float32 batches [1, H, W, 3] of model inputs; the
     integer modes need it (``qat_int8`` for the few ops fake quantization leaves without ranges,
     so that the whole graph runs in int8).
     """

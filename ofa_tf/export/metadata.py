@@ -1,10 +1,13 @@
-"""TFLite metadata, so Android's Task Library `ImageClassifier` takes the file as it is.
+"""TFLite metadata, so MediaPipe Tasks' and the Task Library's `ImageClassifier` take the file
+as it is.
 
 The metadata carries the model's name and version, a description (with the arch as JSON, so a
-file says which subnet it is), the input normalization and the class labels. Task Library
-normalizes raw pixel values p in [0, 255] as (p - mean) / std; our models take
-(p / 255 - mean01) / std01, so the metadata holds mean = 255 · mean01 and std = 255 · std01.
-The model outputs logits, which rank classes as their softmax does.
+file says which subnet it is), the input normalization and the class labels. Both clients
+normalize pixel values p in [0, 255] as (p - mean) / std before a float input; MediaPipe only
+takes one mean and one std for all channels. The exported models normalize per channel inside
+the graph and take pixels as they come, so the metadata says mean 0, std 1. (Integer-input
+models take uint8 / int8 pixels; the clients skip normalization for those.) The output is
+described as probabilities or logits, as exported.
 """
 
 from __future__ import annotations
@@ -31,15 +34,18 @@ def _tflite_support():
 
 
 def add_metadata(tflite: bytes, *, name: str, version: str, description: str,
-                 class_names: Sequence[str], mean: Sequence[float], std: Sequence[float],
-                 author: str = "ofa-tf") -> bytes:
+                 class_names: Sequence[str], output: str = "probabilities", author: str = "ofa-tf") -> bytes:
     """Return ``tflite`` with image-classifier metadata attached (the labels packed inside).
 
-    ``mean`` / ``std`` are per RGB channel in [0, 1]-pixel units, as `DatasetInfo` keeps them.
+    The model must take RGB pixel values in [0, 255] (`converter.pixel_model`); ``output`` says
+    whether it returns probabilities (softmax in the graph) or logits.
     """
     schema, _, image_classifier, info = _tflite_support()
     if any("\n" in str(c) for c in class_names):
         raise ValueError("class names must not contain newlines (the label file has one per line)")
+    outputs = {"probabilities": "class probabilities (softmax)", "logits": "class logits"}
+    if output not in outputs:
+        raise ValueError(f"unknown output {output!r}: expected one of {', '.join(outputs)}")
     with tempfile.TemporaryDirectory() as tmp:
         labels = os.path.join(tmp, LABEL_FILE)
         with open(labels, "w", encoding="utf-8") as f:
@@ -49,18 +55,18 @@ def add_metadata(tflite: bytes, *, name: str, version: str, description: str,
             general_md=info.GeneralMd(name=name, version=version, description=description,
                                       author=author, licenses="Apache-2.0"),
             input_md=info.InputImageTensorMd(
-                name="image", description="RGB image, pixel values normalized by mean/std",
-                norm_mean=[255.0 * m for m in mean], norm_std=[255.0 * s for s in std],
-                color_space_type=schema.ColorSpaceType.RGB),
+                name="image", description="RGB image, pixel values in [0, 255] (normalized per "
+                                          "channel inside the model)",
+                norm_mean=[0.0], norm_std=[1.0], color_space_type=schema.ColorSpaceType.RGB),
             output_md=info.ClassificationTensorMd(
-                name="logits", description="class logits",
-                label_files=[info.LabelFileMd(labels)]))
+                name=output, description=outputs[output], label_files=[info.LabelFileMd(labels)]))
         return bytes(writer.populate())
 
 
 def read_metadata(tflite: bytes | str) -> dict:
     """The metadata `add_metadata` writes, read back: name, version, description, author,
-    ``mean`` / ``std`` in [0, 1]-pixel units and ``class_names``."""
+    the input's ``mean`` / ``std`` in pixel units (what a client subtracts and divides by; none
+    for an integer input), ``output`` (the output tensor's name) and ``class_names``."""
     _, metadata, _, _ = _tflite_support()
     if isinstance(tflite, (bytes, bytearray)):
         displayer = metadata.MetadataDisplayer.with_model_buffer(bytes(tflite))
@@ -68,12 +74,12 @@ def read_metadata(tflite: bytes | str) -> dict:
         displayer = metadata.MetadataDisplayer.with_model_file(tflite)
     model = json.loads(displayer.get_metadata_json())
     graph = model["subgraph_metadata"][0]
-    normalization = next(unit["options"] for unit in graph["input_tensor_metadata"][0]["process_units"]
-                         if unit["options_type"] == "NormalizationOptions")
+    units = graph["input_tensor_metadata"][0].get("process_units", [])
+    normalization = next((unit["options"] for unit in units if unit["options_type"] == "NormalizationOptions"),
+                         {})
     label_file = graph["output_tensor_metadata"][0]["associated_files"][0]["name"]
     labels = displayer.get_associated_file_buffer(label_file).decode("utf-8").splitlines()
     return {"name": model.get("name"), "version": model.get("version"),
             "description": model.get("description"), "author": model.get("author"),
-            "mean": [m / 255.0 for m in normalization["mean"]],
-            "std": [s / 255.0 for s in normalization["std"]],
-            "class_names": labels}
+            "mean": normalization.get("mean"), "std": normalization.get("std"),
+            "output": graph["output_tensor_metadata"][0]["name"], "class_names": labels}

@@ -10,7 +10,7 @@ output the way tfmot quantizes a ReLU's.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -87,11 +87,19 @@ def qat_finetune(supernet, arch: Mapping, image_size: int, batches: Iterable, st
 
     Returns ``(quantized_model, losses)``, the losses of the steps in order.
     """
+    return qat_finetune_model(
+        lambda tf_keras: extract_subnet(supernet, arch, image_size, keras_module=tf_keras, name="ofa_subnet"),
+        batches, steps, learning_rate, momentum)
+
+
+def qat_finetune_model(build_float_model: Callable, batches: Iterable, steps: int,
+                       learning_rate: float = 1e-4, momentum: float = 0.9):
+    """`qat_finetune` of the subnet ``build_float_model(tf_keras)`` returns (built by the static
+    builder with its weights), e.g. a saved, fine-tuned subnet rebuilt in tf_keras."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"qat steps must be a positive int, got {steps!r}")
     _, tf_keras = _tfmot()
-    float_model = extract_subnet(supernet, arch, image_size, keras_module=tf_keras, name="ofa_subnet")
-    model = quantize_model(float_model)
+    model = quantize_model(build_float_model(tf_keras))
     model.compile(optimizer=tf_keras.optimizers.SGD(learning_rate, momentum=momentum),
                   loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     losses = []

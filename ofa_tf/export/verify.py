@@ -1,7 +1,8 @@
 """Check an exported .tflite against its Keras subnet, and its graph against its arch.
 
-Numbers: run the flatbuffer in the LiteRT interpreter on real images and compare logits with
-the Keras model (max |Δ| and top-1 agreement). Graph: count the operators and compare with
+Numbers: run the flatbuffer in the LiteRT interpreter on real images and compare its outputs
+(probabilities or logits) with the Keras model's that has the same input normalization and
+output (max |Δ| and top-1 agreement). Graph: count the operators and compare with
 the operators the arch implies, so a stray slice, gather or control-flow op, an unfolded BN or
 a skipped block that is still present is caught at export time rather than on the phone.
 """
@@ -22,7 +23,7 @@ FORBIDDEN_OPS = frozenset({"STRIDED_SLICE", "SLICE", "GATHER", "GATHER_ND", "WHI
                            "SELECT_V2", "SHAPE", "CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE",
                            "FLEX_DELEGATE", "CUSTOM"})
 
-# Per-mode acceptance: float32 must match the Keras logits; the others must agree on top-1.
+# Per-mode acceptance: float32 must match the Keras outputs; the others must agree on top-1.
 MAX_ABS_DIFF = {"float32": 1e-4}
 MIN_TOP1_AGREEMENT = {"float16": 0.98, "dynamic_int8": 0.90, "int8": 0.90, "qat_int8": 0.90}
 
@@ -47,15 +48,19 @@ def op_counts(tflite: bytes | str) -> collections.Counter:
     return collections.Counter(op["op_name"] for op in interpreter._get_ops_details())
 
 
-def expected_float_op_counts(layout: Layout, arch: Mapping, image_size: int) -> collections.Counter:
+def expected_float_op_counts(layout: Layout, arch: Mapping, image_size: int, *,
+                             pixel_input: bool = False, softmax: bool = False) -> collections.Counter:
     """The operators a float32 export of ``arch`` must consist of, derived from the layout.
 
     BN is folded into the preceding conv and ReLU / ReLU6 into the conv's fused activation, and
     SE's hard sigmoid becomes conv (+3 folded into the bias, ReLU6 fused) then MUL by 1/6; so:
     CONV_2D for the stem, every expand and project conv, the two SE convs, the final expand and
     feature mix; one DEPTHWISE_CONV_2D per active block; HARD_SWISH per h-swish activation;
-    MUL twice per SE; ADD per residual; MEAN per SE plus the global pool; PAD per stride-2
-    conv whose symmetric padding (the reference's) differs from "SAME"; one FULLY_CONNECTED.
+    MUL twice per SE; ADD per residual; MEAN per SE plus the global pool and the classifier's
+    squeeze of the 1x1 map; PAD per stride-2 conv whose symmetric padding (the reference's)
+    differs from "SAME"; one FULLY_CONNECTED. A ``pixel_input`` model (`converter.pixel_model`)
+    adds the per-channel normalization, one MUL and one ADD (not folded into the stem: its
+    zero padding happens after it), and ``softmax`` one SOFTMAX.
     """
     blocks = layout.active_blocks(arch, image_size)
     counts = collections.Counter()
@@ -66,10 +71,13 @@ def expected_float_op_counts(layout: Layout, arch: Mapping, image_size: int) -> 
                             + sum((b.spec.has_expand + 1) * (b.spec.act == "h_swish") for b in blocks))
     counts["MUL"] = sum(2 * b.spec.use_se for b in blocks)
     counts["ADD"] = sum(b.spec.residual for b in blocks)
-    counts["MEAN"] = 1 + sum(b.spec.use_se for b in blocks)
+    counts["MEAN"] = 2 + sum(b.spec.use_se for b in blocks)
     counts["PAD"] = (_needs_pad(image_size, layout.stem.kernel_size, layout.stem.stride)
                      + sum(_needs_pad(b.input_size, b.kernel_size, b.spec.stride) for b in blocks))
     counts["FULLY_CONNECTED"] = 1
+    counts["MUL"] += pixel_input
+    counts["ADD"] += pixel_input
+    counts["SOFTMAX"] = int(softmax)
     return +counts
 
 
@@ -83,16 +91,18 @@ def _needs_pad(size: int, kernel_size: int, stride: int) -> bool:
 
 
 def check_graph(tflite: bytes | str, layout: Layout | None = None, arch: Mapping | None = None,
-                image_size: int | None = None) -> collections.Counter:
+                image_size: int | None = None, *, pixel_input: bool = False,
+                softmax: bool = False) -> collections.Counter:
     """Raise `ExportCheckError` on a forbidden operator, or, given the arch of a float32 export,
-    on any difference from `expected_float_op_counts`. Returns the counts."""
+    on any difference from `expected_float_op_counts` (same keywords). Returns the counts."""
     counts = op_counts(tflite)
     forbidden = sorted(set(counts) & FORBIDDEN_OPS)
     if forbidden:
         raise ExportCheckError(f"the TFLite graph holds operators a static subnet must not have: "
                                f"{', '.join(f'{op} x{counts[op]}' for op in forbidden)}")
     if layout is not None:
-        expected = expected_float_op_counts(layout, arch, image_size)
+        expected = expected_float_op_counts(layout, arch, image_size, pixel_input=pixel_input,
+                                            softmax=softmax)
         if counts != expected:
             diff = {op: (expected.get(op, 0), counts.get(op, 0))
                     for op in sorted(set(counts) | set(expected)) if counts.get(op, 0) != expected.get(op, 0)}
@@ -103,10 +113,11 @@ def check_graph(tflite: bytes | str, layout: Layout | None = None, arch: Mapping
 
 
 class TFLiteModel:
-    """A .tflite file (or its bytes) in the LiteRT interpreter: float images in, float logits out.
+    """A .tflite file (or its bytes) in the LiteRT interpreter: float inputs in, float outputs out.
 
     Integer inputs and outputs are quantized and dequantized with the tensors' own scale and
-    zero point, so callers always work with normalized float images and float logits.
+    zero point, so callers always work with float inputs (an export's: pixel values in
+    [0, 255]) and float outputs (probabilities or logits).
     """
 
     def __init__(self, tflite: bytes | str, num_threads: int | None = None):
@@ -140,7 +151,7 @@ class TFLiteModel:
         return (values.astype(np.float32) - zero_point) * scale
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """Logits for a batch of normalized float images [N, H, W, 3], one invoke per image
+        """Outputs for a batch of float inputs [N, H, W, 3], one invoke per image
         (the graph has a fixed batch of 1)."""
         images = np.asarray(images, np.float32)
         expected = self.input_shape[1:]
@@ -156,7 +167,7 @@ class TFLiteModel:
 
 @dataclasses.dataclass
 class Agreement:
-    """How a .tflite's logits compare with its Keras subnet's on ``n`` images."""
+    """How a .tflite's outputs compare with its Keras model's on ``n`` images."""
 
     n: int
     max_abs_diff: float
@@ -192,7 +203,7 @@ def compare(tflite_model: TFLiteModel, keras_model, batches: Iterable, max_image
 def check_agreement(mode: str, agreement: Agreement) -> None:
     """Raise `ExportCheckError` when ``agreement`` misses the mode's tolerance."""
     if mode in MAX_ABS_DIFF and agreement.max_abs_diff > MAX_ABS_DIFF[mode]:
-        raise ExportCheckError(f"{mode} export is off by max |Δlogit| = {agreement.max_abs_diff:.3g} "
+        raise ExportCheckError(f"{mode} export is off by max |Δoutput| = {agreement.max_abs_diff:.3g} "
                                f"on {agreement.n} images (allowed {MAX_ABS_DIFF[mode]:g})")
     if mode in MIN_TOP1_AGREEMENT and agreement.top1_agreement < MIN_TOP1_AGREEMENT[mode]:
         raise ExportCheckError(f"{mode} export agrees with the Keras subnet on only "

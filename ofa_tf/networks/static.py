@@ -2,8 +2,8 @@
 
 Only standard layers are used (ZeroPadding2D, Conv2D, DepthwiseConv2D,
 BatchNormalization, Activation, GlobalAveragePooling2D, Multiply, Add,
-Flatten, Dropout, Dense), so the TFLite graph has no slicing or control
-flow. ``keras_module`` may be ``keras`` or ``tf_keras`` (quantization-aware
+Dropout, Dense), so the TFLite graph has no slicing or control flow, with a
+fixed batch or without one. ``keras_module`` may be ``keras`` or ``tf_keras`` (quantization-aware
 training needs the latter); both expose the same layer names. Activations are
 passed to ``tf_keras`` as functions rather than names: tf_keras has no
 ``hard_swish``, and its ``hard_sigmoid`` is a different curve (0.2x + 0.5).
@@ -74,8 +74,11 @@ class _Builder:
         return self.layers.GlobalAveragePooling2D(keepdims=True, name="global_pool")(x)
 
     def classifier(self, x, layout: Layout):
+        """[B, 1, 1, C] → logits. The 1x1 map is squeezed by a global pool (one MEAN op) rather
+        than Flatten, whose reshape to (batch, C) needs SHAPE / STRIDED_SLICE / PACK ops in a
+        graph with a free batch dimension."""
         L = self.layers
-        x = L.Flatten(name="flatten")(x)
+        x = L.GlobalAveragePooling2D(name="squeeze")(x)
         x = L.Dropout(layout.dropout_rate, name="dropout")(x)
         return L.Dense(layout.n_classes, name="logits")(x)
 
@@ -85,8 +88,8 @@ def build_static_model(layout: Layout, arch: Mapping, image_size: int, keras_mod
                        batch_size: int | None = None):
     """An untrained Keras model of ``arch`` (an arch dict or `Arch` of the layout's space).
 
-    ``batch_size`` fixes the batch dimension (1 for phone export: a dynamic batch makes the
-    converter compute the flatten shape at run time with SHAPE / STRIDED_SLICE ops).
+    ``batch_size`` fixes the batch dimension (1 for phone export); the graph is the same
+    without it.
     """
     arch = layout.space.arch(arch)
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
