@@ -46,7 +46,7 @@ def build_table(layout, resolutions, out: str, runner, statistic: str = "median"
     from android_bench.op_models import table_ops
     from android_bench.progress import Progress
     from android_bench.table_meta import check_meta, measurement_settings, meta_path
-    from ofa_tf.artifacts import atomic_write_text
+    from ofa_tf.atomic_files import atomic_write_text
     from ofa_tf.export import to_tflite
     from ofa_tf.nas.latency_table import LatencyTable, load_latency_table
 

@@ -55,7 +55,7 @@ def calibrate_from_flags() -> None:
 
     from android_bench.subnet_latency import measure_subnets, sample_subnets
     from android_bench.table_meta import check_meta, measurement_settings, meta_path, read_meta
-    from ofa_tf.artifacts import atomic_write_text
+    from ofa_tf.atomic_files import atomic_write_text
     from ofa_tf.nas.efficiency import LatencyPredictor
     from ofa_tf.nas.latency_table import load_latency_table
 

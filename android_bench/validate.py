@@ -51,7 +51,7 @@ def save_scatter_plot(path: str, predicted, measured, title: str) -> None:
 
     import matplotlib
 
-    from ofa_tf.artifacts import atomic_write_bytes
+    from ofa_tf.atomic_files import atomic_write_bytes
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -78,7 +78,7 @@ def write_report(out_dir: str, records: list[dict], description: dict) -> dict:
     """report.md, report.json and latency_scatter.png; returns the summary."""
     import json
 
-    from ofa_tf.artifacts import atomic_write_text
+    from ofa_tf.atomic_files import atomic_write_text
 
     predicted = [r["predicted_ms"] for r in records]
     measured = [r["measured_ms"] for r in records]

@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ofa_tf.artifacts import atomic_save
+from ofa_tf.atomic_files import atomic_save
 
 # The reference's released OFA-MobileNetV3 supernets (ofa/model_zoo.py) and their widths.
 RELEASES = {"ofa_mbv3_d234_e346_k357_w1.0": 1.0, "ofa_mbv3_d234_e346_k357_w1.2": 1.2}

@@ -13,6 +13,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from ofa_tf.atomic_files import append_line
 from ofa_tf.nas.encoding import MobileNetArchEncoder
 from ofa_tf.space import SearchSpace, arch_to_json
 
@@ -82,10 +83,5 @@ class AccuracyDataset:
     def append(self, record: Mapping) -> None:
         """Add one record and make it durable before returning."""
         key = arch_to_json(record["arch"])
-        line = json.dumps(dict(record)) + "\n"
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.path, json.dumps(dict(record)))
         self.records[key] = dict(record)

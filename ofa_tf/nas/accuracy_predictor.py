@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from scipy import stats
 
-from ofa_tf.artifacts import atomic_save, atomic_write_text
+from ofa_tf.atomic_files import atomic_save, atomic_write_text
 from ofa_tf.nas.encoding import ArchBatch, MobileNetArchEncoder
 from ofa_tf.space import SearchSpace
 

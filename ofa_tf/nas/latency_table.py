@@ -29,7 +29,7 @@ from typing import Mapping
 
 import yaml
 
-from ofa_tf.artifacts import atomic_write_text
+from ofa_tf.atomic_files import atomic_write_text
 from ofa_tf.networks.layout import ActiveBlock, ConvSpec, Layout, conv_output_size
 
 ENTRY_FIELDS = ("count", "mean", "var")

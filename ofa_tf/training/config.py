@@ -13,13 +13,14 @@ import dataclasses
 import json
 import os
 
-from ofa_tf.artifacts import atomic_write_text
+from ofa_tf.atomic_files import atomic_write_text
 from ofa_tf.space import SearchSpace
-from ofa_tf.training.phases import PHASE_NAMES
+from ofa_tf.training.phases import PHASE_NAMES, progressive_shrinking_phases
 
 SPACE_PRESETS = ("tiny", "mbv3_w1.0", "mbv3_w1.2")
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 CONFIG_NAME = "config.json"
+DONE_NAME = "done.json"        # <workdir>/<phase>/done.json marks a finished phase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +117,36 @@ class TrainConfig:
         out["space_definition"] = self.search_space().to_dict()
         out["class_names"] = list(class_names)
         return json.loads(json.dumps(out))
+
+
+def check_run_inputs(config: TrainConfig) -> None:
+    """Refuse, before anything is created, a run that would fail later: a workdir that is a
+    file, an --init_weights that is not a weights file, or phases whose start weights or
+    teacher neither the workdir nor this run provides."""
+    workdir = config.workdir
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ValueError(f"--workdir={workdir} is a file, not a directory")
+    if config.init_weights is not None:
+        if not os.path.isfile(config.init_weights):
+            raise FileNotFoundError(f"--init_weights={config.init_weights}: no such file")
+        import h5py
+
+        if not h5py.is_hdf5(config.init_weights):
+            raise ValueError(f"--init_weights={config.init_weights} is not a .weights.h5 file (not HDF5)")
+    done = {name for name in PHASE_NAMES if os.path.exists(os.path.join(workdir, name, DONE_NAME))}
+    phases = progressive_shrinking_phases(config.search_space())
+    for name in config.phases:
+        if name in done:
+            continue
+        earlier = [p for p in PHASE_NAMES[: PHASE_NAMES.index(name)] if p in done]
+        if name != "teacher" and not earlier and not config.init_weights:
+            raise ValueError(f"phase {name!r} starts from the weights of an earlier phase, but {workdir} "
+                             "has no finished phase before it; run the earlier phases first (e.g. "
+                             "--phases=teacher,...) or pass --init_weights")
+        if phases[name].use_kd and config.kd_ratio and "teacher" not in done:
+            raise ValueError(f"phase {name!r} distils from the teacher, but {workdir} has no finished "
+                             "'teacher' phase; run it first or pass --kd_ratio=0")
+        done.add(name)
 
 
 def check_workdir_config(workdir: str, bound: dict) -> None:
