@@ -17,6 +17,7 @@ The builder times a trivial one-op model first and stores every entry net of tha
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -24,6 +25,7 @@ from absl import flags  # noqa: E402
 
 from android_bench import cli_flags  # noqa: E402
 from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
+from ofa_tf.errors import user_input  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -76,6 +78,10 @@ def build_table(layout, resolutions, out: str, runner, statistic: str = "median"
             result = measure(op.build_model(layout), f"op{i}")
             keras.backend.clear_session()
             entry = result.table_entry(statistic)
+            if entry["mean"] <= overhead:   # an op cannot take 0 ms: the timer's resolution was too coarse
+                print(f"warning: {op.key}: {entry['mean']:.6f} ms measured, not more than the per-invoke "
+                      f"overhead {overhead:.6f} ms; stored as 0 ms (time it again with more --num_runs)",
+                      file=sys.stderr, flush=True)
             entry["mean"] = round(max(entry["mean"] - overhead, 0.0), 6)
             entries[op.key] = entry
             LatencyTable(entries, out).save(out)
@@ -84,16 +90,19 @@ def build_table(layout, resolutions, out: str, runner, statistic: str = "median"
 
 
 def build_lut_from_flags() -> None:
-    if not FLAGS.out:
-        raise ValueError("--out is required (the table to write, e.g. --out=table.yaml)")
-    resolutions = cli_flags.int_list("resolutions", FLAGS.resolutions)
-    if not resolutions:
-        raise ValueError("--resolutions is required (e.g. --resolutions=160)")
-    out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
-    if not os.path.isdir(out_dir):
-        raise FileNotFoundError(f"--out directory {out_dir} does not exist")
-    with cli_flags.runner_from_flags() as runner:   # the device is checked before TensorFlow loads
-        layout = cli_flags.layout_from_flags()
+    with user_input():
+        if not FLAGS.out:
+            raise ValueError("--out is required (the table to write, e.g. --out=table.yaml)")
+        resolutions = cli_flags.int_list("resolutions", FLAGS.resolutions)
+        if not resolutions:
+            raise ValueError("--resolutions is required (e.g. --resolutions=160)")
+        out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
+        if not os.path.isdir(out_dir):
+            raise FileNotFoundError(f"--out directory {out_dir} does not exist")
+        runner = cli_flags.runner_from_flags()   # the device is checked before TensorFlow loads
+    with runner:
+        with user_input():
+            layout = cli_flags.layout_from_flags()
         entries = build_table(layout, resolutions, FLAGS.out, runner, FLAGS.statistic)
     print(f"{len(entries)} entries in {FLAGS.out} (settings in {FLAGS.out}.meta.json)")
 
@@ -104,5 +113,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli_flags.define_flags()
-    run_absl_main(main)
+    run_absl_main(main, cli_flags.define_flags)

@@ -11,6 +11,7 @@ before the slow imports.
 from __future__ import annotations
 
 import contextlib
+import json
 
 
 class UserError(Exception):
@@ -58,6 +59,12 @@ def user_input(what: str | None = None):
         kind = next(user for base, user in _AS_USER_ERROR if isinstance(err, base))
         message = _message(err)
         raise kind(f"{what}: {message}" if what else message) from None
+
+
+def short_json(value, limit: int = 60) -> str:
+    """``value`` as JSON, cut to ``limit`` characters, for naming a setting in an error."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _message(err: BaseException) -> str:

@@ -14,6 +14,7 @@ import json
 import os
 
 from ofa_tf.atomic_files import atomic_write_text
+from ofa_tf.errors import short_json
 from ofa_tf.space import SearchSpace
 from ofa_tf.training.phases import PHASE_NAMES, progressive_shrinking_phases
 
@@ -163,12 +164,7 @@ def check_workdir_config(workdir: str, bound: dict) -> None:
             raise ValueError(f"{path} is not valid JSON ({err}); is {workdir} an ofa_tf workdir?") from None
     differing = sorted(k for k in set(stored) | set(bound) if stored.get(k) != bound.get(k))
     if differing:
-        details = ", ".join(f"{k}: workdir has {_short(stored.get(k))}, now {_short(bound.get(k))}"
+        details = ", ".join(f"{k}: workdir has {short_json(stored.get(k))}, now {short_json(bound.get(k))}"
                             for k in differing)
         raise ValueError(f"workdir {workdir} was created by a different run ({details}). "
                          "Use a new --workdir, or rerun with the workdir's settings.")
-
-
-def _short(value, limit=60) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
