@@ -6,9 +6,12 @@ name. Hidden names match no output glob (``*.keras``, ``*.tflite``). A process k
 writing leaves its temporary behind; the next write of the same output removes the ones whose
 process is gone, never a temporary of a process still running.
 
-``OFA_TF_KILL_AFTER_WRITES=N`` makes the process SIGKILL itself right after its N-th completed
-write (atomic saves, journal appends and checkpoints all count): the hook the fault-injection
-test uses to stop a CLI at every kind of write and check that a re-run recovers.
+Fault injection (what tests/test_fault_injection.py uses to stop a CLI at each kind of write
+and check that a re-run recovers): ``OFA_TF_KILL_AT=after:<regex>`` makes the process SIGKILL
+itself right after the first completed write (atomic saves, journal appends, checkpoints) of a
+file whose name matches ``<regex>``; ``during:<regex>`` kills it in the middle of that write,
+with the temporary written but not yet renamed. ``OFA_TF_WRITE_LOG=<file>`` appends the path
+of every completed write to ``<file>``.
 """
 
 from __future__ import annotations
@@ -19,17 +22,26 @@ import shutil
 import signal
 from typing import Callable
 
-KILL_AFTER_WRITES = "OFA_TF_KILL_AFTER_WRITES"
-_writes = 0
+KILL_AT = "OFA_TF_KILL_AT"
+WRITE_LOG = "OFA_TF_WRITE_LOG"
 
 
-def write_done() -> None:
-    """Count a completed, durable write; the fault-injection hook acts here."""
-    global _writes
-    _writes += 1
-    limit = os.environ.get(KILL_AFTER_WRITES)
-    if limit and _writes >= int(limit):
-        os.kill(os.getpid(), signal.SIGKILL)
+def _fault_point(when: str, path: str) -> None:
+    """SIGKILL this process if ``OFA_TF_KILL_AT`` names this moment of writing ``path``."""
+    spec = os.environ.get(KILL_AT)
+    if spec:
+        moment, _, pattern = spec.partition(":")
+        if moment == when and re.search(pattern, os.path.basename(path.rstrip("/"))):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def write_done(path: str) -> None:
+    """Mark ``path`` as completely and durably written (the fault-injection hooks act here)."""
+    log = os.environ.get(WRITE_LOG)
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(os.path.abspath(path) + "\n")
+    _fault_point("after", path)
 
 
 def temporary_name(path: str, suffix: str = "", pid: int | None = None) -> str:
@@ -84,11 +96,12 @@ def atomic_save(path: str, save: Callable[[str], None], suffix: str = "") -> Non
     tmp = temporary_name(path, suffix)
     try:
         save(tmp)
+        _fault_point("during", path)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    write_done()
+    write_done(path)
 
 
 def atomic_save_dir(path: str, build: Callable[[str], None]) -> None:
@@ -100,13 +113,14 @@ def atomic_save_dir(path: str, build: Callable[[str], None]) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         build(tmp)
+        _fault_point("during", path)
         if os.path.exists(path):
             os.replace(path, old)
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
-    write_done()
+    write_done(path)
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
@@ -133,4 +147,4 @@ def append_line(path: str, line: str) -> None:
         f.write(line if line.endswith("\n") else line + "\n")
         f.flush()
         os.fsync(f.fileno())
-    write_done()
+    write_done(path)

@@ -146,8 +146,7 @@ class _PhaseRun:
         return int(self.optimizer.iterations.numpy())
 
     def save(self):
-        self.manager.save(checkpoint_number=self.step)
-        write_done()
+        write_done(self.manager.save(checkpoint_number=self.step))
 
     def start(self) -> str:
         """Restore the phase's last checkpoint, or set up its initial state and checkpoint it."""
