@@ -29,6 +29,10 @@ for name in ("ofa_tf.train", "ofa_tf.training.pipeline", "ofa_tf.search", "ofa_t
     except ImportError:
         pass
 
+from ofa_tf.data import demo_arrays  # noqa: E402
+
+demo_arrays()   # rendered once (numpy only), inherited by every child
+
 
 def child(request) -> int:
     os.chdir(request["cwd"])

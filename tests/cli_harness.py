@@ -13,6 +13,9 @@ import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPORARY = re.compile(r"\.tmp-\d+|\.partial$|\.write-test-|_temp$")
+# (CLI, faults injected, runs that recovered from them, stray temporaries), filled by
+# tests/test_fault_injection.py and printed at the end of the session (tests/conftest.py).
+TALLY: list[tuple[str, int, int, int]] = []
 
 
 @dataclasses.dataclass

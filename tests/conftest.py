@@ -72,6 +72,21 @@ def colour_source():
     return ArraySource(x_train, y_train, x_val, y_val, [f"colour_{i}" for i in range(10)], name="colours")
 
 
+def pytest_terminal_summary(terminalreporter):
+    """The fault-injection tally (tests/test_fault_injection.py), when those tests ran."""
+    from cli_harness import TALLY
+
+    if TALLY:
+        injected = sum(t[1] for t in TALLY)
+        survived = sum(t[2] for t in TALLY)
+        strays = sum(t[3] for t in TALLY)
+        terminalreporter.write_sep("-", "fault injection (kill -9 at writes, then re-run)")
+        for name, n, ok, stray in TALLY:
+            terminalreporter.write_line(f"{name}: {n} faults injected, {ok} survived, {stray} stray files")
+        terminalreporter.write_line(f"total: {injected} faults injected / {survived} survived, "
+                                    f"{strays} stray files")
+
+
 @pytest.fixture(scope="session")
 def cli_runner():
     """A fork server that runs the project's CLIs as child processes (tests/cli_harness.py)."""

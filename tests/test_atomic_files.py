@@ -52,3 +52,25 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         atomic_save(str(out), failing)
     assert out.read_text() == "old" and os.listdir(tmp_path) == ["report.json"]
+
+
+def test_a_directory_output_is_swapped_in_whole(tmp_path):
+    """A SavedModel-like directory: built under a hidden name, then swapped for the old one; a
+    dead process's half-built directory is removed by the next build."""
+    from ofa_tf.atomic_files import atomic_save_dir
+
+    out = str(tmp_path / "subnet.saved_model")
+    half_built = temporary_name(out, pid=2 ** 22 + 1)   # above Linux's default pid_max: never running
+    os.makedirs(os.path.join(half_built, "variables"))
+
+    def build(version):
+        def write(tmp):
+            os.makedirs(tmp)
+            with open(os.path.join(tmp, "saved_model.pb"), "w") as f:
+                f.write(version)
+        return write
+
+    atomic_save_dir(out, build("one"))
+    atomic_save_dir(out, build("two"))
+    assert open(os.path.join(out, "saved_model.pb")).read() == "two"
+    assert os.listdir(tmp_path) == ["subnet.saved_model"]

@@ -69,6 +69,8 @@ CASES = [
     # collect, search
     ("collect-no-supernet", "ofa_tf.nas.collect", ["--workdir=sub", "--n=3"], ["no trained supernet at sub"]),
     ("collect-bad-n", "ofa_tf.nas.collect", ["--workdir={workdir}", "--n=0"], ["--n must be >= 1"]),
+    ("collect-too-few-for-the-predictor", "ofa_tf.nas.collect", ["--workdir={workdir}", "--n=4"],
+     ["--n=4", "holds out 1", "--train_predictor=false"]),
     ("search-bad-constraint", "ofa_tf.search", ["--workdir={workdir}", "--constraint=flops=3"],
      ["flops=3", "mmacs"]),
     ("search-no-predictor", "ofa_tf.search", ["--workdir={workdir}", "--constraint=mmacs=3"],
