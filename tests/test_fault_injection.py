@@ -69,6 +69,12 @@ def compare_outputs(reference_dir, run_dir, measured=(), per_process=()):
                 import yaml
 
                 assert yaml.safe_load(content).keys() == yaml.safe_load(got[name]).keys(), name
+        elif per_process and base.endswith(".jsonl"):
+            def results(data):
+                return {k: {f: v for f, v in r.items() if f not in per_process}
+                        for k, r in _jsonl_by_arch(data).items()}
+
+            assert results(content) == results(got[name]), name
         elif per_process and base.endswith(".json"):
             a, b = json.loads(content), json.loads(got[name])
             assert {k: v for k, v in a.items() if k not in per_process} == \
@@ -191,7 +197,7 @@ def test_collect(cli_runner, tiny_workdir, tmp_path):
                                                "--calibration_batch_size=16", "--eval_images=100",
                                                "--eval_batch_size=100", "--epochs=5"],
                         ["after:^accuracy\\.jsonl$", "during:accuracy_predictor\\.keras$"],
-                        setup=_copy_workdir(tiny_workdir))
+                        setup=_copy_workdir(tiny_workdir), per_process=("seconds",))
     run_with_faults(cli_runner, scenario, str(tmp_path / "reference"), str(tmp_path / "faults"), "collect")
 
 

@@ -77,13 +77,13 @@ def collect_and_train() -> None:
     with user_input():
         if FLAGS.n < 1:
             raise ValueError(f"--n must be >= 1, got {FLAGS.n}")
+        paths = workdir_paths(FLAGS.workdir)
+        read_supernet_meta(FLAGS.workdir)  # clear error before the slow imports and data loading
         held_out = int(round(FLAGS.n * FLAGS.val_fraction))
         if FLAGS.train_predictor and (held_out < 2 or FLAGS.n - held_out < 2):
             raise ValueError(f"--n={FLAGS.n} with --val_fraction={FLAGS.val_fraction:g} holds out {held_out} "
                              f"subnets; the predictor needs at least 2 to train on and 2 held out (raise --n, "
                              "or pass --train_predictor=false)")
-        paths = workdir_paths(FLAGS.workdir)
-        read_supernet_meta(FLAGS.workdir)  # clear error before the slow imports and data loading
         dataset = AccuracyDataset(FLAGS.output or paths["accuracy"])
         supernet, info, _ = load_supernet(FLAGS.workdir)
         archs = sample_distinct_archs(supernet.space, FLAGS.n, FLAGS.seed)
