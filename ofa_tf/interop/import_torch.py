@@ -60,10 +60,10 @@ def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"--out={out_dir} is a file; --out takes a directory (it gets {WEIGHTS_NAME} "
                          f"and {META_NAME})")
-    existing = [n for n in (META_NAME, WEIGHTS_NAME) if os.path.exists(os.path.join(out_dir, n))]
-    if existing and not overwrite:
-        raise RefusedOverwrite(f"{out_dir} already holds a supernet ({', '.join(existing)}); pass --overwrite "
-                               "to replace it or choose another --out")
+    # supernet.json is written last: weights without it are an interrupted import's, replaced.
+    if os.path.exists(os.path.join(out_dir, META_NAME)) and not overwrite:
+        raise RefusedOverwrite(f"{out_dir} already holds a supernet ({META_NAME}, {WEIGHTS_NAME}); pass "
+                               "--overwrite to replace it or choose another --out")
     if width_mult is not None and width_mult <= 0:
         raise ValueError(f"--width_mult must be positive, got {width_mult}")
     from ofa_tf.artifacts import save_supernet
