@@ -14,8 +14,10 @@ import shutil
 import subprocess
 from typing import Sequence
 
+from ofa_tf.errors import UserError
 
-class AdbError(RuntimeError):
+
+class AdbError(UserError, RuntimeError):
     """adb is missing, no usable device, or an adb command failed or timed out."""
 
 

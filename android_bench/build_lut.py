@@ -20,6 +20,7 @@ The builder times a trivial one-op model first and stores every entry net of tha
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -27,6 +28,7 @@ from absl import flags  # noqa: E402
 
 from android_bench import cli_flags  # noqa: E402
 from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
+from ofa_tf.errors import user_input  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -49,7 +51,7 @@ def build_table(layout, resolutions, out: str, runner, statistic: str = "median"
     from android_bench.op_models import table_ops
     from android_bench.progress import Progress
     from android_bench.table_meta import check_meta, measurement_settings, meta_path
-    from ofa_tf.artifacts import atomic_write_text
+    from ofa_tf.atomic_files import atomic_write_text
     from ofa_tf.export import to_tflite
     from ofa_tf.nas.latency_table import entries_yaml, load_latency_table, table_file, table_files
 
@@ -85,6 +87,10 @@ def build_table(layout, resolutions, out: str, runner, statistic: str = "median"
             result = measure(op.build_model(layout), f"op{i}")
             keras.backend.clear_session()
             entry = result.table_entry(statistic)
+            if entry["mean"] <= overhead:   # an op cannot take 0 ms: the timer's resolution was too coarse
+                print(f"warning: {op.key}: {entry['mean']:.6f} ms measured, not more than the per-invoke "
+                      f"overhead {overhead:.6f} ms; stored as 0 ms (time it again with more --num_runs)",
+                      file=sys.stderr, flush=True)
             entry["mean"] = round(max(entry["mean"] - overhead, 0.0), 6)
             for r in resolutions:
                 if op.key in needed[r] and op.key not in tables[r]:
@@ -95,19 +101,22 @@ def build_table(layout, resolutions, out: str, runner, statistic: str = "median"
 
 
 def build_lut_from_flags() -> None:
-    if not FLAGS.out:
-        raise ValueError("--out is required (the table directory to write, e.g. --out=host160)")
-    if os.path.isfile(FLAGS.out) or FLAGS.out.endswith((".yaml", ".yml")):
-        raise ValueError(f"--out takes a directory (it gets one <r>_lookup_table.yaml per resolution), "
-                         f"got {FLAGS.out!r}")
-    resolutions = cli_flags.int_list("resolutions", FLAGS.resolutions)
-    if not resolutions:
-        raise ValueError("--resolutions is required (e.g. --resolutions=160)")
-    parent = os.path.dirname(os.path.abspath(FLAGS.out))
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(f"the directory {parent} that --out goes into does not exist")
-    with cli_flags.runner_from_flags() as runner:   # the device is checked before TensorFlow loads
-        layout = cli_flags.layout_from_flags()
+    with user_input():
+        if not FLAGS.out:
+            raise ValueError("--out is required (the table directory to write, e.g. --out=host160)")
+        if os.path.isfile(FLAGS.out) or FLAGS.out.endswith((".yaml", ".yml")):
+            raise ValueError(f"--out takes a directory (it gets one <r>_lookup_table.yaml per resolution), "
+                             f"got {FLAGS.out!r}")
+        resolutions = cli_flags.int_list("resolutions", FLAGS.resolutions)
+        if not resolutions:
+            raise ValueError("--resolutions is required (e.g. --resolutions=160)")
+        parent = os.path.dirname(os.path.abspath(FLAGS.out))
+        if not os.path.isdir(parent):
+            raise FileNotFoundError(f"the directory {parent} that --out goes into does not exist")
+        runner = cli_flags.runner_from_flags()   # the device is checked before TensorFlow loads
+    with runner:
+        with user_input():
+            layout = cli_flags.layout_from_flags()
         tables = build_table(layout, resolutions, FLAGS.out, runner, FLAGS.statistic)
     files = ", ".join(f"{r}_lookup_table.yaml ({len(entries)} ops)" for r, entries in tables.items())
     print(f"{FLAGS.out}: {files} (settings in {FLAGS.out.rstrip('/')}.meta.json)")
@@ -119,5 +128,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli_flags.define_flags()
-    run_absl_main(main)
+    run_absl_main(main, cli_flags.define_flags)

@@ -21,6 +21,7 @@ from absl import flags  # noqa: E402
 
 from android_bench import cli_flags  # noqa: E402
 from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
+from ofa_tf.errors import user_input  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -59,25 +60,28 @@ def calibrate_from_flags() -> None:
 
     from android_bench.subnet_latency import measure_subnets, sample_subnets
     from android_bench.table_meta import check_meta, measurement_settings, meta_path, read_meta
-    from ofa_tf.artifacts import atomic_write_text
+    from ofa_tf.atomic_files import atomic_write_text
     from ofa_tf.nas.efficiency import LatencyPredictor
     from ofa_tf.nas.latency_table import load_latency_table
 
-    if not FLAGS.table or not FLAGS.out:
-        raise ValueError("--table (the measured table) and --out (the calibrated one) are required")
-    if os.path.abspath(FLAGS.table) == os.path.abspath(FLAGS.out):
-        raise ValueError("--out must differ from --table (the measured table is kept as it is)")
-    if FLAGS.n_calibration < 1:
-        raise ValueError(f"--n_calibration must be at least 1, got {FLAGS.n_calibration}")
-    table = load_latency_table(FLAGS.table)
-    with cli_flags.runner_from_flags() as runner:   # the device is checked before TensorFlow loads
-        layout = cli_flags.layout_from_flags()
-        settings = measurement_settings(layout, runner, FLAGS.statistic)
-        check_meta(FLAGS.table, settings, "calibrate with the backend, space and benchmark flags the table "
-                   "was built with")
-        predictor = LatencyPredictor(table, layout.space, layout.n_classes)
-        archs = sample_subnets(predictor, FLAGS.n_calibration, FLAGS.calibration_seed,
-                               cli_flags.int_list("resolutions", FLAGS.resolutions))
+    with user_input():
+        if not FLAGS.table or not FLAGS.out:
+            raise ValueError("--table (the measured table) and --out (the calibrated one) are required")
+        if os.path.abspath(FLAGS.table) == os.path.abspath(FLAGS.out):
+            raise ValueError("--out must differ from --table (the measured table is kept as it is)")
+        if FLAGS.n_calibration < 1:
+            raise ValueError(f"--n_calibration must be at least 1, got {FLAGS.n_calibration}")
+        table = load_latency_table(FLAGS.table)
+        runner = cli_flags.runner_from_flags()   # the device is checked before TensorFlow loads
+    with runner:
+        with user_input():
+            layout = cli_flags.layout_from_flags()
+            settings = measurement_settings(layout, runner, FLAGS.statistic)
+            check_meta(FLAGS.table, settings, "calibrate with the backend, space and benchmark flags the "
+                       "table was built with")
+            predictor = LatencyPredictor(table, layout.space, layout.n_classes)
+            archs = sample_subnets(predictor, FLAGS.n_calibration, FLAGS.calibration_seed,
+                                   cli_flags.int_list("resolutions", FLAGS.resolutions))
         records = measure_subnets(layout, archs, predictor, runner, FLAGS.out + ".calibration.jsonl",
                                   FLAGS.statistic)
     scale = fitted_scale(records)
@@ -98,5 +102,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    run_absl_main(main)
+    run_absl_main(main, define_flags)

@@ -65,6 +65,9 @@ def runner_from_flags():
 
     if not FLAGS.benchmark_binary:
         raise ValueError("--backend=adb needs --benchmark_binary (TFLite's benchmark_model for the phone)")
+    if os.path.isdir(FLAGS.benchmark_binary):
+        raise ValueError(f"--benchmark_binary={FLAGS.benchmark_binary} is a directory, not the benchmark_model "
+                         "binary")
     if not os.path.isfile(FLAGS.benchmark_binary):
         raise FileNotFoundError(f"--benchmark_binary={FLAGS.benchmark_binary} does not exist")
     device = AdbDevice(FLAGS.adb, FLAGS.serial, FLAGS.adb_timeout)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 
+from ofa_tf.errors import BadInput, short_json
+
 META_SUFFIX = ".meta.json"
 
 
@@ -30,11 +32,22 @@ def check_meta(table_path: str, wanted: dict, advice: str) -> dict:
     """The stored settings when every field of ``wanted`` matches them; else one ValueError
     naming the differing fields, followed by ``advice``."""
     stored = read_meta(table_path)
-    differing = sorted(k for k in wanted if k in stored and stored[k] != wanted[k])
+    differing = [f"{name}: table {short_json(a)}, flags {short_json(b)}" for name, a, b
+                 in _differences(stored, wanted)]
     if differing:
-        raise ValueError(f"{table_path} was measured with other settings ({', '.join(differing)} differ "
-                         f"from the flags'): {advice}")
+        raise BadInput(f"{table_path} was measured with other settings ({'; '.join(differing)}): {advice}")
     return stored
+
+
+def _differences(stored: dict, wanted: dict, prefix: str = ""):
+    """(dotted name, stored, wanted) of every field of ``wanted`` that ``stored`` has otherwise."""
+    for key in sorted(wanted):
+        if key not in stored or stored[key] == wanted[key]:
+            continue
+        if isinstance(stored[key], dict) and isinstance(wanted[key], dict):
+            yield from _differences(stored[key], wanted[key], f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", stored[key], wanted[key]
 
 
 # Benchmark flags that change what is measured (the run counts only change its precision).

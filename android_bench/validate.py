@@ -20,6 +20,7 @@ from absl import flags  # noqa: E402
 
 from android_bench import cli_flags  # noqa: E402
 from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
+from ofa_tf.errors import user_input  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -51,7 +52,7 @@ def save_scatter_plot(path: str, predicted, measured, title: str) -> None:
 
     import matplotlib
 
-    from ofa_tf.artifacts import atomic_write_bytes
+    from ofa_tf.atomic_files import atomic_write_bytes
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -78,7 +79,7 @@ def write_report(out_dir: str, records: list[dict], description: dict) -> dict:
     """report.md, report.json and latency_scatter.png; returns the summary."""
     import json
 
-    from ofa_tf.artifacts import atomic_write_text
+    from ofa_tf.atomic_files import atomic_write_text
 
     predicted = [r["predicted_ms"] for r in records]
     measured = [r["measured_ms"] for r in records]
@@ -108,19 +109,23 @@ def validate_from_flags() -> None:
     from ofa_tf.nas.efficiency import LatencyPredictor
     from ofa_tf.nas.latency_table import load_latency_table
 
-    if not FLAGS.table:
-        raise ValueError("--table is required (a latency table from python -m android_bench.build_lut)")
-    if FLAGS.n < 2:
-        raise ValueError(f"--n must be at least 2 (Spearman needs pairs), got {FLAGS.n}")
-    table = load_latency_table(FLAGS.table)
-    resolutions = cli_flags.int_list("resolutions", FLAGS.resolutions)
-    with cli_flags.runner_from_flags() as runner:   # the device is checked before TensorFlow loads
-        layout = cli_flags.layout_from_flags()
-        check_meta(FLAGS.table, measurement_settings(layout, runner, FLAGS.statistic),
-                   "validate with the backend, space and benchmark flags the table was built with")
-        predictor = LatencyPredictor(table, layout.space, layout.n_classes)
-        calibration = read_meta(FLAGS.table).get("calibration", {})
-        archs = sample_subnets(predictor, FLAGS.n, FLAGS.seed, resolutions, exclude=calibration.get("archs", ()))
+    with user_input():
+        if not FLAGS.table:
+            raise ValueError("--table is required (a latency table from python -m android_bench.build_lut)")
+        if FLAGS.n < 2:
+            raise ValueError(f"--n must be at least 2 (Spearman needs pairs), got {FLAGS.n}")
+        table = load_latency_table(FLAGS.table)
+        resolutions = cli_flags.int_list("resolutions", FLAGS.resolutions)
+        runner = cli_flags.runner_from_flags()   # the device is checked before TensorFlow loads
+    with runner:
+        with user_input():
+            layout = cli_flags.layout_from_flags()
+            check_meta(FLAGS.table, measurement_settings(layout, runner, FLAGS.statistic),
+                       "validate with the backend, space and benchmark flags the table was built with")
+            predictor = LatencyPredictor(table, layout.space, layout.n_classes)
+            calibration = read_meta(FLAGS.table).get("calibration", {})
+            archs = sample_subnets(predictor, FLAGS.n, FLAGS.seed, resolutions,
+                                   exclude=calibration.get("archs", ()))
         out_dir = FLAGS.out_dir or FLAGS.table.rstrip("/") + ".validation"
         os.makedirs(out_dir, exist_ok=True)
         records = measure_subnets(layout, archs, predictor, runner, os.path.join(out_dir, "measurements.jsonl"),
@@ -138,5 +143,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    run_absl_main(main)
+    run_absl_main(main, define_flags)

@@ -3,17 +3,18 @@ and one subnet as a plain Keras model: ``NAME.keras`` + ``NAME.json``.
 
 The JSON says how to rebuild the model (search space, classes, dropout, BN settings, or the
 subnet's arch) and how to feed it (input normalization, class names), so export and search
-need nothing else. All files are written under temporary names and renamed, so a reader never
-sees half a file.
+need nothing else. All files are written under temporary names and renamed
+(``ofa_tf.atomic_files``), so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ofa_tf.arch.space import SearchSpace
+from ofa_tf.atomic_files import atomic_save, atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:   # ofa_tf.data loads TensorFlow; the file helpers here must not need it
     from ofa_tf.data import DatasetInfo, ImageSource
@@ -21,40 +22,6 @@ if TYPE_CHECKING:   # ofa_tf.data loads TensorFlow; the file helpers here must n
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "supernet.weights.h5"
 META_NAME = "supernet.json"
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file and a rename."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-
-    atomic_save(path, write)
-
-
-def atomic_save(path: str, save: Callable[[str], None], suffix: str = "") -> None:
-    """``save(tmp)`` writes a file under a temporary name next to ``path``, which is then renamed
-    to ``path``; on failure the temporary file is removed and ``path`` is untouched.
-
-    ``suffix`` (an ending of ``path`` such as ``.weights.h5`` or ``.keras``) is kept at the end of
-    the temporary name, for savers that choose the format by the file name.
-    """
-    if suffix and not path.endswith(suffix):
-        raise ValueError(f"{path} does not end with {suffix}")
-    tmp = f"{path[: len(path) - len(suffix)]}.tmp-{os.getpid()}{suffix}"
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def read_versioned_json(path: str, format_version: int) -> dict:

@@ -7,22 +7,27 @@ The main job is training (python -m ofa_tf.train); this tour needs no data and n
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from ofa_tf.arch.complexity import profile_arch  # noqa: E402
 from ofa_tf.arch.space import PRESETS, SearchSpace  # noqa: E402
 from ofa_tf.networks import family_of  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("space", "mbv3_w1.0", list(PRESETS), "Search space preset.")
-flags.DEFINE_integer("n", 8, "Number of random subnets to sample.", lower_bound=0)
-flags.DEFINE_integer("seed", 0, "Seed of the subnet sampler.")
-flags.DEFINE_integer("n_classes", 1000, "Classifier width.", lower_bound=1)
+
+
+def define_flags() -> None:
+    """The CLI's flags, defined when it runs (importing this module defines none)."""
+    from ofa_tf import cli_flags
+
+    cli_flags.define_seed_flag("Seed of the subnet sampler.")
+    flags.DEFINE_enum("space", "mbv3_w1.0", list(PRESETS), "Search space preset.")
+    flags.DEFINE_integer("n", 8, "Number of random subnets to sample.", lower_bound=0)
+    flags.DEFINE_integer("n_classes", 1000, "Classifier width.", lower_bound=1)
 
 
 def describe(arch, space) -> str:
@@ -58,8 +63,10 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    from ofa_tf.cli import run_absl_main
+
+    run_absl_main(main, define_flags)
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

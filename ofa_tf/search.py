@@ -19,40 +19,45 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
+from ofa_tf.cli import run_absl_main  # noqa: E402
+from ofa_tf.errors import user_input  # noqa: E402
 from ofa_tf.nas.accuracy_dataset import EVAL_SPLITS  # noqa: E402 (no TensorFlow: it loads after the re-exec)
 
 FLAGS = flags.FLAGS
 METRICS = ("mmacs", "latency_ms")
 
-flags.DEFINE_string("workdir", None, "Workdir of a trained supernet (supernet.json, nas/accuracy_predictor.keras).")
-flags.DEFINE_list("constraint", None, "Budgets, e.g. mmacs=4 or latency_ms=25; several separated by "
-                  "commas (each is searched separately).")
-flags.DEFINE_string("table", None, "Latency lookup table: a directory of <r>_lookup_table.yaml (one table per "
-                    "resolution, the reference's form) or one YAML file; needed for latency_ms constraints.")
-flags.DEFINE_string("predictor", None, "Accuracy predictor (default <workdir>/nas/accuracy_predictor.keras).")
-flags.DEFINE_string("output_dir", None, "Where results and plots go (default <workdir>/search).")
-flags.DEFINE_integer("seed", 0, "Seed of the evolution (same seed, same result).")
-flags.DEFINE_integer("population_size", 100, "Population size (reference: 100).")
-flags.DEFINE_integer("generations", 500, "Generations, the reference's max_time_budget (500).")
-flags.DEFINE_float("parent_ratio", 0.25, "Share of the population kept as parents (reference: 0.25).")
-flags.DEFINE_float("mutation_ratio", 0.5, "Share of children made by mutation (reference: 0.5).")
-flags.DEFINE_float("arch_mutate_prob", 0.1, "Per-gene mutation probability (reference: 0.1).")
-flags.DEFINE_float("resolution_mutate_prob", 0.5, "Resolution mutation probability (reference: 0.5).")
-flags.DEFINE_bool("plot", True, "Save a Pareto plot per metric.")
-flags.DEFINE_integer("plot_samples", 2000, "Random subnets drawn as the plot's background.")
-flags.DEFINE_bool("measure", False, "Measure each found subnet's top-1 (BN recalibrated) on the odd half of "
-                  "the validation split, which the accuracy dataset (val_even) never used.")
-flags.DEFINE_enum("measure_split", "val_odd", EVAL_SPLITS,
-                  "Images for --measure.")
-flags.DEFINE_integer("n_calibration_images", 2000, "Training images for BN recalibration with --measure.")
-flags.DEFINE_list("export", [], "Hand each found subnet to the TFLite exporter (ofa_tf.export) in these "
-                  "modes, e.g. float32 or int8,float16 (empty: no export).")
-flags.DEFINE_string("export_dir", None, "Where exported .tflite files go (default <output_dir>/tflite).")
-flags.DEFINE_string("dataset", None, "Data set for --measure and --export (default: the training one).")
-flags.DEFINE_string("data_dir", None, "Root of a 'folder' data set, or TFDS data_dir, for --measure and --export.")
-flags.mark_flag_as_required("workdir")
-flags.mark_flag_as_required("constraint")
+
+def define_flags() -> None:
+    """The CLI's flags, defined when it runs (importing this module defines none)."""
+    from ofa_tf import cli_flags
+
+    cli_flags.define_workdir_flag("Workdir of a trained supernet (supernet.json, nas/accuracy_predictor.keras).")
+    cli_flags.define_data_flags("Data set for --measure and --export (default: the training one).")
+    cli_flags.define_calibration_flags(help_suffix=" with --measure and --export")
+    cli_flags.define_seed_flag("Seed of the evolution (same seed, same result).")
+    flags.DEFINE_list("constraint", None, "Budgets, e.g. mmacs=4 or latency_ms=25; several separated by "
+                      "commas (each is searched separately).")
+    flags.DEFINE_string("table", None, "Latency lookup table: a directory of <r>_lookup_table.yaml (one table "
+                        "per resolution, the reference's form) or one YAML file; needed for latency_ms "
+                        "constraints.")
+    flags.DEFINE_string("predictor", None, "Accuracy predictor (default <workdir>/nas/accuracy_predictor.keras).")
+    flags.DEFINE_string("output_dir", None, "Where results and plots go (default <workdir>/search).")
+    flags.DEFINE_integer("population_size", 100, "Population size (reference: 100).")
+    flags.DEFINE_integer("generations", 500, "Generations, the reference's max_time_budget (500).")
+    flags.DEFINE_float("parent_ratio", 0.25, "Share of the population kept as parents (reference: 0.25).")
+    flags.DEFINE_float("mutation_ratio", 0.5, "Share of children made by mutation (reference: 0.5).")
+    flags.DEFINE_float("arch_mutate_prob", 0.1, "Per-gene mutation probability (reference: 0.1).")
+    flags.DEFINE_float("resolution_mutate_prob", 0.5, "Resolution mutation probability (reference: 0.5).")
+    flags.DEFINE_bool("plot", True, "Save a Pareto plot per metric.")
+    flags.DEFINE_integer("plot_samples", 2000, "Random subnets drawn as the plot's background.")
+    flags.DEFINE_bool("measure", False, "Measure each found subnet's top-1 (BN recalibrated) on the odd half of "
+                      "the validation split, which the accuracy dataset (val_even) never used.")
+    flags.DEFINE_enum("measure_split", "val_odd", EVAL_SPLITS,
+                      "Images for --measure.")
+    flags.DEFINE_list("export", [], "Hand each found subnet to the TFLite exporter (ofa_tf.export) in these "
+                      "modes, e.g. float32 or int8,float16 (empty: no export).")
+    flags.DEFINE_string("export_dir", None, "Where exported .tflite files go (default <output_dir>/tflite).")
+    flags.mark_flag_as_required("constraint")
 
 
 def default_output_dir(workdir: str) -> str:
@@ -112,24 +117,27 @@ def run_search(workdir: str, constraints, predictor_path: str | None, table_path
     import numpy as np
 
     from ofa_tf.arch.space import SearchSpace
-    from ofa_tf.artifacts import atomic_write_text, read_supernet_meta
+    from ofa_tf.artifacts import read_supernet_meta
+    from ofa_tf.atomic_files import atomic_write_text
+    from ofa_tf.nas.accuracy_predictor import AccuracyPredictor
     from ofa_tf.nas.accuracy_dataset import workdir_paths
     from ofa_tf.nas.accuracy_predictor import AccuracyPredictor
     from ofa_tf.nas.evolution import EvolutionFinder
 
-    meta = read_supernet_meta(workdir)
-    space = SearchSpace.from_dict(meta["model"]["space"])
-    accuracy = AccuracyPredictor.load(predictor_path or workdir_paths(workdir)["predictor"])
-    if accuracy.space != space:
-        raise ValueError("the accuracy predictor was trained for another search space than the supernet's")
-    predictors = efficiency_predictors(space, meta["model"]["n_classes"], {m for m, _ in constraints},
-                                       table_path)
-    finders = {metric: EvolutionFinder(predictors[metric], accuracy, **finder_kwargs)
-               for metric in dict.fromkeys(m for m, _ in constraints)}
-    for metric, value in constraints:  # every budget checked before the first search
-        finders[metric].check_constraint(value)
-    output_dir = output_dir or default_output_dir(workdir)
-    os.makedirs(output_dir, exist_ok=True)
+    with user_input():   # the inputs, each checked before the first search
+        meta = read_supernet_meta(workdir)
+        space = SearchSpace.from_dict(meta["model"]["space"])
+        accuracy = AccuracyPredictor.load(predictor_path or workdir_paths(workdir)["predictor"])
+        if accuracy.space != space:
+            raise ValueError("the accuracy predictor was trained for another search space than the supernet's")
+        predictors = efficiency_predictors(space, meta["model"]["n_classes"], {m for m, _ in constraints},
+                                           table_path)
+        finders = {metric: EvolutionFinder(predictors[metric], accuracy, **finder_kwargs)
+                   for metric in dict.fromkeys(m for m, _ in constraints)}
+        for metric, value in constraints:
+            finders[metric].check_constraint(value)
+        output_dir = output_dir or default_output_dir(workdir)
+        os.makedirs(output_dir, exist_ok=True)
     summaries, by_metric = [], {}
     for metric, value in constraints:
         result = finders[metric].run_evolution_search(value, seed=seed)
@@ -181,27 +189,38 @@ def make_measure(supernet, source):
 
 def make_export(supernet, info, source, workdir: str, modes, out_dir: str):
     """arch -> the .tflite files that ofa_tf.export's SubnetExporter wrote, one per mode."""
-    from ofa_tf.export import ExportSettings, SubnetExporter
+    from ofa_tf.errors import CheckFailed
+    from ofa_tf.export import ExportCheckError, ExportSettings, SubnetExporter
+    from ofa_tf.export.resume import export_or_keep
 
     exporter = SubnetExporter(supernet, info, source, source=os.path.abspath(workdir))
-    settings = [ExportSettings(mode=m, n_bn_calibration_images=FLAGS.n_calibration_images, seed=FLAGS.seed)
-                for m in modes]  # bad modes fail here, before any search
+    with user_input("--export"):   # bad modes fail here, before any search
+        settings = [ExportSettings(mode=m, n_bn_calibration_images=FLAGS.n_calibration_images, seed=FLAGS.seed)
+                    for m in modes]
 
     def export(arch):
         paths = []
         for s in settings:
-            result = exporter.export(arch, out_dir, s)
-            a = result.agreement
-            print(f"  exported {result.tflite_path} ({result.mode}, {result.size_bytes / 1024:.0f} KiB; "
-                  f"top-1 agreement with Keras {100 * a.top1_agreement:.1f} % on {a.n} images)")
-            paths.append(result.tflite_path)
+            try:
+                with user_input():   # an existing export of other settings is refused
+                    result, path = export_or_keep(exporter, arch, out_dir, s)
+            except ExportCheckError as err:
+                raise CheckFailed(f"verification failed, nothing written: {err}") from None
+            if result is None:
+                print(f"  kept {path} ({s.mode}: already exported with the same settings)")
+            else:
+                a = result.agreement
+                print(f"  exported {path} ({result.mode}, {result.size_bytes / 1024:.0f} KiB; "
+                      f"top-1 agreement with Keras {100 * a.top1_agreement:.1f} % on {a.n} images)")
+            paths.append(path)
         return paths
 
     return export
 
 
 def search_from_flags() -> None:
-    constraints = parse_constraints(FLAGS.constraint)
+    with user_input():
+        constraints = parse_constraints(FLAGS.constraint)
     finder_kwargs = {"population_size": FLAGS.population_size, "max_time_budget": FLAGS.generations,
                      "parent_ratio": FLAGS.parent_ratio, "mutation_ratio": FLAGS.mutation_ratio,
                      "arch_mutate_prob": FLAGS.arch_mutate_prob,
@@ -209,7 +228,8 @@ def search_from_flags() -> None:
     measure = export = None
     modes = [m.strip() for m in FLAGS.export if m.strip()]
     if FLAGS.measure or modes:
-        supernet, info, source = load_trained(FLAGS.workdir)
+        with user_input():
+            supernet, info, source = load_trained(FLAGS.workdir)
         if FLAGS.measure:
             measure = make_measure(supernet, source)
         if modes:
@@ -222,8 +242,8 @@ def search_from_flags() -> None:
 
 def main(argv):
     del argv  # run_absl_main refuses positional arguments
-    return exit_code_of(search_from_flags)
+    search_from_flags()
 
 
 if __name__ == "__main__":
-    run_absl_main(main)
+    run_absl_main(main, define_flags)

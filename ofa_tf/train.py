@@ -10,69 +10,73 @@ leaves `supernet.weights.h5` + `supernet.json` in the workdir for export and sea
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from ofa_tf.training.config import SPACE_PRESETS, STRATEGIES, TrainConfig  # noqa: E402
+from ofa_tf.errors import user_input  # noqa: E402
+from ofa_tf.training.config import SPACE_PRESETS, STRATEGIES, TrainConfig, check_run_inputs  # noqa: E402
 from ofa_tf.training.phases import PHASE_NAMES  # noqa: E402
 
 FLAGS = flags.FLAGS
 _D = TrainConfig.__dataclass_fields__
 
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and the trained supernet. "
-                    "Re-running with the same workdir resumes.")
-flags.DEFINE_enum("space", _D["space"].default, SPACE_PRESETS, "Search space preset.")
-flags.DEFINE_string("dataset", _D["dataset"].default,
-                    "'demo' (embedded, no download), 'folder' (ImageNet layout under --data_dir: "
-                    "train/<class>/*.jpg, val/<class>/*.jpg) or 'tfds:NAME'.")
-flags.DEFINE_string("data_dir", None, "Root of a 'folder' data set, or TFDS data_dir.")
-flags.DEFINE_bool("tfds_download", False, "Let TFDS download and prepare the data set if it is missing.")
-flags.DEFINE_integer("batch_size", _D["batch_size"].default,
-                     "Images per replica per step; the global batch is this times the replicas.")
-flags.DEFINE_list("image_size_list", [], "Training resolutions sampled per batch (default: the space's).")
-flags.DEFINE_list("phases", list(PHASE_NAMES), "Phases to run now, in order (subset of "
-                  + ",".join(PHASE_NAMES) + "). Finished phases in the workdir are skipped.")
-flags.DEFINE_float("epochs_scale", _D["epochs_scale"].default,
-                   "Multiplies every phase's epochs (and warm-up epochs); each phase keeps >= 1 epoch.")
-flags.DEFINE_integer("steps_per_epoch", 0, "Cap on steps per epoch (0: one pass over the training split).")
-flags.DEFINE_float("lr_scale", 1.0, "Multiplies every phase's learning rate.")
-flags.DEFINE_integer("base_batch_size", _D["base_batch_size"].default,
-                     "The phase learning rates are per this many images; lr scales linearly with the "
-                     "global batch.")
-flags.DEFINE_float("momentum", _D["momentum"].default, "SGD momentum.")
-flags.DEFINE_bool("nesterov", True, "Nesterov momentum.")
-flags.DEFINE_float("weight_decay", _D["weight_decay"].default,
-                   "L2 weight decay (coupled, as PyTorch); not applied to BN parameters or biases.")
-flags.DEFINE_float("label_smoothing", _D["label_smoothing"].default, "Label smoothing of the CE loss.")
-flags.DEFINE_float("kd_ratio", _D["kd_ratio"].default,
-                   "Weight of the distillation loss (soft CE to the teacher); 0 turns KD off.")
-flags.DEFINE_float("dropout", _D["dropout"].default, "Dropout before the classifier.")
-flags.DEFINE_float("bn_momentum", _D["bn_momentum"].default, "BN momentum, Keras sense (0.9 = PyTorch 0.1).")
-flags.DEFINE_integer("seed", 0, "Seed of weights, data order and subnet sampling.")
-flags.DEFINE_string("init_weights", None,
-                    "A supernet .weights.h5 to start the first phase from when the workdir has no "
-                    "finished earlier phase (e.g. imported reference weights).")
-flags.DEFINE_integer("n_calibration_images", _D["n_calibration_images"].default,
-                     "Training images used to recalibrate a subnet's BN statistics before evaluation.")
-flags.DEFINE_integer("calibration_batch_size", _D["calibration_batch_size"].default,
-                     "Batch size of BN recalibration.")
-flags.DEFINE_integer("eval_batch_size", _D["eval_batch_size"].default, "Batch size of validation.")
-flags.DEFINE_integer("validate_every", 1, "Validate the phase's smallest, middle and largest subnet "
-                     "every this many epochs (and always at the end of a phase).")
-flags.DEFINE_integer("checkpoint_every", _D["checkpoint_every"].default,
-                     "Also checkpoint every this many steps (0: only at the end of each epoch).")
-flags.DEFINE_integer("keep_checkpoints", 2, "Checkpoints kept per phase.")
-flags.DEFINE_enum("strategy", "one_device", STRATEGIES,
-                  "tf.distribute strategy: one_device, mirrored (all GPUs, or all logical CPUs), "
-                  "multi_worker (from TF_CONFIG).")
-flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (0: leave as is); "
-                     "with --strategy=mirrored this trains data-parallel on one machine without GPUs.")
-flags.DEFINE_bool("tensorboard", True, "Write TensorBoard scalars under <workdir>/logs.")
-flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
-flags.mark_flag_as_required("workdir")
+
+def define_flags() -> None:
+    """The CLI's flags, defined when it runs (importing this module defines none). Every
+    TrainConfig field has a flag of the same name, whose default is the field's."""
+    from ofa_tf import cli_flags
+
+    cli_flags.define_workdir_flag("Directory for checkpoints, logs and the trained supernet. "
+                                  "Re-running with the same workdir resumes.")
+    cli_flags.define_data_flags("'demo' (embedded, no download), 'folder' (ImageNet layout under --data_dir: "
+                                "train/<class>/*.jpg, val/<class>/*.jpg) or 'tfds:NAME'.",
+                                default=_D["dataset"].default, download=True)
+    cli_flags.define_seed_flag("Seed of weights, data order and subnet sampling.")
+    cli_flags.define_calibration_flags(help_suffix=" before evaluation")
+    flags.DEFINE_enum("space", _D["space"].default, SPACE_PRESETS, "Search space preset.")
+    flags.DEFINE_integer("batch_size", _D["batch_size"].default,
+                         "Images per replica per step; the global batch is this times the replicas.")
+    flags.DEFINE_list("image_size_list", [], "Training resolutions sampled per batch (default: the space's).")
+    flags.DEFINE_list("phases", list(PHASE_NAMES), "Phases to run now, in order (subset of "
+                      + ",".join(PHASE_NAMES) + "). Finished phases in the workdir are skipped.")
+    flags.DEFINE_float("epochs_scale", _D["epochs_scale"].default,
+                       "Multiplies every phase's epochs (and warm-up epochs); each phase keeps >= 1 epoch.")
+    flags.DEFINE_integer("steps_per_epoch", _D["steps_per_epoch"].default,
+                         "Cap on steps per epoch (0: one pass over the training split).")
+    flags.DEFINE_float("lr_scale", _D["lr_scale"].default, "Multiplies every phase's learning rate.")
+    flags.DEFINE_integer("base_batch_size", _D["base_batch_size"].default,
+                         "The phase learning rates are per this many images; lr scales linearly with the "
+                         "global batch.")
+    flags.DEFINE_float("momentum", _D["momentum"].default, "SGD momentum.")
+    flags.DEFINE_bool("nesterov", _D["nesterov"].default, "Nesterov momentum.")
+    flags.DEFINE_float("weight_decay", _D["weight_decay"].default,
+                       "L2 weight decay (coupled, as PyTorch); not applied to BN parameters or biases.")
+    flags.DEFINE_float("label_smoothing", _D["label_smoothing"].default, "Label smoothing of the CE loss.")
+    flags.DEFINE_float("kd_ratio", _D["kd_ratio"].default,
+                       "Weight of the distillation loss (soft CE to the teacher); 0 turns KD off.")
+    flags.DEFINE_float("dropout", _D["dropout"].default, "Dropout before the classifier.")
+    flags.DEFINE_float("bn_momentum", _D["bn_momentum"].default,
+                       "BN momentum, Keras sense (0.9 = PyTorch 0.1).")
+    flags.DEFINE_string("init_weights", None,
+                        "A supernet .weights.h5 to start the first phase from when the workdir has no "
+                        "finished earlier phase (e.g. imported reference weights).")
+    flags.DEFINE_integer("eval_batch_size", _D["eval_batch_size"].default, "Batch size of validation.")
+    flags.DEFINE_integer("validate_every", _D["validate_every"].default,
+                         "Validate the phase's smallest, middle and largest subnet every this many epochs "
+                         "(and always at the end of a phase).")
+    flags.DEFINE_integer("checkpoint_every", _D["checkpoint_every"].default,
+                         "Also checkpoint every this many steps (0: only at the end of each epoch).")
+    flags.DEFINE_integer("keep_checkpoints", _D["keep_checkpoints"].default, "Checkpoints kept per phase.")
+    flags.DEFINE_enum("strategy", _D["strategy"].default, STRATEGIES,
+                      "tf.distribute strategy: one_device, mirrored (all GPUs, or all logical CPUs), "
+                      "multi_worker (from TF_CONFIG).")
+    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (0: leave as is); "
+                         "with --strategy=mirrored this trains data-parallel on one machine without GPUs.")
+    flags.DEFINE_bool("tensorboard", _D["tensorboard"].default, "Write TensorBoard scalars under <workdir>/logs.")
+    flags.DEFINE_integer("verbose", _D["verbose"].default,
+                         "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
 
 
 def config_from_flags() -> TrainConfig:
@@ -96,20 +100,22 @@ def split_cpu(n: int) -> None:
 
 
 def main(argv):
-    try:
+    with user_input():
         config = config_from_flags()
-        split_cpu(FLAGS.cpu_devices)
-        from ofa_tf.training.pipeline import ProgressiveShrinking, format_results_table
+        check_run_inputs(config)   # before TensorFlow starts and before the workdir is touched
+    split_cpu(FLAGS.cpu_devices)
+    from ofa_tf.training.pipeline import ProgressiveShrinking, format_results_table
 
+    with user_input():
         pipeline = ProgressiveShrinking(config)
-        results = pipeline.run()
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    results = pipeline.run()
     last = config.phases[-1]
-    print(f"\nTop-1 on {pipeline.info.name} validation ({pipeline.info.n_val} images) after phase "
-          f"{last!r}, BN recalibrated on {config.n_calibration_images} training images:\n")
-    print(format_results_table(results[last]["validation"]))
+    validation = results[last]["validation"]
+    n_val = next(iter(validation.values()))["n"]
+    print(f"\nTop-1 on {pipeline.info.name} validation ({n_val} images"
+          + (f" of {pipeline.info.n_val}; the others could not be read" if n_val != pipeline.info.n_val else "")
+          + f") after phase {last!r}, BN recalibrated on {config.n_calibration_images} training images:\n")
+    print(format_results_table(validation))
     print(f"\nTrained supernet: {os.path.join(config.workdir, 'supernet.json')}")
     return 0
 
@@ -117,7 +123,7 @@ def main(argv):
 def run():
     from ofa_tf.cli import run_absl_main
 
-    run_absl_main(main)
+    run_absl_main(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -70,3 +70,44 @@ def colour_source():
     x_train, y_train = colour_images(2000, seed=0)
     x_val, y_val = colour_images(300, seed=1)
     return ArraySource(x_train, y_train, x_val, y_val, [f"colour_{i}" for i in range(10)], name="colours")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault-injection tally (tests/test_fault_injection.py), when those tests ran."""
+    from cli_harness import TALLY
+
+    if TALLY:
+        injected = sum(t[1] for t in TALLY)
+        survived = sum(t[2] for t in TALLY)
+        strays = sum(t[3] for t in TALLY)
+        terminalreporter.write_sep("-", "fault injection (kill -9 at writes, then re-run)")
+        for name, n, ok, stray in TALLY:
+            terminalreporter.write_line(f"{name}: {n} faults injected, {ok} survived, {stray} stray files")
+        terminalreporter.write_line(f"total: {injected} faults injected / {survived} survived, "
+                                    f"{strays} stray files")
+
+
+@pytest.fixture(scope="session")
+def cli_runner():
+    """A fork server that runs the project's CLIs as child processes (tests/cli_harness.py)."""
+    from cli_harness import CliRunner
+
+    runner = CliRunner()
+    yield runner
+    runner.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tmp_path_factory):
+    """A tiny supernet (random, non-trivial weights) saved as a training run on the embedded
+    demo data saves it: what collect, search and export read."""
+    from ofa_tf.artifacts import save_supernet
+    from ofa_tf.data import DatasetInfo
+
+    net = OFAMobileNetV3(n_classes=10, space=SearchSpace.tiny(), seed=0)
+    randomize_weights(net, seed=3)
+    path = tmp_path_factory.mktemp("tiny_workdir")
+    info = DatasetInfo(name="demo", class_names=[str(k) for k in range(10)], n_train=6000, n_val=1500,
+                       mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    save_supernet(net, info, str(path))
+    return path

@@ -113,8 +113,8 @@ def test_host_lut_survives_a_kill_and_resumes(tmp_path):
                            timeout=300)
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert other.stderr.strip().splitlines()[-1] == (
-        f"error: {out} was measured with other settings (settings differ from the flags'): use another "
-        "--out, or the same flags to resume")
+        f"error: {out} was measured with other settings (settings.num_threads: table 1, flags 2): use "
+        "another --out, or the same flags to resume")
     as_file = subprocess.run(_build(space_json, tmp_path / "table.yaml"), env=env, capture_output=True, text=True,
                              timeout=300)
     assert as_file.returncode == 2 and not (tmp_path / "table.yaml").exists()
@@ -177,3 +177,26 @@ def test_validation_report_on_the_tiny_table(tmp_path):
     others = sample_subnets(predictor, 3, 0, exclude=archs[:2])
     assert archs[2] in others and archs[0] not in others and archs[1] not in others and len(others) == 3
 
+
+def test_an_op_not_slower_than_the_invoke_overhead_is_reported(tmp_path, capsys):
+    """An op cannot take 0 ms: an entry that the overhead subtraction brings to 0 is named."""
+    from android_bench.build_lut import build_table
+    from android_bench.runner import BenchmarkResult, BenchmarkSettings, ClosingRunner
+
+    class FlatRunner(ClosingRunner):   # every model, the one-RELU one included, "takes" 0.01 ms
+        settings = BenchmarkSettings(num_runs=1, warmup_runs=0)
+
+        def benchmark(self, path):
+            return BenchmarkResult(init_ms=1.0, first_ms=0.01, warmup_ms=0.01, mean_ms=0.01, count=1)
+
+        def describe(self):
+            return {"backend": "flat"}
+
+    space = SearchSpace.from_dict({**SearchSpace.tiny().to_dict(), "ks_list": [3], "expand_ratio_list": [3],
+                                   "depth_list": [1], "resolutions": [32]})
+    layout = build_layout(space, 10)
+    entries = build_table(layout, [32], str(tmp_path / "table"), FlatRunner(), "mean")[32]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == len(entries) > 0
+    assert all("not more than the per-invoke overhead 0.010000 ms" in line for line in warnings)
+    assert {line.split()[1].rstrip(":") for line in warnings} == set(entries)

@@ -210,13 +210,15 @@ def folder(tmp_path):
     eel_jpeg = (root / "train" / "eel" / "0.jpg").read_bytes()
     (root / "train" / "eel" / "trailing.jpeg").write_bytes(eel_jpeg + b"\0" * 64 + b"extra")
     (root / "train" / "eel" / "notes.txt").write_text("ignored: not an image extension")
+    # Start and end markers intact, the inside not: only decoding it can tell.
+    (root / "train" / "dog" / "inside.jpg").write_bytes(good_jpeg[:4] + b"\0" * 60 + good_jpeg[64:])
     return root
 
 
 def test_folder_classes_and_counts(folder):
     ds = data.load_dataset("folder", data_dir=folder)
     assert ds.info.class_names == ["cat", "dog", "eel"]
-    assert (ds.info.n_train, ds.info.n_val) == (9 + 3, 6)  # listed, corrupt ones included
+    assert (ds.info.n_train, ds.info.n_val) == (9 + 4, 6)  # listed, corrupt ones included
     assert ds.info.mean == data.IMAGENET_MEAN and ds.info.name == "folder:imgs"
 
 
@@ -226,13 +228,14 @@ def test_folder_skips_corrupt_images_with_a_warning_naming_them(folder, caplog):
         batches = list(data.make_eval_dataset(ds, "train", batch_size=4, image_size=16))
     images = np.concatenate([x.numpy() for x, _ in batches])
     labels = np.concatenate([y.numpy() for _, y in batches])
-    assert len(labels) == 10  # 9 good + trailing.jpeg; truncated.jpg and x.jpg are skipped
+    assert len(labels) == 10  # 9 good + trailing.jpeg; truncated.jpg, x.jpg and inside.jpg are skipped
     colours = np.array(list(CLASS_COLOURS.values())) / 255.0
     np.testing.assert_array_equal(
         np.abs(images.mean(axis=(1, 2))[:, None] - colours[None]).sum(-1).argmin(1), labels)
     text = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert str(folder / "train" / "cat" / "truncated.jpg") in text
     assert str(folder / "train" / "dog" / "x.jpg") in text
+    assert str(folder / "train" / "dog" / "inside.jpg") in text
     assert "trailing.jpeg" not in text
     # The repeated training stream runs through the bad files epoch after epoch.
     for x, y in ds.train(batch_size=4, image_size=16, seed=0).take(8):

@@ -75,9 +75,8 @@ def _decoded(source: ImageSource, split: str, ds: tf.data.Dataset,
              deterministic: bool) -> tf.data.Dataset:
     """(tag, key) → (tag, image, label); a key that fails to decode is dropped, not raised.
 
-    The decoder reports truncated and non-image files with their path (`decode_image_checked`).
-    Whatever else fails (a file deleted after listing: TF's message names it; a file whose first
-    and last bytes are intact but whose inside is not: it does not) is dropped by
+    The decoder reports every file it cannot decode with its path (`decode_image_checked`).
+    Whatever else fails (a file deleted after listing: TF's message names it) is dropped by
     `ignore_errors`, which logs TF's error message."""
     decode = source.decoder(split)
     ds = ds.map(lambda tag, key: (tag, *decode(key)), num_parallel_calls=AUTOTUNE,

@@ -16,56 +16,59 @@ Bad input exits 2 with one `error:` line.
 
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from ofa_tf.export.converter import IO_TYPES, MODES, OUTPUTS  # noqa: E402
-
 FLAGS = flags.FLAGS
-flags.DEFINE_string("supernet", None, "A trained supernet: training workdir or its supernet.json.")
-flags.DEFINE_string("model", None, "A saved subnet NAME.keras with NAME.json (arch, classes, normalization), "
-                    "e.g. a fine-tuned one; exported with its BN statistics as trained.")
-flags.DEFINE_string("weights", None, "A supernet .weights.h5 (e.g. imported weights); needs --space.")
-flags.DEFINE_string("space", None, "Search space preset (tiny, mbv3_w1.0, mbv3_w1.2) for --weights or "
-                    "a fresh supernet; a trained supernet brings its own.")
-flags.DEFINE_integer("n_classes", None, "Classes of a --weights or fresh supernet (default: the data set's).")
-flags.DEFINE_string("arch", None, "The subnet: a JSON file or inline JSON with ks, e, d (and r); ints "
-                    "or per-block / per-stage lists.")
-flags.DEFINE_enum("preset", None, ["max", "min"], "The largest or smallest subnet instead of --arch.")
-flags.DEFINE_integer("resolution", None, "Input resolution (default: the arch's r, else the largest).")
-flags.DEFINE_list("mode", ["float32"], "Comma-separated export modes: " + ", ".join(MODES) + ".")
-flags.DEFINE_enum("io_type", "float32", IO_TYPES, "Input/output type of int8 and qat_int8 models.")
-flags.DEFINE_enum("output", "probabilities", OUTPUTS, "What the model returns: probabilities (softmax in "
-                  "the graph) or logits. Either way it takes RGB pixels in [0, 255].")
-flags.DEFINE_string("out_dir", "exports", "Output directory.")
-flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
-flags.DEFINE_bool("metadata", True, "Attach TFLite metadata (input range, labels) for MediaPipe Tasks "
-                  "and the Task Library.")
-flags.DEFINE_bool("save_keras", False, "Also save the Keras subnet as .keras.")
-flags.DEFINE_bool("save_saved_model", False, "Also save the Keras subnet as a TF SavedModel.")
-flags.DEFINE_string("dataset", None, "Data for BN recalibration, int8 calibration, QAT and verification: "
-                    "demo, folder or tfds:NAME (default: the supernet's own; demo for a fresh one).")
-flags.DEFINE_string("data_dir", None, "Root of a folder data set, or TFDS data_dir.")
-flags.DEFINE_integer("n_bn_calibration_images", 2000, "Training images to recalibrate the subnet's BN "
-                     "statistics on (0: keep the supernet's).")
-flags.DEFINE_integer("calibration_batch_size", 200, "Batch size of BN recalibration.")
-flags.DEFINE_integer("n_representative_images", 200, "Training images that set int8 activation ranges.")
-flags.DEFINE_integer("n_verify_images", 200, "Validation images the .tflite is checked on.")
-flags.DEFINE_integer("qat_steps", 20, "Quantization-aware fine-tuning steps (qat_int8).")
-flags.DEFINE_integer("qat_batch_size", 32, "Batch size of quantization-aware fine-tuning.")
-flags.DEFINE_float("qat_learning_rate", 1e-4, "SGD learning rate of quantization-aware fine-tuning.")
-flags.DEFINE_string("version", "1", "Model version written into the metadata.")
-flags.DEFINE_integer("seed", 0, "Seed of the calibration and fine-tuning data order (and fresh weights).")
-flags.DEFINE_string("verify", None, "Verify an existing .tflite written by this tool instead of exporting.")
+
+
+def define_flags() -> None:
+    """The CLI's flags, defined when it runs (importing this module defines none)."""
+    from ofa_tf import cli_flags
+    from ofa_tf.export.converter import IO_TYPES, MODES, OUTPUTS
+
+    cli_flags.define_data_flags("Data for BN recalibration, int8 calibration, QAT and verification: demo, "
+                                "folder or tfds:NAME (default: the supernet's own; demo for a fresh one).")
+    cli_flags.define_calibration_flags("n_bn_calibration_images", " before export (0: keep the supernet's)")
+    cli_flags.define_seed_flag("Seed of the calibration and fine-tuning data order (and fresh weights).")
+    flags.DEFINE_string("supernet", None, "A trained supernet: training workdir or its supernet.json.")
+    flags.DEFINE_string("model", None, "A saved subnet NAME.keras with NAME.json (arch, classes, "
+                        "normalization), e.g. a fine-tuned one; exported with its BN statistics as trained.")
+    flags.DEFINE_string("weights", None, "A supernet .weights.h5 (e.g. imported weights); needs --space.")
+    flags.DEFINE_string("space", None, "Search space preset (tiny, mbv3_w1.0, mbv3_w1.2) for --weights or "
+                        "a fresh supernet; a trained supernet brings its own.")
+    flags.DEFINE_integer("n_classes", None, "Classes of a --weights or fresh supernet (default: the data set's).")
+    flags.DEFINE_string("arch", None, "The subnet: a JSON file or inline JSON with ks, e, d (and r); ints "
+                        "or per-block / per-stage lists.")
+    flags.DEFINE_enum("preset", None, ["max", "min"], "The largest or smallest subnet instead of --arch.")
+    flags.DEFINE_integer("resolution", None, "Input resolution (default: the arch's r, else the largest).")
+    flags.DEFINE_list("mode", ["float32"], "Comma-separated export modes: " + ", ".join(MODES) + ".")
+    flags.DEFINE_enum("io_type", "float32", IO_TYPES, "Input/output type of int8 and qat_int8 models.")
+    flags.DEFINE_enum("output", "probabilities", OUTPUTS, "What the model returns: probabilities (softmax in "
+                      "the graph) or logits. Either way it takes RGB pixels in [0, 255].")
+    flags.DEFINE_string("out_dir", "exports", "Output directory.")
+    flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
+    flags.DEFINE_bool("metadata", True, "Attach TFLite metadata (input range, labels) for MediaPipe Tasks "
+                      "and the Task Library.")
+    flags.DEFINE_bool("save_keras", False, "Also save the Keras subnet as .keras.")
+    flags.DEFINE_bool("save_saved_model", False, "Also save the Keras subnet as a TF SavedModel.")
+    flags.DEFINE_integer("n_representative_images", 200, "Training images that set int8 activation ranges.")
+    flags.DEFINE_integer("n_verify_images", 200, "Validation images the .tflite is checked on.")
+    flags.DEFINE_integer("qat_steps", 20, "Quantization-aware fine-tuning steps (qat_int8).")
+    flags.DEFINE_integer("qat_batch_size", 32, "Batch size of quantization-aware fine-tuning.")
+    flags.DEFINE_float("qat_learning_rate", 1e-4, "SGD learning rate of quantization-aware fine-tuning.")
+    flags.DEFINE_string("version", "1", "Model version written into the metadata.")
+    flags.DEFINE_string("verify", None, "Verify an existing .tflite written by this tool instead of exporting.")
 
 
 def read_arch_flag(value: str) -> dict:
     """--arch: a path to a JSON file, or the JSON itself."""
     text = value
-    if not value.lstrip().startswith("{"):
+    if not value.lstrip().startswith(("{", "[")):
+        if os.path.isdir(value):
+            raise ValueError(f"--arch={value} is a directory, not a JSON file")
         if not os.path.exists(value):
             raise FileNotFoundError(f"--arch: no such file {value!r} (and not inline JSON)")
         with open(value, encoding="utf-8") as f:
@@ -96,8 +99,8 @@ def load_supernet_flags():
     """(supernet, DatasetInfo or None, workdir or data set spec, description of the source).
 
     The data set itself is loaded later (`load_data`), after the arch has been checked."""
-    from ofa_tf.arch.space import SearchSpace
     from ofa_tf.artifacts import build_supernet, load_supernet
+    from ofa_tf.arch.space import SearchSpace
 
     if FLAGS.supernet and (FLAGS.weights or FLAGS.space or FLAGS.n_classes):
         raise ValueError("--supernet brings its own space, classes and weights; drop --weights, "
@@ -180,84 +183,118 @@ def format_result(result) -> str:
     return line
 
 
-def main(argv):
-    from ofa_tf.export.verify import ExportCheckError
+def check_flags(modes) -> None:
+    """The flag combinations, checked before anything loads."""
+    from ofa_tf.export.converter import MODES
 
-    try:
+    if not modes:
+        raise ValueError("--mode is empty")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown --mode {unknown[0]!r}: expected one of {', '.join(MODES)}")
+    if FLAGS.verify:
+        if FLAGS.arch or FLAGS.preset:
+            raise ValueError("--verify reads the arch from the file's sidecar; drop --arch/--preset")
+    elif bool(FLAGS.arch) == bool(FLAGS.preset) and not FLAGS.model:
+        raise ValueError("give exactly one of --arch (JSON file or inline JSON) and --preset (max|min)")
+
+
+def verify_settings(path: str):
+    """The settings of an export's sidecar, with the verification flags given on the command line."""
+    import dataclasses
+
+    from ofa_tf.export.exporter import ExportSettings, read_sidecar
+
+    names = {f.name for f in dataclasses.fields(ExportSettings)}
+    stored = {k: v for k, v in read_sidecar(path)["settings"].items() if k in names}
+    given = {name: FLAGS[name].value for name in ("n_verify_images", "n_bn_calibration_images",
+                                                 "calibration_batch_size") if FLAGS[name].present}
+    return ExportSettings(**{**stored, **given})
+
+
+def main(argv):
+    from ofa_tf.errors import user_input
+
+    with user_input():
         modes = [m.strip() for m in FLAGS.mode if m.strip()]
-        if not modes:
-            raise ValueError("--mode is empty")
-        unknown = [m for m in modes if m not in MODES]
-        if unknown:
-            raise ValueError(f"unknown --mode {unknown[0]!r}: expected one of {', '.join(MODES)}")
-        if FLAGS.verify:
-            if FLAGS.arch or FLAGS.preset:
-                raise ValueError("--verify reads the arch from the file's sidecar; drop --arch/--preset")
-        elif bool(FLAGS.arch) == bool(FLAGS.preset) and not FLAGS.model:
-            raise ValueError("give exactly one of --arch (JSON file or inline JSON) and --preset (max|min)")
+        check_flags(modes)
         settings = [settings_for(m) for m in modes]
-        if FLAGS.model:
-            return export_model(settings)
         arch = read_arch_flag(FLAGS.arch) if FLAGS.arch else None
+        checked_verify = verify_settings(FLAGS.verify) if FLAGS.verify else None
+        if FLAGS.model:
+            return export_model(settings, checked_verify)
         supernet, info, spec, source = load_supernet_flags()
         if arch is not None:
             arch = arch_in_space(arch, supernet.space)
         if FLAGS.resolution is not None and FLAGS.resolution not in supernet.space.resolutions:
             raise ValueError(f"--resolution={FLAGS.resolution} is not one of the space's resolutions")
-        from ofa_tf.export.exporter import SubnetExporter, check_outputs, output_paths
+        from ofa_tf.export.exporter import SubnetExporter
 
         if arch is None and not FLAGS.verify:
             arch = supernet.space.largest() if FLAGS.preset == "max" else supernet.space.smallest()
         if arch is not None:   # fail on an unwritable or existing output before the slow part
             arch = supernet.space.arch(arch, FLAGS.resolution)
-            for s in settings:
-                check_outputs(FLAGS.out_dir, output_paths(supernet.space, arch, arch.resolution,
-                                                          FLAGS.out_dir, s), s.overwrite)
+            check_all_outputs(supernet.space, arch, settings, source)
         data, info = load_data(spec, info)
-
-        return run_exports(SubnetExporter(supernet, info, data, source=source), arch, settings)
-    except ExportCheckError as err:
-        print(f"error: verification failed, nothing written: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_exports(SubnetExporter(supernet, info, data, source=source), arch, settings, checked_verify)
 
 
-def export_model(settings) -> int:
+def check_all_outputs(space, arch, settings, source) -> None:
+    """Fail on an unwritable or existing output before the slow part (a finished export of the
+    same settings is kept, an interrupted one's leftovers are replaced later)."""
+    from ofa_tf.export.exporter import check_outputs, output_paths
+    from ofa_tf.export.resume import is_finished
+
+    for s in settings:
+        paths = output_paths(space, arch, arch.resolution, FLAGS.out_dir, s)
+        finished = is_finished(paths, arch, arch.resolution, s, source)
+        check_outputs(FLAGS.out_dir, {} if finished or not os.path.exists(paths["sidecar"]) else paths,
+                      s.overwrite)
+
+
+def export_model(settings, checked_verify) -> int:
     """--model: check the outputs, then load the data set the model was trained on (or
     --dataset) and export or verify."""
     from ofa_tf.artifacts import load_data_source
-    from ofa_tf.export.exporter import check_outputs, output_paths
 
     exporter, meta = load_model_flags()
-    arch, resolution = exporter.resolve()
+    arch, _ = exporter.resolve()
     if not FLAGS.verify:
-        for s in settings:
-            check_outputs(FLAGS.out_dir, output_paths(exporter.space, arch, resolution, FLAGS.out_dir, s),
-                          s.overwrite)
+        check_all_outputs(exporter.space, arch, settings, exporter.source)
     exporter.data = load_data_source(os.path.dirname(meta["_path"]), exporter.info,
                                      FLAGS.dataset or meta.get("dataset"),
                                      FLAGS.data_dir or meta.get("data_dir"))
-    return run_exports(exporter, arch, settings)
+    return run_exports(exporter, arch, settings, checked_verify)
 
 
-def run_exports(exporter, arch, settings) -> int:
-    if FLAGS.verify:
-        report = exporter.verify_file(FLAGS.verify)
-        v = report["verification"]
-        print(f"{FLAGS.verify}: OK ({report['mode']}, {v['n']} images: max |Δoutput| "
-              f"{v['max_abs_diff']:.2g}, top-1 agreement {100 * v['top1_agreement']:.1f} %)")
-        return 0
-    for s in settings:
-        print(format_result(exporter.export(arch, FLAGS.out_dir, s, image_size=FLAGS.resolution)), flush=True)
+def run_exports(exporter, arch, settings, checked_verify) -> int:
+    """Verify --verify, or export each mode (keeping finished exports of the same settings)."""
+    from ofa_tf.errors import CheckFailed, user_input
+    from ofa_tf.export.resume import export_or_keep
+    from ofa_tf.export.verify import ExportCheckError
+
+    try:
+        if FLAGS.verify:
+            with user_input():
+                report = exporter.verify_file(FLAGS.verify, checked_verify)
+            v = report["verification"]
+            print(f"{FLAGS.verify}: OK ({report['mode']}, {v['n']} images: max |Δoutput| "
+                  f"{v['max_abs_diff']:.2g}, top-1 agreement {100 * v['top1_agreement']:.1f} %)")
+            return 0
+        for s in settings:
+            with user_input():   # an existing output (without --overwrite) is refused here
+                result, path = export_or_keep(exporter, arch, FLAGS.out_dir, s, image_size=FLAGS.resolution)
+            print(format_result(result) if result is not None
+                  else f"{path}\n  {s.mode}: already exported with the same settings; kept", flush=True)
+    except ExportCheckError as err:
+        raise CheckFailed(f"verification failed, nothing written: {err}") from None
     return 0
 
 
 def run():
     from ofa_tf.cli import run_absl_main
 
-    run_absl_main(main)
+    run_absl_main(main, define_flags)
 
 
 if __name__ == "__main__":

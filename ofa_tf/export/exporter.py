@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import tempfile
 from typing import Mapping
 
@@ -27,7 +26,8 @@ from ofa_tf.arch.complexity import profile_arch
 from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.arch.value import Arch
-from ofa_tf.artifacts import atomic_save, atomic_write_bytes, atomic_write_text, read_versioned_json
+from ofa_tf.artifacts import read_versioned_json
+from ofa_tf.atomic_files import atomic_save, atomic_save_dir, atomic_write_bytes, atomic_write_text
 from ofa_tf.data import DatasetInfo, ImageSource
 from ofa_tf.evaluation import BNRecalibrator, activated_subnet
 from ofa_tf.export import converter, metadata, verify
@@ -125,21 +125,6 @@ def check_outputs(out_dir: str, paths: Mapping, overwrite: bool) -> None:
         existing = [p for p in paths if os.path.exists(p)]
         if existing:
             raise FileExistsError(f"{existing[0]} already exists (pass overwrite / --overwrite to replace it)")
-
-
-def _replace_dir(build, path: str) -> None:
-    """Build a directory under a temporary name with ``build(tmp_path)``, then swap it in."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    old = f"{path}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        build(tmp)
-        if os.path.exists(path):
-            os.replace(path, old)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _images(dataset, limit: int):
@@ -285,8 +270,8 @@ class SubnetExporter:
             atomic_save(paths["keras"], keras_model.save, suffix=".keras")
             result.extra_paths.append(paths["keras"])
         if settings.save_saved_model:
-            _replace_dir(lambda tmp: keras_model.export(tmp, format="tf_saved_model", verbose=False),
-                         paths["saved_model"])
+            atomic_save_dir(paths["saved_model"],
+                            lambda tmp: keras_model.export(tmp, format="tf_saved_model", verbose=False))
             result.extra_paths.append(paths["saved_model"])
         atomic_write_bytes(paths["tflite"], tflite)
         atomic_write_text(paths["sidecar"], json.dumps(self._sidecar(result, settings), indent=2))

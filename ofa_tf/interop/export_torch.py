@@ -11,7 +11,6 @@ it when it is built with the same width, kernel, expand and depth lists.
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,8 +25,12 @@ def export_reference_checkpoint(supernet_dir: str, out_path: str, overwrite: boo
     from ofa_tf.interop.reference_mapping import reference_state_dict
     from ofa_tf.interop.torch_checkpoint import require_torch, write_state_dict
 
+    from ofa_tf.errors import RefusedOverwrite
+
+    if os.path.isdir(out_path):
+        raise ValueError(f"--out={out_path} is a directory; --out is the .pth file to write")
     if os.path.exists(out_path) and not overwrite:
-        raise ValueError(f"{out_path} exists; pass --overwrite to replace it")
+        raise RefusedOverwrite(f"{out_path} exists; pass --overwrite to replace it")
     require_torch()  # fail before the slow load when torch is missing
     net, _, _ = load_supernet(supernet_dir)
     state_dict = reference_state_dict(net)
@@ -36,11 +39,10 @@ def export_reference_checkpoint(supernet_dir: str, out_path: str, overwrite: boo
 
 
 def main(argv):
-    try:
+    from ofa_tf.errors import user_input
+
+    with user_input():
         n_tensors = export_reference_checkpoint(FLAGS.supernet, FLAGS.out, FLAGS.overwrite)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     print(f"Wrote {n_tensors} tensors in the reference's layout to {FLAGS.out}")
     return 0
 
@@ -56,8 +58,7 @@ def define_flags():
 def run():
     from ofa_tf.cli import run_absl_main
 
-    define_flags()
-    run_absl_main(main)
+    run_absl_main(main, define_flags)
 
 
 if __name__ == "__main__":

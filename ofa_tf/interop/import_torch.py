@@ -13,7 +13,6 @@ tensor is named in the error.
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -53,18 +52,25 @@ def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float
                                 overwrite: bool = False):
     """Read ``checkpoint``, load it into a new OFA-MobileNetV3 supernet and save it to ``out_dir``.
     Returns ``(supernet, path of supernet.json)``."""
-    check_checkpoint_exists(checkpoint)  # before TensorFlow loads, so a wrong path fails fast
+    # Inputs and the output are checked before TensorFlow loads and the checkpoint is read.
+    from ofa_tf.artifacts import META_NAME, WEIGHTS_NAME
+    from ofa_tf.errors import RefusedOverwrite
+
+    check_checkpoint_exists(checkpoint)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out={out_dir} is a file; --out takes a directory (it gets {WEIGHTS_NAME} "
+                         f"and {META_NAME})")
+    # supernet.json is written last: weights without it are an interrupted import's, replaced.
+    if os.path.exists(os.path.join(out_dir, META_NAME)) and not overwrite:
+        raise RefusedOverwrite(f"{out_dir} already holds a supernet ({META_NAME}, {WEIGHTS_NAME}); pass "
+                               "--overwrite to replace it or choose another --out")
+    if width_mult is not None and width_mult <= 0:
+        raise ValueError(f"--width_mult must be positive, got {width_mult}")
     from ofa_tf.arch.space import SearchSpace
-    from ofa_tf.artifacts import META_NAME, WEIGHTS_NAME, save_supernet
+    from ofa_tf.artifacts import save_supernet
     from ofa_tf.interop.reference_mapping import checkpoint_width_mult, load_reference_state_dict
     from ofa_tf.networks import family_of
 
-    existing = [n for n in (META_NAME, WEIGHTS_NAME) if os.path.exists(os.path.join(out_dir, n))]
-    if existing and not overwrite:
-        raise ValueError(f"{out_dir} already holds a supernet ({', '.join(existing)}); pass --overwrite "
-                         "to replace it or choose another --out")
-    if width_mult is not None and width_mult <= 0:
-        raise ValueError(f"--width_mult must be positive, got {width_mult}")
     state_dict = read_state_dict(checkpoint)
     released = release_width_mult(checkpoint)
     if width_mult is None:
@@ -85,16 +91,14 @@ def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float
 
 
 def main(argv):
+    from ofa_tf.errors import BadInput, user_input
+
     if FLAGS.out.endswith(".h5"):
-        print(f"error: --out takes a directory (it gets supernet.weights.h5 and supernet.json), "
-              f"got {FLAGS.out!r}", file=sys.stderr)
-        return 2
-    try:
+        raise BadInput(f"--out takes a directory (it gets supernet.weights.h5 and supernet.json), "
+                       f"got {FLAGS.out!r}")
+    with user_input():   # reading and checking the checkpoint; the conversion itself is not input
         net, meta_path = import_reference_checkpoint(FLAGS.checkpoint, FLAGS.out, FLAGS.width_mult,
                                                      FLAGS.overwrite)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     n_weights = sum(int(v.numpy().size) for v in net.weights if "float" in str(v.dtype))
     print(f"Imported {FLAGS.checkpoint} ({n_weights:,} values, width_mult {net.space.width_mult:g}, "
           f"{net.n_classes} classes) -> {os.path.dirname(meta_path)}")
@@ -115,8 +119,7 @@ def define_flags():
 def run():
     from ofa_tf.cli import run_absl_main
 
-    define_flags()
-    run_absl_main(main)
+    run_absl_main(main, define_flags)
 
 
 if __name__ == "__main__":

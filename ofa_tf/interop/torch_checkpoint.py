@@ -8,11 +8,12 @@ so a checkpoint cannot run code on this machine.
 from __future__ import annotations
 
 import os
+import re
 from typing import Mapping
 
 import numpy as np
 
-from ofa_tf.artifacts import atomic_save
+from ofa_tf.atomic_files import atomic_save
 
 # The reference's released OFA-MobileNetV3 supernets (ofa/model_zoo.py) and their widths.
 RELEASES = {"ofa_mbv3_d234_e346_k357_w1.0": 1.0, "ofa_mbv3_d234_e346_k357_w1.2": 1.2}
@@ -58,9 +59,8 @@ def read_state_dict(path: str) -> dict:
     torch = require_torch()
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises pickle, zip and runtime errors alike
-        raise ValueError(f"cannot read {path!r} with torch.load(weights_only=True): "
-                         f"{str(err).splitlines()[0]}") from None
+    except Exception as err:  # torch raises pickle, zip, key and runtime errors alike
+        raise ValueError(f"cannot read {path!r} as a PyTorch checkpoint: {_load_failure(err)}") from None
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not loaded:
@@ -71,6 +71,21 @@ def read_state_dict(path: str) -> dict:
             raise ValueError(f"{path!r}: state_dict entry {key!r} is a {type(value).__name__}, not a tensor")
         out[str(key)] = value.detach().cpu().numpy()
     return out
+
+
+def _load_failure(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one line, without torch's advice to load
+    with ``weights_only=False`` (which would let the file run code)."""
+    text = str(err)
+    if "Weights only load failed" in text:
+        found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global|\n|$)", text)
+        return ("it holds Python objects besides tensors and plain containers"
+                + (f" ({found.group(1).strip()})" if found else "")
+                + ", which this tool does not load")
+    if isinstance(err, EOFError) or not text.strip():
+        return "the file is empty or cut short"
+    first = next(line.strip() for line in text.splitlines() if line.strip())
+    return f"not a torch.save file ({type(err).__name__}: {first[:200]})"
 
 
 def write_state_dict(state_dict: Mapping, path: str) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.arch.value import arch_to_json
+from ofa_tf.atomic_files import append_line
 from ofa_tf.nas.encoding import arch_encoder
 
 # Which images a record's accuracy was measured on (see ofa_tf.nas.subnet_measurement).
@@ -83,10 +84,5 @@ class AccuracyDataset:
     def append(self, record: Mapping) -> None:
         """Add one record and make it durable before returning."""
         key = arch_to_json(record["arch"])
-        line = json.dumps(dict(record)) + "\n"
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.path, json.dumps(dict(record)))
         self.records[key] = dict(record)

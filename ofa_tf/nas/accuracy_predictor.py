@@ -22,7 +22,7 @@ import numpy as np
 from scipy import stats
 
 from ofa_tf.arch.space import SearchSpace
-from ofa_tf.artifacts import atomic_save, atomic_write_text
+from ofa_tf.atomic_files import atomic_save, atomic_write_text
 from ofa_tf.nas.encoding import ArchBatch, arch_encoder
 
 HIDDEN_SIZE, N_LAYERS = 400, 3

@@ -23,31 +23,35 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
+from ofa_tf.cli import run_absl_main  # noqa: E402
+from ofa_tf.errors import user_input  # noqa: E402
 from ofa_tf.nas.accuracy_dataset import EVAL_SPLITS  # noqa: E402 (no TensorFlow: it loads after the re-exec)
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("workdir", None, "Workdir of a trained supernet (holds supernet.json).")
-flags.DEFINE_integer("n", 2000, "How many distinct subnets to have measured in all.")
-flags.DEFINE_string("output", None, "JSONL of measured subnets (default <workdir>/nas/accuracy.jsonl).")
-flags.DEFINE_string("predictor", None,
-                    "Where to save the accuracy predictor (default <workdir>/nas/accuracy_predictor.keras).")
-flags.DEFINE_bool("train_predictor", True, "Train the accuracy predictor on the measured subnets at the end.")
-flags.DEFINE_enum("eval_split", "val_even", EVAL_SPLITS,
-                  "Images to measure top-1 on: val_even / val_odd (alternate halves of the validation "
-                  "split), val (all of it), train (the training split, evaluation preprocessing).")
-flags.DEFINE_integer("eval_images", 0, "Use only the first this many images of --eval_split (0: all).")
-flags.DEFINE_string("dataset", None, "Data set (default: the one the supernet was trained on, from "
-                    "<workdir>/config.json): demo, folder, tfds:NAME.")
-flags.DEFINE_string("data_dir", None, "Root of a 'folder' data set, or TFDS data_dir.")
-flags.DEFINE_integer("n_calibration_images", 2000, "Training images for each subnet's BN recalibration.")
-flags.DEFINE_integer("calibration_batch_size", 200, "Batch size of BN recalibration.")
-flags.DEFINE_integer("eval_batch_size", 500, "Batch size of evaluation.")
-flags.DEFINE_integer("seed", 0, "Seed of the subnet sample and of the predictor's train/validation split.")
-flags.DEFINE_float("val_fraction", 0.2, "Share of measured subnets held out to validate the predictor.")
-flags.DEFINE_integer("epochs", 300, "Maximum epochs of predictor training (early stopping on the held-out part).")
-flags.mark_flag_as_required("workdir")
+
+def define_flags() -> None:
+    """The CLI's flags, defined when it runs (importing this module defines none)."""
+    from ofa_tf import cli_flags
+
+    cli_flags.define_workdir_flag("Workdir of a trained supernet (holds supernet.json).")
+    cli_flags.define_data_flags("Data set (default: the one the supernet was trained on, from "
+                                "<workdir>/config.json): demo, folder, tfds:NAME.")
+    cli_flags.define_calibration_flags(help_suffix=", for each subnet")
+    cli_flags.define_seed_flag("Seed of the subnet sample and of the predictor's train/validation split.")
+    flags.DEFINE_integer("n", 2000, "How many distinct subnets to have measured in all.")
+    flags.DEFINE_string("output", None, "JSONL of measured subnets (default <workdir>/nas/accuracy.jsonl).")
+    flags.DEFINE_string("predictor", None,
+                        "Where to save the accuracy predictor (default <workdir>/nas/accuracy_predictor.keras).")
+    flags.DEFINE_bool("train_predictor", True, "Train the accuracy predictor on the measured subnets at the end.")
+    flags.DEFINE_enum("eval_split", "val_even", EVAL_SPLITS,
+                      "Images to measure top-1 on: val_even / val_odd (alternate halves of the validation "
+                      "split), val (all of it), train (the training split, evaluation preprocessing).")
+    flags.DEFINE_integer("eval_images", 0, "Use only the first this many images of --eval_split (0: all).")
+    flags.DEFINE_integer("eval_batch_size", 500, "Batch size of evaluation.")
+    flags.DEFINE_float("val_fraction", 0.2, "Share of measured subnets held out to validate the predictor.")
+    flags.DEFINE_integer("epochs", 300, "Maximum epochs of predictor training (early stopping on the "
+                         "held-out part).")
 
 
 def train_predictor(space, dataset, path: str, val_fraction: float, epochs: int, seed: int):
@@ -67,20 +71,27 @@ def train_predictor(space, dataset, path: str, val_fraction: float, epochs: int,
 
 
 def collect_and_train() -> None:
-    if FLAGS.n < 1:
-        raise ValueError(f"--n must be >= 1, got {FLAGS.n}")
-    from ofa_tf.artifacts import load_supernet, read_supernet_meta
+    from ofa_tf.artifacts import load_data_source, load_supernet, read_supernet_meta
     from ofa_tf.nas.accuracy_dataset import AccuracyDataset, sample_distinct_archs, workdir_paths
-    from ofa_tf.artifacts import load_data_source
+
+    with user_input():
+        if FLAGS.n < 1:
+            raise ValueError(f"--n must be >= 1, got {FLAGS.n}")
+        paths = workdir_paths(FLAGS.workdir)
+        read_supernet_meta(FLAGS.workdir)  # clear error before the slow imports and data loading
+        held_out = int(round(FLAGS.n * FLAGS.val_fraction))
+        if FLAGS.train_predictor and (held_out < 2 or FLAGS.n - held_out < 2):
+            raise ValueError(f"--n={FLAGS.n} with --val_fraction={FLAGS.val_fraction:g} holds out {held_out} "
+                             f"subnets; the predictor needs at least 2 to train on and 2 held out (raise --n, "
+                             "or pass --train_predictor=false)")
+        dataset = AccuracyDataset(FLAGS.output or paths["accuracy"])
+        supernet, info, _ = load_supernet(FLAGS.workdir)
+        archs = sample_distinct_archs(supernet.space, FLAGS.n, FLAGS.seed)
+        todo = any(a not in dataset for a in archs)
+        source = load_data_source(FLAGS.workdir, info, FLAGS.dataset, FLAGS.data_dir) if todo else None
     from ofa_tf.nas.subnet_measurement import collect, make_validator
 
-    paths = workdir_paths(FLAGS.workdir)
-    read_supernet_meta(FLAGS.workdir)  # clear error before the slow imports and data loading
-    dataset = AccuracyDataset(FLAGS.output or paths["accuracy"])
-    supernet, info, _ = load_supernet(FLAGS.workdir)
-    archs = sample_distinct_archs(supernet.space, FLAGS.n, FLAGS.seed)
-    if any(a not in dataset for a in archs):
-        source = load_data_source(FLAGS.workdir, info, FLAGS.dataset, FLAGS.data_dir)
+    if todo:
         validator = make_validator(supernet, source, FLAGS.eval_split, eval_images=FLAGS.eval_images,
                                    n_calibration_images=FLAGS.n_calibration_images,
                                    calibration_batch_size=FLAGS.calibration_batch_size,
@@ -95,8 +106,8 @@ def collect_and_train() -> None:
 
 def main(argv):
     del argv  # run_absl_main refuses positional arguments
-    return exit_code_of(collect_and_train)
+    collect_and_train()
 
 
 if __name__ == "__main__":
-    run_absl_main(main)
+    run_absl_main(main, define_flags)

@@ -34,7 +34,7 @@ from typing import Mapping
 import yaml
 
 from ofa_tf.arch.layout import ActiveBlock, ConvSpec, Layout, conv_output_size
-from ofa_tf.artifacts import atomic_write_text
+from ofa_tf.atomic_files import atomic_write_text
 
 # What an entry keeps: ours write ``var``, the reference's Note10 tables ``std``.
 ENTRY_FIELDS = ("count", "mean", "var", "std")

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ofa_tf.artifacts import atomic_save
+from ofa_tf.atomic_files import atomic_save
 from ofa_tf.nas.evolution import SearchResult
 
 

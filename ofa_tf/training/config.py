@@ -14,12 +14,14 @@ import json
 import os
 
 from ofa_tf.arch.space import PRESETS, SearchSpace
-from ofa_tf.artifacts import atomic_write_text
-from ofa_tf.training.phases import PHASE_NAMES
+from ofa_tf.atomic_files import atomic_write_text
+from ofa_tf.errors import short_json
+from ofa_tf.training.phases import PHASE_NAMES, progressive_shrinking_phases
 
 SPACE_PRESETS = tuple(PRESETS)
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 CONFIG_NAME = "config.json"
+DONE_NAME = "done.json"        # <workdir>/<phase>/done.json marks a finished phase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +120,36 @@ class TrainConfig:
         return json.loads(json.dumps(out))
 
 
+def check_run_inputs(config: TrainConfig) -> None:
+    """Refuse, before anything is created, a run that would fail later: a workdir that is a
+    file, an --init_weights that is not a weights file, or phases whose start weights or
+    teacher neither the workdir nor this run provides."""
+    workdir = config.workdir
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ValueError(f"--workdir={workdir} is a file, not a directory")
+    if config.init_weights is not None:
+        if not os.path.isfile(config.init_weights):
+            raise FileNotFoundError(f"--init_weights={config.init_weights}: no such file")
+        import h5py
+
+        if not h5py.is_hdf5(config.init_weights):
+            raise ValueError(f"--init_weights={config.init_weights} is not a .weights.h5 file (not HDF5)")
+    done = {name for name in PHASE_NAMES if os.path.exists(os.path.join(workdir, name, DONE_NAME))}
+    phases = progressive_shrinking_phases(config.search_space())
+    for name in config.phases:
+        if name in done:
+            continue
+        earlier = [p for p in PHASE_NAMES[: PHASE_NAMES.index(name)] if p in done]
+        if name != "teacher" and not earlier and not config.init_weights:
+            raise ValueError(f"phase {name!r} starts from the weights of an earlier phase, but {workdir} "
+                             "has no finished phase before it; run the earlier phases first (e.g. "
+                             "--phases=teacher,...) or pass --init_weights")
+        if phases[name].use_kd and config.kd_ratio and "teacher" not in done:
+            raise ValueError(f"phase {name!r} distils from the teacher, but {workdir} has no finished "
+                             "'teacher' phase; run it first or pass --kd_ratio=0")
+        done.add(name)
+
+
 def check_workdir_config(workdir: str, bound: dict) -> None:
     """Record ``bound`` in a new workdir, or refuse a workdir that was made with other values."""
     path = os.path.join(workdir, CONFIG_NAME)
@@ -132,12 +164,7 @@ def check_workdir_config(workdir: str, bound: dict) -> None:
             raise ValueError(f"{path} is not valid JSON ({err}); is {workdir} an ofa_tf workdir?") from None
     differing = sorted(k for k in set(stored) | set(bound) if stored.get(k) != bound.get(k))
     if differing:
-        details = ", ".join(f"{k}: workdir has {_short(stored.get(k))}, now {_short(bound.get(k))}"
+        details = ", ".join(f"{k}: workdir has {short_json(stored.get(k))}, now {short_json(bound.get(k))}"
                             for k in differing)
         raise ValueError(f"workdir {workdir} was created by a different run ({details}). "
                          "Use a new --workdir, or rerun with the workdir's settings.")
-
-
-def _short(value, limit=60) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

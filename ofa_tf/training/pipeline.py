@@ -26,18 +26,18 @@ import keras
 import tensorflow as tf
 
 from ofa_tf.arch.complexity import profile_arch
-from ofa_tf.artifacts import atomic_write_text, save_supernet
+from ofa_tf.artifacts import save_supernet
+from ofa_tf.atomic_files import atomic_write_text, write_done
 from ofa_tf.data import load_dataset
+from ofa_tf.errors import BadInput
 from ofa_tf.evaluation import SubnetValidator
 from ofa_tf.networks import family_of
-from ofa_tf.training.config import TrainConfig, check_workdir_config
+from ofa_tf.training.config import DONE_NAME, TrainConfig, check_run_inputs, check_workdir_config
 from ofa_tf.training.optimizer import ReferenceSGD
 from ofa_tf.training.phases import (PHASE_NAMES, Phase, phase_validation_archs,
                                     progressive_shrinking_phases)
 from ofa_tf.training.schedule import WarmupCosineDecay
 from ofa_tf.training.trainer import OFATrainer
-
-DONE_NAME = "done.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +147,7 @@ class _PhaseRun:
         return int(self.optimizer.iterations.numpy())
 
     def save(self):
-        self.manager.save(checkpoint_number=self.step)
+        write_done(self.manager.save(checkpoint_number=self.step))
 
     def start(self) -> str:
         """Restore the phase's last checkpoint, or set up its initial state and checkpoint it."""
@@ -215,6 +215,7 @@ class ProgressiveShrinking:
 
     def __init__(self, config: TrainConfig):
         self.config = config
+        check_run_inputs(config)
         # Weight initialization (Keras' global seed) follows --seed too, so a run is repeatable.
         keras.utils.set_random_seed(config.seed)
         self.strategy = make_strategy(config.strategy)
@@ -271,7 +272,12 @@ class ProgressiveShrinking:
             self._restore_model(self.supernet, earlier[-1])
             return f"started from phase {earlier[-1]!r}"
         if self.config.init_weights:
-            self.supernet.load_weights(self.config.init_weights)
+            try:
+                self.supernet.load_weights(self.config.init_weights)
+            except (ValueError, KeyError) as err:
+                raise BadInput(f"--init_weights={self.config.init_weights} does not fit this run's "
+                               f"supernet (space {self.config.space!r}, {self.info.num_classes} classes): "
+                               + " ".join(str(err).split())[:300]) from None
             return f"started from {self.config.init_weights}"
         if phase.name != "teacher":
             raise ValueError(f"phase {phase.name!r} starts from the weights of an earlier phase, but "
