@@ -268,11 +268,11 @@ def test_cli_reports_device_problems_in_one_line(fake_adb, files, tmp_path):
     env = {**os.environ, "PYTHONPATH": repo, "OFA_TF_ALLOCATOR": "system"}
     done = subprocess.run([sys.executable, "-m", "android_bench.build_lut", "--backend=adb",
                            f"--benchmark_binary={binary}", "--resolutions=32", "--space=tiny",
-                           f"--out={tmp_path / 't.yaml'}"], capture_output=True, text=True, env=env, timeout=120)
+                           f"--out={tmp_path / 'table'}"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == ("error: device R58M123 is unauthorized: accept the USB "
                                                     "debugging prompt on the phone, then retry")
-    assert "Traceback" not in done.stderr and not (tmp_path / "t.yaml").exists()
+    assert "Traceback" not in done.stderr and not (tmp_path / "table").exists()
     done = subprocess.run([sys.executable, "-m", "android_bench.validate", "--backend=adb",
                            f"--table={tmp_path / 'none.yaml'}"], capture_output=True, text=True, env=env,
                           timeout=120)

@@ -158,23 +158,24 @@ def space_json(tmp_path_factory):
 def lut_reference(cli_runner, space_json, tmp_path_factory):
     """build_lut under faults; its reference table feeds the validate scenario."""
     root = tmp_path_factory.mktemp("build_lut")
-    scenario = Scenario("android_bench.build_lut", [*HOST_BENCH, "--resolutions=32", "--out=t.yaml"],
-                        ["after:t\\.yaml\\.meta\\.json$", "during:^t\\.yaml$"],
-                        setup=lambda d: shutil.copy(space_json, d), measured=("t.yaml",))
+    scenario = Scenario("android_bench.build_lut", [*HOST_BENCH, "--resolutions=32", "--out=t"],
+                        ["after:^t\\.meta\\.json$", "during:^32_lookup_table\\.yaml$"],
+                        setup=lambda d: shutil.copy(space_json, d), measured=("lookup_table.yaml", "t.meta.json"))
     run_with_faults(cli_runner, scenario, str(root / "reference"), str(root / "faults"), "build_lut (host)")
     return root / "reference"
 
 
 def test_build_lut_host(lut_reference):
-    assert (lut_reference / "t.yaml").exists()
+    assert (lut_reference / "t" / "32_lookup_table.yaml").exists()
 
 
 def test_validate(cli_runner, lut_reference, tmp_path):
     def setup(directory):
-        for name in ("space.json", "t.yaml", "t.yaml.meta.json"):
+        for name in ("space.json", "t.meta.json"):
             shutil.copy(lut_reference / name, directory)
+        shutil.copytree(lut_reference / "t", os.path.join(directory, "t"))
 
-    scenario = Scenario("android_bench.validate", [*HOST_BENCH, "--table=t.yaml", "--n=3", "--out_dir=v"],
+    scenario = Scenario("android_bench.validate", [*HOST_BENCH, "--table=t", "--n=3", "--out_dir=v"],
                         ["after:^measurements\\.jsonl$", "during:^report\\.md$"],
                         setup=setup, measured=("measurements.jsonl", "report", "latency_scatter"))
     run_with_faults(cli_runner, scenario, str(tmp_path / "reference"), str(tmp_path / "faults"), "validate")

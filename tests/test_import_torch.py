@@ -181,7 +181,7 @@ def test_import_checkpoint_file_gives_a_loadable_workdir(torch, imported_pair, i
     x = smooth_images(np.random.default_rng(3), 2, 128)
     got = net(np.transpose(x, (0, 2, 3, 1)), training=False).numpy()
     assert np.abs(got - reference_logits(torch, ref, arch, x)).max() <= 1e-4
-    with pytest.raises(ValueError, match="already holds a supernet"):
+    with pytest.raises(FileExistsError, match="already holds a supernet"):
         import_reference_checkpoint(str(checkpoint), str(out))
 
 
@@ -199,7 +199,7 @@ def test_export_torch_writes_a_checkpoint_that_imports_back(torch, tiny_net, tin
     load_reference_state_dict(other, state)
     for a, b in zip(reference_links(tiny_net), reference_links(other)):
         np.testing.assert_array_equal(a.variable.numpy(), b.variable.numpy(), err_msg=a.name)
-    with pytest.raises(ValueError, match="exists; pass --overwrite"):
+    with pytest.raises(FileExistsError, match="exists; pass --overwrite"):
         export_reference_checkpoint(str(tmp_path / "run"), str(tmp_path / "tiny.pth"))
 
 

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from ofa_tf.cli import exit_code_of, run_absl_main  # noqa: E402
+from ofa_tf.cli import run_absl_main  # noqa: E402
 
 FLAGS = flags.FLAGS
 PREDICTOR_NAME = "accuracy_predictor.keras"
@@ -124,20 +124,24 @@ def predictor_from_state_dict(state_dict, space, checkpoint: str = "the checkpoi
 
 
 def import_predictor(checkpoint: str, space_name: str, out_dir: str, overwrite: bool = False) -> str:
-    """Read, check and convert ``checkpoint``; write it to ``out_dir``. Returns the .keras path."""
-    from ofa_tf.interop.torch_checkpoint import check_checkpoint_exists, read_state_dict
+    """Read, check and convert ``checkpoint``; write it to ``out_dir``. Returns the .keras path.
+    Every check (file, space, output, tensors) comes before anything is written."""
     from ofa_tf.arch.space import SearchSpace
+    from ofa_tf.errors import RefusedOverwrite, user_input
+    from ofa_tf.interop.torch_checkpoint import check_checkpoint_exists, read_state_dict
 
-    check_checkpoint_exists(checkpoint)
-    space = SearchSpace.preset(space_name)
-    if os.path.isfile(out_dir) or out_dir.endswith(".keras"):
-        raise ValueError(f"--out takes a directory (it gets {PREDICTOR_NAME} and its .json), got {out_dir!r}")
-    path = os.path.join(out_dir, PREDICTOR_NAME)
-    existing = [p for p in (path, path + ".json") if os.path.exists(p)]
-    if existing and not overwrite:
-        raise ValueError(f"{existing[0]} exists; pass --overwrite to replace it or choose another --out")
-    predictor = predictor_from_state_dict(read_state_dict(checkpoint), space, checkpoint)
-    predictor.save(path)
+    with user_input():
+        check_checkpoint_exists(checkpoint)
+        space = SearchSpace.preset(space_name)
+        if os.path.isfile(out_dir) or out_dir.endswith(".keras"):
+            raise ValueError(f"--out takes a directory (it gets {PREDICTOR_NAME} and its .json), got {out_dir!r}")
+        path = os.path.join(out_dir, PREDICTOR_NAME)
+        existing = [p for p in (path, path + ".json") if os.path.exists(p)]
+        if existing and not overwrite:
+            raise RefusedOverwrite(f"{existing[0]} exists; pass --overwrite to replace it or choose another --out")
+        state_dict = read_state_dict(checkpoint)
+        checkpoint_format(state_dict, space, checkpoint)
+    predictor_from_state_dict(state_dict, space, checkpoint).save(path)
     return path
 
 
@@ -160,9 +164,9 @@ def import_from_flags() -> None:
 
 def main(argv):
     del argv  # run_absl_main refuses positional arguments
-    return exit_code_of(import_from_flags)
+    import_from_flags()
+    return 0
 
 
 if __name__ == "__main__":
-    define_flags()
-    run_absl_main(main)
+    run_absl_main(main, define_flags)
