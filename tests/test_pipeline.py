@@ -101,15 +101,22 @@ def test_workdir_from_another_run_is_refused(tmp_path):
     with pytest.raises(ValueError, match="global_batch_size"):
         ProgressiveShrinking(TrainConfig(workdir=workdir, phases=("teacher",), **{**FAST, "batch_size": 16}))
     # What does not change the training may change.
-    ProgressiveShrinking(TrainConfig(workdir=workdir, phases=("kernel",), **{**FAST, "verbose": 2}))
+    ProgressiveShrinking(TrainConfig(workdir=workdir, phases=("teacher",), **{**FAST, "verbose": 2}))
 
 
 def test_phase_without_its_prerequisites_is_one_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="no finished 'teacher' phase"):
-        ProgressiveShrinking(TrainConfig(workdir=str(tmp_path / "a"), phases=("kernel",), **FAST)).run()
+    """Refused before the workdir is created: no start weights, or no teacher to distil from."""
+    import h5py
+
     with pytest.raises(ValueError, match="no finished phase before it"):
-        ProgressiveShrinking(TrainConfig(workdir=str(tmp_path / "b"), phases=("kernel",), kd_ratio=0.0,
+        ProgressiveShrinking(TrainConfig(workdir=str(tmp_path / "a"), phases=("kernel",), kd_ratio=0.0,
                                          **FAST)).run()
+    init = str(tmp_path / "init.weights.h5")
+    h5py.File(init, "w").close()
+    with pytest.raises(ValueError, match="no finished 'teacher' phase"):
+        ProgressiveShrinking(TrainConfig(workdir=str(tmp_path / "b"), phases=("kernel",), init_weights=init,
+                                         **FAST)).run()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize("changes, message", [
