@@ -62,8 +62,11 @@ class ElasticBatchNormalization(keras.layers.Layer):
         batch_variance = batch_variance * (n - 1.0) / tf.maximum(n, 1.0)
         factor = tf.cast(self._recalibration_factor, batch_mean.dtype)
         for var, batch in ((self.moving_mean, batch_mean), (self.moving_variance, batch_variance)):
+            # (1 - f) * old + f * batch, not old + f * (batch - old): with f = 1 (the first batch)
+            # the old value drops out exactly, so a subnet's statistics do not depend on which
+            # subnet was calibrated before it (a resumed collect equals an uninterrupted one).
             old = var[:c]
-            var.assign(tf.concat([old + factor * (batch - old), var[c:]], 0))
+            var.assign(tf.concat([(1.0 - factor) * old + factor * batch, var[c:]], 0))
         return outputs
 
     def active_weights(self, channels):
