@@ -57,6 +57,30 @@ class CliRunner:
         self.process.wait(timeout=60)
 
 
+_SHARED: CliRunner | None = None
+
+
+def shared_runner() -> CliRunner:
+    """The session's one fork server, started on first use (closed by tests/conftest.py)."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = CliRunner()
+    return _SHARED
+
+
+def close_shared_runner() -> None:
+    global _SHARED
+    if _SHARED is not None:
+        _SHARED.close()
+        _SHARED = None
+
+
+def run_cli(module: str, *args: str, cwd=None, env: dict | None = None) -> Run:
+    """``python -m module args`` as a child of the shared fork server (TensorFlow imported once
+    per session, not once per run); the result has ``returncode``, ``stdout`` and ``stderr``."""
+    return shared_runner().run(module, *map(str, args), cwd=cwd or os.getcwd(), env=env)
+
+
 def error_lines(run: Run) -> list[str]:
     return [line for line in run.stderr.splitlines() if line.startswith("error:")]
 

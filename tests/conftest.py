@@ -89,12 +89,16 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="session")
 def cli_runner():
-    """A fork server that runs the project's CLIs as child processes (tests/cli_harness.py)."""
-    from cli_harness import CliRunner
+    """The fork server that runs the project's CLIs as child processes (tests/cli_harness.py)."""
+    from cli_harness import shared_runner
 
-    runner = CliRunner()
-    yield runner
-    runner.close()
+    return shared_runner()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from cli_harness import close_shared_runner
+
+    close_shared_runner()
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ slots) and with resolution, plus a little noise: a predictor that learned it mus
 archs, and bigger budgets must buy higher predicted accuracy.
 """
 
+import functools
+
 import numpy as np
 
 from ofa_tf.arch.layout import build_layout
@@ -22,10 +24,13 @@ def synthetic_accuracy(space, archs, noise=0.003, seed=0):
     return clean + np.random.default_rng(seed).normal(0.0, noise, len(archs))
 
 
-def trained_synthetic_predictor(space, n=800, seed=0, **fit_kwargs):
+@functools.lru_cache(maxsize=None)
+def trained_synthetic_predictor(space, n=800, seed=0):
+    """Trained once per session for each (space, n, seed): the predictor, evolution and search
+    tests read the same one (none of them changes it)."""
     archs = [space.sample(s) for s in range(seed * 100_000, seed * 100_000 + n)]
-    kwargs = {"epochs": 80, "patience": 15, "seed": seed, **fit_kwargs}
-    return AccuracyPredictor.fit(space, archs, synthetic_accuracy(space, archs, seed=seed), **kwargs)
+    return AccuracyPredictor.fit(space, archs, synthetic_accuracy(space, archs, seed=seed), epochs=80,
+                                 patience=15, seed=seed)
 
 
 def made_up_latency_entries(space, n_classes, resolutions, latency=None):

@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 
+from cli_harness import run_cli
 from android_bench.adb import AdbDevice, AdbError, AdbTimeoutError, quote_remote
 from android_bench.benchmark_model import (REMOTE_DIR, BenchmarkModelRunner, BenchmarkOutputError,
                                            parse_benchmark_output)
@@ -264,18 +265,14 @@ def test_cli_reports_device_problems_in_one_line(fake_adb, files, tmp_path):
     set_mode, _ = fake_adb
     binary, _ = files
     set_mode("unauthorized")
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": repo, "OFA_TF_ALLOCATOR": "system"}
-    done = subprocess.run([sys.executable, "-m", "android_bench.build_lut", "--backend=adb",
-                           f"--benchmark_binary={binary}", "--resolutions=32", "--space=tiny",
-                           f"--out={tmp_path / 'table'}"], capture_output=True, text=True, env=env, timeout=120)
+    env = dict(os.environ)   # the fake adb's PATH
+    done = run_cli("android_bench.build_lut", "--backend=adb", f"--benchmark_binary={binary}",
+                   "--resolutions=32", "--space=tiny", f"--out={tmp_path / 'table'}", env=env)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == ("error: device R58M123 is unauthorized: accept the USB "
                                                     "debugging prompt on the phone, then retry")
     assert "Traceback" not in done.stderr and not (tmp_path / "table").exists()
-    done = subprocess.run([sys.executable, "-m", "android_bench.validate", "--backend=adb",
-                           f"--table={tmp_path / 'none.yaml'}"], capture_output=True, text=True, env=env,
-                          timeout=120)
+    done = run_cli("android_bench.validate", "--backend=adb", f"--table={tmp_path / 'none.yaml'}", env=env)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith(
         "error: latency table") and "does not exist" in done.stderr
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from cli_harness import run_cli
 from android_bench.op_models import table_ops
 from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
@@ -54,9 +55,9 @@ def test_op_models_have_the_shapes_their_keys_name():
         assert tuple(model.outputs[0].shape)[1:] == tuple(int(v) for v in shapes[1].split("x")), op.key
 
 
-def _build(space_json, out, *extra):
-    return [sys.executable, "-m", "android_bench.build_lut", "--backend=host", f"--space={space_json}",
-            "--resolutions=56,64", f"--out={out}", "--num_runs=5", "--warmup_runs=1", *extra]
+def _build_args(space_json, out, *extra):
+    return ["--backend=host", f"--space={space_json}", "--resolutions=56,64", f"--out={out}", "--num_runs=5",
+            "--warmup_runs=1", *extra]
 
 
 def test_host_lut_survives_a_kill_and_resumes(tmp_path):
@@ -75,7 +76,8 @@ def test_host_lut_survives_a_kill_and_resumes(tmp_path):
     per_resolution = {r: len(table_ops(layout, [r])) for r in (56, 64)}
     assert n_ops == sum(per_resolution.values()) - 5
 
-    first = subprocess.Popen(_build(space_json, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = subprocess.Popen([sys.executable, "-m", "android_bench.build_lut", *_build_args(space_json, out)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline, kept = time.monotonic() + 240, {}
     while time.monotonic() < deadline and first.poll() is None:
         if first_table.exists():
@@ -89,7 +91,7 @@ def test_host_lut_survives_a_kill_and_resumes(tmp_path):
     kept = yaml.safe_load(first_table.read_text())
     assert 4 <= len(kept) < per_resolution[56]
 
-    second = subprocess.run(_build(space_json, out), env=env, capture_output=True, text=True, timeout=300)
+    second = run_cli("android_bench.build_lut", *_build_args(space_json, out))
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"{n_ops} distinct ops at 56,64 px; {len(kept)} already in" in second.stdout
     assert sorted(os.listdir(out)) == ["56_lookup_table.yaml", "64_lookup_table.yaml"]
@@ -109,14 +111,12 @@ def test_host_lut_survives_a_kill_and_resumes(tmp_path):
     expected = [sum(table.mean(k, a["r"][0]) for k in op_keys(predictor.layout, a)) for a in archs]
     np.testing.assert_allclose(predictor.predict(archs), expected, rtol=1e-9)
 
-    other = subprocess.run(_build(space_json, out, "--num_threads=2"), env=env, capture_output=True, text=True,
-                           timeout=300)
+    other = run_cli("android_bench.build_lut", *_build_args(space_json, out, "--num_threads=2"))
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert other.stderr.strip().splitlines()[-1] == (
         f"error: {out} was measured with other settings (settings.num_threads: table 1, flags 2): use "
         "another --out, or the same flags to resume")
-    as_file = subprocess.run(_build(space_json, tmp_path / "table.yaml"), env=env, capture_output=True, text=True,
-                             timeout=300)
+    as_file = run_cli("android_bench.build_lut", *_build_args(space_json, tmp_path / "table.yaml"))
     assert as_file.returncode == 2 and not (tmp_path / "table.yaml").exists()
     assert as_file.stderr.strip().splitlines()[-1].startswith("error: --out takes a directory")
 

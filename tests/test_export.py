@@ -4,13 +4,12 @@ holds exactly the operators the arch implies; metadata round-trips; bad input fa
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
+from cli_harness import run_cli
 from ofa_tf.artifacts import build_supernet, load_subnet_model, save_subnet_model, save_supernet
 from ofa_tf.data import DatasetInfo
 from ofa_tf.export import (ExportCheckError, ExportSettings, SubnetExporter, TFLiteModel, arch_hash,
@@ -65,8 +64,9 @@ def _random_archs(space, n, seed):
 
 
 @needs_metadata
-def test_every_post_training_mode_of_random_subnets_meets_its_tolerance(exporter, tiny_space, tmp_path):
-    for i, arch in enumerate(_random_archs(tiny_space, 2, seed=4)):
+def test_every_post_training_mode_of_a_random_subnet_meets_its_tolerance(exporter, tiny_space, tmp_path):
+    # One subnet in every mode (the other tests export further random subnets, float32 and int8).
+    for arch in _random_archs(tiny_space, 1, seed=4):
         for mode in ("float32", "float16", "dynamic_int8", "int8"):
             result = exporter.export(arch, str(tmp_path), ExportSettings(mode=mode, **FAST))
             a = result.agreement
@@ -255,7 +255,7 @@ def test_failed_verification_writes_nothing(exporter, tiny_space, tmp_path, monk
 
 def test_existing_output_is_kept_without_overwrite(exporter, tiny_space, tmp_path):
     arch = {**tiny_space.sample(2), "r": [32]}
-    settings = ExportSettings(write_metadata=False, **FAST)
+    settings = ExportSettings(write_metadata=False, **{**FAST, "n_bn_calibration_images": 0})
     first = exporter.export(arch, str(tmp_path), settings)
     before = open(first.tflite_path, "rb").read()
     with pytest.raises(FileExistsError, match="already exists"):
@@ -281,9 +281,7 @@ def test_output_name_depends_only_on_what_the_subnet_computes(tiny_space):
 # ----------------------------------------------------------------------------- command line
 
 def _cli(*args):
-    env = {**os.environ, "OFA_TF_ALLOCATOR": "system", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "ofa_tf.export", *args], capture_output=True,
-                          text=True, env=env, timeout=900)
+    return run_cli("ofa_tf.export", *args)
 
 
 @pytest.fixture(scope="module")

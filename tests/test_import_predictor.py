@@ -1,12 +1,11 @@
 """The reference tutorial's accuracy predictor imported: its features, its outputs, its refusals."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from cli_harness import run_cli
 from reference_data import reference_file, reference_modules
 from ofa_tf.arch.space import SearchSpace
 
@@ -32,9 +31,7 @@ def _torch_top1(module, state_dict, archs):
 
 
 def _run(*args):
-    env = {**os.environ, "PYTHONPATH": REPO, "OFA_TF_ALLOCATOR": "system"}
-    return subprocess.run([sys.executable, "-m", "ofa_tf.interop.import_predictor", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_cli("ofa_tf.interop.import_predictor", *args)
 
 
 def test_tutorial_features_are_spec2feats(tutorial):

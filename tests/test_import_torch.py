@@ -7,16 +7,13 @@ refusal tests need neither: they feed state_dicts made by our inverse mapping.
 
 import dataclasses
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import randomize_weights
-from ofa_tf.arch.space import SearchSpace
+from cli_harness import run_cli
 from ofa_tf.artifacts import load_supernet
 from ofa_tf.interop import CheckpointMismatchError, load_reference_state_dict, reference_state_dict
 from ofa_tf.interop.reference_mapping import reference_links
@@ -271,10 +268,7 @@ def test_wrong_width_mult_says_which_width_the_checkpoint_has(tiny_state, tiny_s
 
 
 def _cli(*args):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OFA_TF_ALLOCATOR": "system"}  # no re-exec: these runs stop at the flags
-    return subprocess.run([sys.executable, "-m", "ofa_tf.interop.import_torch", *args], capture_output=True,
-                          text=True, env=env, timeout=120, cwd=REPO_ROOT)
+    return run_cli("ofa_tf.interop.import_torch", *args, cwd=REPO_ROOT)
 
 
 def test_cli_explains_where_to_get_a_release_it_cannot_download(tmp_path):

@@ -1,12 +1,10 @@
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from cli_harness import run_cli
 from conftest import images
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.data import DemoSource
@@ -91,9 +89,7 @@ def test_validation_halves_split_the_validation_set():
 
 
 def test_cli_reports_a_missing_supernet_in_one_line(tmp_path):
-    env = dict(os.environ, OFA_TF_ALLOCATOR="system")
-    result = subprocess.run([sys.executable, "-m", "ofa_tf.nas.collect", f"--workdir={tmp_path}", "--n=3"],
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = run_cli("ofa_tf.nas.collect", f"--workdir={tmp_path}", "--n=3")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: no trained supernet at ")
     assert "Traceback" not in result.stderr

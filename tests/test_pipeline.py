@@ -2,12 +2,11 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from cli_harness import run_cli
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.artifacts import load_supernet, read_supernet_meta
 from ofa_tf.networks import OFAMobileNetV3
@@ -39,12 +38,13 @@ class _Crash(Exception):
 
 
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path, init_weights, monkeypatch):
-    # depth2: two sampled subnets per step (kernel sizes and depths), dropout on, epochs of 3
-    # steps, a checkpoint every 2 steps: the crash after step 4 resumes mid-epoch from step 4.
-    common = dict(FAST, phases=("depth2",), kd_ratio=0.0, init_weights=init_weights,
+    # kernel: a sampled subnet per step (its sampler's state must be restored), dropout on, epochs
+    # of 3 steps, a checkpoint every 2 steps: the crash after step 4 resumes mid-epoch from step 4.
+    # (Several subnets per step run in the mirrored CLI test and in tests/test_trainer.py.)
+    common = dict(FAST, phases=("kernel",), kd_ratio=0.0, init_weights=init_weights,
                   epochs_scale=2 / 120, checkpoint_every=2)
     reference = ProgressiveShrinking(TrainConfig(workdir=str(tmp_path / "a"), **common))
-    done = reference.run()["depth2"]
+    done = reference.run()["kernel"]
     assert done["steps"] == 6  # 2 epochs x 3 steps, no warm-up at this scale
     expected = _state(reference)
 
@@ -60,10 +60,10 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, init_weights, monkeyp
     with pytest.raises(_Crash):
         ProgressiveShrinking(TrainConfig(workdir=workdir, **common)).run()
     monkeypatch.setattr(pipeline_module._StepCheckpoint, "on_train_batch_end", saved)
-    assert not os.path.exists(os.path.join(workdir, "depth2", "done.json"))
+    assert not os.path.exists(os.path.join(workdir, "kernel", "done.json"))
 
     resumed = ProgressiveShrinking(TrainConfig(workdir=workdir, **common))
-    done_resumed = resumed.run()["depth2"]
+    done_resumed = resumed.run()["kernel"]
     assert done_resumed["steps"] == done["steps"]
     for a, b in zip(expected, _state(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -132,10 +132,8 @@ def test_bad_config_is_one_clear_error(tmp_path, changes, message):
         TrainConfig(workdir=str(tmp_path), **{**FAST, **changes})
 
 
-def _cli(*args, env_extra=None):
-    env = {**os.environ, "OFA_TF_ALLOCATOR": "system", "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "ofa_tf.train", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+def _cli(*args):
+    return run_cli("ofa_tf.train", *args)
 
 
 def test_cli_rejects_bad_flags_with_one_message(tmp_path):

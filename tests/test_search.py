@@ -1,11 +1,10 @@
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import yaml
 
+from cli_harness import run_cli
 from nas_synthetic import made_up_latency_entries, trained_synthetic_predictor
 from ofa_tf.arch.complexity import profile_arch
 from ofa_tf.artifacts import save_supernet
@@ -59,9 +58,7 @@ def test_constraints_are_parsed_or_refused():
 
 
 def _cli(*args):
-    env = dict(os.environ, OFA_TF_ALLOCATOR="system")
-    return subprocess.run([sys.executable, "-m", "ofa_tf.search", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return run_cli("ofa_tf.search", *args)
 
 
 def test_cli_errors_are_one_line(workdir):

@@ -29,12 +29,12 @@ def _max_delta(net, arch, batch=2, seed=0):
 def test_extraction_is_exact_on_tiny_space(tiny_net):
     rng = np.random.default_rng(1)
     deltas = []
-    for _ in range(24):
+    for _ in range(12):
         arch = tiny_net.space.sample(rng)
         delta, scale = _max_delta(tiny_net, arch)
         assert scale > 0.1, "logits too small for the comparison to mean anything"
         deltas.append(delta)
-    print(f"tiny: 24 archs, max |delta logits| = {max(deltas):.2e}")
+    print(f"tiny: 12 archs, max |delta logits| = {max(deltas):.2e}")
     assert max(deltas) <= 1e-5
 
 
@@ -153,8 +153,10 @@ def test_sort_channels_protects_earlier_width_phases(tiny_net):
 
 
 def test_one_trace_serves_every_subnet(tiny_net):
-    """A compiled train step (forward + gradient) traces once per input shape."""
-    optimizer_free_step = tf.function(_grad_step(tiny_net))
+    """A compiled train step (forward + gradient) with a free spatial size traces once for
+    every subnet at every resolution."""
+    optimizer_free_step = tf.function(_grad_step(tiny_net), input_signature=[
+        tf.TensorSpec([4, None, None, 3], tf.float32), tf.TensorSpec([4], tf.int64)])
     rng = np.random.default_rng(0)
     for i in range(30):
         tiny_net.sample_active_subnet(rng)
@@ -163,7 +165,7 @@ def test_one_trace_serves_every_subnet(tiny_net):
         assert np.isfinite(loss.numpy()) and n_grads > 0
     traces = optimizer_free_step.experimental_get_tracing_count()
     print(f"30 subnets at 2 resolutions: {traces} traces")
-    assert traces <= 2
+    assert traces == 1
 
 
 def _grad_step(net):

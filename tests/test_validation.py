@@ -37,11 +37,12 @@ def net(tiny_space):
 def test_recalibration_on_one_batch_gives_that_batchs_statistics(net, tiny_space):
     """After recalibrating on one batch, inference on it equals the training-mode forward pass,
     which normalizes with the batch's own (biased) statistics, for a few subnets."""
+    batch = []
+    validator = _validator(net, lambda size: batch, lambda size: batch)   # traced once for all
     for seed in range(3):
         arch = tiny_space.sample(seed)
         r = arch["r"][0]
-        batch = _batches(seed, r)
-        validator = _validator(net, lambda size: batch, lambda size: batch)
+        batch[:] = _batches(seed, r)
         net.set_active_subnet(**arch)
         validator.recalibrate(r)
         inference = net(batch[0][0], training=False).numpy()
@@ -70,8 +71,8 @@ def test_recalibration_averages_batch_statistics_and_leaves_inactive_channels(ne
     np.testing.assert_array_equal(block.expand_bn.moving_mean.numpy()[active:], inactive_before)
     assert not np.allclose(block.expand_bn.moving_mean.numpy()[:active], 0.0)
     # The cap on images is honoured.
-    capped = _validator(net, lambda size: batches, lambda size: batches, n=20)
-    assert capped.recalibrate(48) == 20
+    validator.n_calibration_images = 20
+    assert validator.recalibrate(48) == 20
 
 
 def test_evaluate_counts_top1_top5_and_restores_the_supernet(net, tiny_space):

@@ -159,6 +159,7 @@ class SubnetExporter:
     def __init__(self, supernet, info: DatasetInfo, data: ImageSource | None, source: str | None = None):
         self.supernet, self.info, self.data, self.source = supernet, info, data, source
         self.space, self.layout, self.n_classes = supernet.space, supernet.layout, supernet.n_classes
+        self._recalibrator = None   # one traced calibration step serves every export
         if info.num_classes != supernet.n_classes:
             raise ValueError(f"the data set has {info.num_classes} classes but the supernet "
                              f"{supernet.n_classes}")
@@ -186,10 +187,12 @@ class SubnetExporter:
 
     def _recalibrate(self, arch: Arch, settings: ExportSettings) -> None:
         """Recompute the BN statistics of ``arch``, which must be the active subnet."""
-        if not settings.n_bn_calibration_images:
+        if not self._recalibrates(settings):
             return
+        if self._recalibrator is None:
+            self._recalibrator = BNRecalibrator(self.supernet)
         batch = min(settings.calibration_batch_size, settings.n_bn_calibration_images)
-        BNRecalibrator(self.supernet).recalibrate(
+        self._recalibrator.recalibrate(
             self._train_batches(batch, arch.resolution, settings.seed), settings.n_bn_calibration_images)
 
     def _recalibrates(self, settings: ExportSettings) -> bool:
