@@ -100,9 +100,11 @@ def build_static_model(layout: Layout, arch: Mapping, image_size: int, keras_mod
     x = b.conv(inputs, layout.stem)
     for block in layout.active_blocks(arch, image_size):
         x = b.mbconv(x, block)
-    x = b.conv(x, layout.final_expand)
+    for spec in layout.pre_pool_convs:
+        x = b.conv(x, spec)
     x = b.global_pool(x)
-    x = b.conv(x, layout.feature_mix)
+    for spec in layout.post_pool_convs:
+        x = b.conv(x, spec)
     x = b.classifier(x, layout)
     return keras_module.Model(inputs, x, name=name)
 
