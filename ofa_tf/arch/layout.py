@@ -59,6 +59,7 @@ class BlockSpec:
     use_se: bool
     kernel_sizes: tuple
     expand_ratios: tuple
+    shortcut: bool = True  # adds its input when the shapes allow (ProxylessNAS's first block never does)
 
     @property
     def has_expand(self) -> bool:
@@ -67,7 +68,7 @@ class BlockSpec:
 
     @property
     def residual(self) -> bool:
-        return self.stride == 1 and self.in_channels == self.out_channels
+        return self.shortcut and self.stride == 1 and self.in_channels == self.out_channels
 
     @property
     def max_kernel_size(self) -> int:
@@ -231,7 +232,8 @@ def proxyless_layout(space: SearchSpace, n_classes: int, dropout_rate: float) ->
     stem_width = make_divisible(space.stem_width * w)
     first_width = make_divisible(space.first_block_width * w)
     stem = ConvSpec("conv", 3, stem_width, 3, 2, "relu6")
-    first = BlockSpec("expanded_conv_0", 0, None, stem_width, first_width, 1, "relu6", False, (3,), (1,))
+    first = BlockSpec("expanded_conv_0", 0, None, stem_width, first_width, 1, "relu6", False, (3,), (1,),
+                      shortcut=False)
     stages, channels = _stage_blocks(space, first_width)
     mix = ConvSpec("feature_mix", channels, make_divisible(space.feature_mix_width * w), 1, 1, "relu6")
     return Layout(space=space, n_classes=n_classes, dropout_rate=dropout_rate, stem=stem,

@@ -1,0 +1,158 @@
+"""OFA-ProxylessNAS: the preset's structure, MACs / params against the reference's own counters,
+the supernet against its extracted static subnets."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import images, randomize_weights
+from ofa_tf.arch.complexity import layer_counts, profile_arch, profile_model
+from ofa_tf.arch.layout import build_layout
+from ofa_tf.arch.space import SearchSpace
+from ofa_tf.networks import OFAProxylessNASNets, family_of
+from reference_data import reference_modules
+
+
+@pytest.fixture(scope="module")
+def proxyless_net():
+    net = OFAProxylessNASNets(space=SearchSpace.proxyless_tiny(), n_classes=10, seed=0)
+    randomize_weights(net, seed=2)
+    return net
+
+
+def test_w13_preset_is_the_reference_table():
+    space = SearchSpace.preset("proxyless_w1.3")
+    layout = build_layout(space)
+    assert (space.n_stages, space.n_blocks, space.family) == (6, 21, "proxyless")
+    assert [len(stage) for stage in layout.stages] == [4, 4, 4, 4, 4, 1]
+    assert [s[0].out_channels for s in layout.stages] == [32, 56, 104, 128, 248, 416]
+    assert [s[0].stride for s in layout.stages] == [2, 2, 2, 1, 2, 1]
+    assert {b.act for b in layout.blocks} == {"relu6"} and not any(b.use_se for b in layout.blocks)
+    first = layout.first_block
+    assert (layout.stem.out_channels, first.out_channels, first.has_expand, first.residual) == (40, 24, False, False)
+    assert layout.final_expand is None and layout.pre_pool_convs == (layout.feature_mix,)
+    assert (layout.feature_mix.out_channels, layout.feature_mix.use_bn, layout.n_features) == (1664, True, 1664)
+    assert space.largest()["d"] == [4, 4, 4, 4, 4, 1] and space.smallest()["d"] == [2, 2, 2, 2, 2, 1]
+    assert all(space.sample(seed)["d"][-1] == 1 for seed in range(5))
+    with pytest.raises(ValueError, match=r"arch\['d'\]\[5\] = 4 is not in the space's choices \[1\]"):
+        space.validate({**space.largest(), "d": [4] * 6})
+    # 9 choices per block: sum over depths 2..4 per elastic stage, 9 for the fixed one
+    assert space.count() == (9 ** 2 + 9 ** 3 + 9 ** 4) ** 5 * 9
+    assert SearchSpace.from_json(space.to_json()) == space
+    assert "depth" not in SearchSpace.tiny().to_dict()["stages"][0]
+
+
+def test_macs_and_params_equal_the_reference_counters(torch_one_thread):
+    """`count_net_flops` sums per-layer float32 counts in float32; our exact per-layer counts
+    summed the same way give its number exactly, and the parameters are equal as integers."""
+    networks, utils = reference_modules("ofa.imagenet_classification.elastic_nn.networks", "ofa.utils")
+    ref = networks.OFAProxylessNASNets(n_classes=1000, width_mult=1.3, ks_list=[3, 5, 7],
+                                       expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    space = SearchSpace.proxyless(1.3)
+    layout = build_layout(space)
+    rng = np.random.default_rng(0)
+    cases = [(space.largest(), 128), (space.smallest(), 192), (space.uniform(5, 4, 3), 160),
+             (space.sample(rng), 128)]
+    for arch, size in cases:
+        ref.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
+        subnet = ref.get_active_subnet()
+        counts = layer_counts(layout, arch, size)
+        as_float32 = np.float32(0)
+        for _, macs, _ in counts:
+            as_float32 = np.float32(as_float32 + np.float32(macs))
+        ours = profile_arch(arch, space, image_size=size)
+        assert float(as_float32) == utils.count_net_flops(subnet, (1, 3, size, size))
+        assert ours.params == utils.count_parameters(subnet)
+        assert ours.macs == sum(c[1] for c in counts)
+
+
+def test_extraction_is_exact(proxyless_net):
+    rng = np.random.default_rng(1)
+    space = proxyless_net.space
+    for arch in [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(3)]:
+        proxyless_net.set_active_subnet(**arch)
+        assert proxyless_net.get_active_arch() == space.validate(arch)
+        size = arch["r"][0]
+        x = images(2, size, seed=3)
+        expected = proxyless_net(x, training=False).numpy()
+        subnet = proxyless_net.get_active_subnet(image_size=size)
+        assert np.abs(expected).max() > 0.1
+        assert np.abs(subnet(x, training=False).numpy() - expected).max() <= 1e-5
+        assert profile_model(subnet) == profile_arch(arch, space, n_classes=10)
+
+
+def test_family_registration_and_sampled_depth_tensors(proxyless_net):
+    space = proxyless_net.space
+    assert family_of(space).supernet_class is OFAProxylessNASNets and proxyless_net.bn_epsilon == 1e-3
+    # A train step assigns depths sampled from depth_list to every stage; the fixed stage keeps 1.
+    proxyless_net.assign_active_subnet([3] * space.n_blocks, [3] * space.n_blocks, [3] * space.n_stages)
+    assert proxyless_net.get_active_arch()["d"] == [3, 3, 3, 1]
+    proxyless_net.set_active_subnet(d=2)
+    assert proxyless_net.get_active_arch()["d"] == [2, 2, 2, 1]
+
+
+def _random_reference(torch, networks, seed=0):
+    """A small reference ProxylessNAS supernet (w0.25, 10 classes) with every tensor random,
+    BN statistics and kernel transform matrices included, in inference mode."""
+    generator = torch.Generator().manual_seed(seed)
+    ref = networks.OFAProxylessNASNets(n_classes=10, width_mult=0.25, ks_list=[3, 5, 7],
+                                       expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    uniform = lambda t, low, high: low + (high - low) * torch.rand(t.shape, generator=generator)  # noqa: E731
+    with torch.no_grad():
+        for name, tensor in ref.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith("running_var") or ("bn." in name and name.endswith(".weight")):
+                tensor.copy_(uniform(tensor, 0.5, 1.5) if "point_linear" not in name or "running" in name
+                             else uniform(tensor, 0.1, 0.5))
+            elif name.endswith("_matrix"):
+                tensor.copy_(torch.eye(tensor.shape[0]) + 0.1 * torch.randn(tensor.shape, generator=generator))
+            elif tensor.dim() > 1:
+                scale = 1.5 / float(np.prod(tensor.shape[1:])) ** 0.5
+                tensor.copy_(scale * torch.randn(tensor.shape, generator=generator))
+            else:   # BN beta, running mean, classifier bias
+                tensor.copy_(0.2 * torch.randn(tensor.shape, generator=generator))
+    return ref.eval()
+
+
+@pytest.fixture
+def torch_one_thread():
+    """torch with one thread for a test: next to TensorFlow's thread pools on a small machine
+    its forwards run several times faster."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)
+
+
+def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
+    torch = torch_one_thread
+    (networks,) = reference_modules("ofa.imagenet_classification.elastic_nn.networks")
+    from ofa_tf.interop.reference_mapping import load_reference_state_dict, reference_state_dict
+
+    ref = _random_reference(torch, networks)
+    space = SearchSpace.proxyless(0.25, resolutions=(40, 56))
+    net = OFAProxylessNASNets(space=space, n_classes=10)
+    load_reference_state_dict(net, ref.state_dict())
+    # One trace serves every arch at both resolutions.
+    forward = tf.function(lambda x: net(x, training=False), input_signature=[tf.TensorSpec([None, None, None, 3])])
+    rng = np.random.default_rng(4)
+    deltas = []
+    for i in range(10):
+        arch = space.sample(rng)
+        for size in space.resolutions:
+            ref.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
+            net.set_active_subnet(**arch)
+            x = images(2, size, seed=i)
+            with torch.no_grad():
+                expected = ref(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+            got = forward(tf.constant(x)).numpy()
+            assert np.abs(expected).max() > 0.1
+            deltas.append(np.abs(got - expected).max())
+    print(f"ProxylessNAS w0.25: 10 archs x 2 resolutions, max |delta logits| = {max(deltas):.2e}")
+    assert max(deltas) <= 1e-4
+    exported = reference_state_dict(net)
+    original = ref.state_dict()
+    assert sorted(exported) == sorted(original)
+    assert all(np.array_equal(exported[k], original[k].numpy()) for k in original if "num_batches" not in k)
