@@ -10,6 +10,7 @@ from ofa_tf.arch.complexity import layer_counts, profile_arch, profile_model
 from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.networks import OFAProxylessNASNets, family_of
+from ofa_tf.networks.extraction import extract_subnet
 from reference_data import reference_modules
 
 
@@ -127,8 +128,13 @@ def torch_one_thread():
 
 
 def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
+    """Random reference weights and BN statistics, imported: 10 random subnets at 2 resolutions
+    give the reference's logits, 2 of them also as float32 .tflite, and the weights export back."""
+    pytest.importorskip("ai_edge_litert")
     torch = torch_one_thread
     (networks,) = reference_modules("ofa.imagenet_classification.elastic_nn.networks")
+    from ofa_tf.export.converter import to_tflite
+    from ofa_tf.export.verify import TFLiteModel, check_graph
     from ofa_tf.interop.reference_mapping import load_reference_state_dict, reference_state_dict
 
     ref = _random_reference(torch, networks)
@@ -138,7 +144,7 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
     # One trace serves every arch at both resolutions.
     forward = tf.function(lambda x: net(x, training=False), input_signature=[tf.TensorSpec([None, None, None, 3])])
     rng = np.random.default_rng(4)
-    deltas = []
+    deltas, exported_cases = [], []
     for i in range(10):
         arch = space.sample(rng)
         for size in space.resolutions:
@@ -149,10 +155,20 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
                 expected = ref(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
             got = forward(tf.constant(x)).numpy()
             assert np.abs(expected).max() > 0.1
+            if i < 2 and size == space.resolutions[i]:
+                exported_cases.append((arch, x, expected))
             deltas.append(np.abs(got - expected).max())
     print(f"ProxylessNAS w0.25: 10 archs x 2 resolutions, max |delta logits| = {max(deltas):.2e}")
     assert max(deltas) <= 1e-4
+    # Two of them as float32 .tflite: the operators the arch implies, and the reference's logits.
+    for arch, x, expected in exported_cases:
+        size = x.shape[1]
+        tflite = to_tflite(extract_subnet(net, arch, size, batch_size=1), "float32")
+        counts = check_graph(tflite, net.layout, arch, size)
+        assert "HARD_SWISH" not in counts and counts["MEAN"] == 2 and counts["FULLY_CONNECTED"] == 1
+        assert np.abs(TFLiteModel(tflite)(x) - expected).max() <= 1e-4
     exported = reference_state_dict(net)
     original = ref.state_dict()
     assert sorted(exported) == sorted(original)
     assert all(np.array_equal(exported[k], original[k].numpy()) for k in original if "num_batches" not in k)
+
