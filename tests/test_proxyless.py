@@ -172,3 +172,104 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
     assert sorted(exported) == sorted(original)
     assert all(np.array_equal(exported[k], original[k].numpy()) for k in original if "num_batches" not in k)
 
+
+
+class _RecordingTable(dict):
+    """A lookup table for the reference's ProxylessNASLatencyTable that records the keys it is
+    asked for, in order, and answers each with a latency of 1 ms."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = []
+
+    def __getitem__(self, key):
+        self.asked.append(key)
+        return {"mean": 1.0}
+
+
+def _reference_latency_table(latency_lookup_table, lut):
+    # The reference's constructor reads the YAML with a yaml.load call PyYAML 6 refuses, so the
+    # table is made without it and given its entries.
+    table = object.__new__(latency_lookup_table.ProxylessNASLatencyTable)
+    table.lut = lut
+    return table
+
+
+def test_latency_keys_are_the_reference_proxyless_keys():
+    networks, lut_module = reference_modules("ofa.imagenet_classification.elastic_nn.networks",
+                                             "ofa.nas.efficiency_predictor.latency_lookup_table")
+    from ofa_tf.nas.latency_table import op_keys
+
+    ref = networks.OFAProxylessNASNets(n_classes=10, width_mult=0.25, ks_list=[3, 5, 7],
+                                       expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    space = SearchSpace.proxyless(0.25, resolutions=(40, 56))
+    layout = build_layout(space, n_classes=10)
+    rng = np.random.default_rng(6)
+    for _ in range(3):
+        arch = space.sample(rng)
+        ref.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
+        recorder = _RecordingTable()
+        _reference_latency_table(lut_module, recorder).predict_network_latency(ref.get_active_subnet(), arch["r"][0])
+        assert op_keys(layout, arch) == recorder.asked
+
+
+def test_published_mobile_table_predicts_the_reference_latency():
+    import yaml
+
+    from reference_data import reference_file
+    from ofa_tf.nas.efficiency import LatencyPredictor
+    from ofa_tf.nas.latency_table import load_latency_table
+
+    path = reference_file("proxylessnas", "mobile_trim.yaml")
+    networks, lut_module = reference_modules("ofa.imagenet_classification.elastic_nn.networks",
+                                             "ofa.nas.efficiency_predictor.latency_lookup_table")
+    with open(path) as f:
+        reference = _reference_latency_table(lut_module, yaml.safe_load(f))
+    table = load_latency_table(path)
+    # The table times ProxylessNAS w1.0 at 224 px with expand ratios 3 and 6.
+    space = SearchSpace.proxyless(1.0, expand_ratio_list=(3, 6), resolutions=(224,))
+    layout = build_layout(space)
+    ref = networks.OFAProxylessNASNets(n_classes=1000, width_mult=1.0, ks_list=[3, 5, 7],
+                                       expand_ratio_list=[3, 6], depth_list=[2, 3, 4])
+    predictor = LatencyPredictor(table, space)   # the search's vectorized tables
+    assert predictor.supported_resolutions() == (224,)
+    rng = np.random.default_rng(8)
+    for arch in [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(6)]:
+        ref.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
+        expected = reference.predict_network_latency(ref.get_active_subnet(preserve_weight=False), 224)
+        assert table.predict_latency(layout, arch) == pytest.approx(expected, rel=1e-12)
+        assert predictor.get_efficiency(arch) == pytest.approx(expected, rel=1e-9)
+
+
+def test_onehot_features_are_the_reference_encoders_for_21_slots():
+    """The reference's MobileNetArchEncoder in its ProxylessNAS form ("mbv2": 6 stages, the last
+    of one block) lays out the same features."""
+    (arch_encoder_module,) = reference_modules("ofa.nas.accuracy_predictor.arch_encoder")
+    from ofa_tf.nas.encoding import arch_encoder
+
+    space = SearchSpace.proxyless(1.3)
+    ours = arch_encoder(space)
+    proxyless_encoder = type("ProxylessArchEncoder", (arch_encoder_module.MobileNetArchEncoder,), {"SPACE_TYPE": "mbv2"})
+    reference = proxyless_encoder(image_size_list=list(space.resolutions), ks_list=list(space.ks_list),
+                                  expand_list=list(space.expand_ratio_list), depth_list=list(space.depth_list))
+    assert ours.n_dim == reference.n_dim
+    archs = [space.sample(seed) for seed in range(6)]
+    features = ours.encode(ours.to_batch(archs))
+    for arch, feature in zip(archs, features):
+        expected = reference.arch2feature({"ks": arch["ks"], "e": arch["e"], "d": arch["d"], "image_size": arch["r"][0]})
+        np.testing.assert_array_equal(feature, expected)
+    np.testing.assert_array_equal(ours.encode(ours.decode(features)), features)
+    assert [a["d"] for a in ours.to_archs(ours.decode(features))] == [a["d"] for a in archs]
+
+
+def test_macs_predictor_is_exact_and_finds_the_cheapest_subnet():
+    from ofa_tf.nas.efficiency import MACsPredictor
+
+    space = SearchSpace.proxyless_tiny()
+    predictor = MACsPredictor(space, n_classes=10)
+    archs = [space.sample(seed) for seed in range(20)]
+    expected = [profile_arch(a, space, n_classes=10).macs / 1e6 for a in archs]
+    np.testing.assert_allclose(predictor.predict(archs), expected, rtol=0, atol=1e-12)
+    cheapest, cost = predictor.cheapest()
+    assert cost == profile_arch(cheapest, space, n_classes=10).macs / 1e6 <= min(expected)
+    assert cheapest["d"][-1] == 1 and cheapest["r"] == [min(space.resolutions)]

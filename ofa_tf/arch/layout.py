@@ -115,6 +115,21 @@ class ActiveBlock:
 
 
 @dataclasses.dataclass(frozen=True)
+class LatencyKeyFormat:
+    """How a family's latency lookup tables spell a block's key (``ofa_tf.nas.latency_table``):
+    ``expand`` is the block's middle width (``"channels"``, the reference's MBv3LatencyTable) or
+    its expand ratio (``"ratio"``, ProxylessNASLatencyTable); ``flags`` appends the
+    ``-se:<0|1>-hs:<0|1>`` fields of MBv3LatencyTable."""
+
+    expand: str = "channels"
+    flags: bool = True
+
+    def __post_init__(self):
+        if self.expand not in ("channels", "ratio"):
+            raise ValueError(f"LatencyKeyFormat.expand must be 'channels' or 'ratio', got {self.expand!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Layout:
     """The network of a space: stem, fixed first block, block slots per stage, and the head:
     ``final_expand`` (a 1x1 conv on the last feature map, or None), the global pool, then
@@ -130,6 +145,7 @@ class Layout:
     final_expand: ConvSpec | None
     feature_mix: ConvSpec
     feature_mix_pooled: bool = True
+    latency_keys: LatencyKeyFormat = LatencyKeyFormat()
 
     @property
     def pre_pool_convs(self) -> tuple:
@@ -238,7 +254,7 @@ def proxyless_layout(space: SearchSpace, n_classes: int, dropout_rate: float) ->
     mix = ConvSpec("feature_mix", channels, make_divisible(space.feature_mix_width * w), 1, 1, "relu6")
     return Layout(space=space, n_classes=n_classes, dropout_rate=dropout_rate, stem=stem,
                   first_block=first, stages=stages, final_expand=None, feature_mix=mix,
-                  feature_mix_pooled=False)
+                  feature_mix_pooled=False, latency_keys=LatencyKeyFormat(expand="ratio", flags=False))
 
 
 # Family name (SearchSpace.family) -> layout builder(space, n_classes, dropout_rate).
