@@ -127,7 +127,7 @@ def torch_one_thread():
     torch.set_num_threads(threads)
 
 
-def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
+def test_imported_reference_weights_give_the_reference_logits(torch_one_thread, tmp_path):
     """Random reference weights and BN statistics, imported: 10 random subnets at 2 resolutions
     give the reference's logits, 2 of them also as float32 .tflite, and the weights export back."""
     pytest.importorskip("ai_edge_litert")
@@ -135,7 +135,7 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
     (networks,) = reference_modules("ofa.imagenet_classification.elastic_nn.networks")
     from ofa_tf.export.converter import to_tflite
     from ofa_tf.export.verify import TFLiteModel, check_graph
-    from ofa_tf.interop.reference_mapping import load_reference_state_dict, reference_state_dict
+    from ofa_tf.interop.reference_mapping import checkpoint_family, load_reference_state_dict, reference_state_dict
 
     ref = _random_reference(torch, networks)
     space = SearchSpace.proxyless(0.25, resolutions=(40, 56))
@@ -169,8 +169,18 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
         assert np.abs(TFLiteModel(tflite)(x) - expected).max() <= 1e-4
     exported = reference_state_dict(net)
     original = ref.state_dict()
+    assert checkpoint_family(original) == "proxyless"
     assert sorted(exported) == sorted(original)
     assert all(np.array_equal(exported[k], original[k].numpy()) for k in original if "num_batches" not in k)
+    # The command line's import tells the family and width from the tensors.
+    from ofa_tf.interop.import_torch import import_reference_checkpoint
+
+    torch.save(original, tmp_path / "ofa_proxyless.pth")
+    imported, _ = import_reference_checkpoint(str(tmp_path / "ofa_proxyless.pth"), str(tmp_path / "out"))
+    assert type(imported) is OFAProxylessNASNets and imported.space == SearchSpace.proxyless(0.25)
+    values = lambda model: {w.path: w.numpy() for w in model.weights if "/active_" not in w.path}  # noqa: E731
+    theirs, ours = values(imported), values(net)
+    assert sorted(theirs) == sorted(ours) and all(np.array_equal(theirs[k], ours[k]) for k in ours)
 
 
 

@@ -140,6 +140,19 @@ def checkpoint_width_mult(state_dict: Mapping, space: SearchSpace) -> float | No
     return guess if make_divisible(base * guess) == width else width / base
 
 
+# The reference's supernet families this mapping reads, and each one's space at a width.
+REFERENCE_SPACES = {"mobilenet_v3": SearchSpace.mobilenet_v3, "proxyless": SearchSpace.proxyless}
+
+
+def checkpoint_family(state_dict: Mapping) -> str:
+    """The family a reference state_dict belongs to: OFA-ProxylessNAS has a feature-mix layer
+    with BN and no final expand layer; OFA-MobileNetV3 the reverse."""
+    names = {canonical_name(k) for k in state_dict}
+    if "feature_mix_layer.bn.weight" in names and "final_expand_layer.conv.weight" not in names:
+        return "proxyless"
+    return "mobilenet_v3"
+
+
 def _describe(net) -> str:
     s = net.space
     return (f"{type(net).__name__}(width_mult={s.width_mult}, ks_list={list(s.ks_list)}, "
