@@ -1,6 +1,12 @@
 """OFA-ProxylessNAS: the preset's structure, MACs / params against the reference's own counters,
 the supernet against its extracted static subnets."""
 
+import json
+import os
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,6 +18,10 @@ from ofa_tf.arch.space import SearchSpace
 from ofa_tf.networks import OFAProxylessNASNets, family_of
 from ofa_tf.networks.extraction import extract_subnet
 from reference_data import reference_modules
+
+
+# The end-to-end run of the CLIs takes minutes; it runs when this variable is set.
+E2E_VARIABLE = "OFA_TF_PROXYLESS_E2E"
 
 
 @pytest.fixture(scope="module")
@@ -155,13 +165,15 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread, 
                 expected = ref(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
             got = forward(tf.constant(x)).numpy()
             assert np.abs(expected).max() > 0.1
-            if i < 2 and size == space.resolutions[i]:
-                exported_cases.append((arch, x, expected))
+            exported_cases.append((arch, x, expected))
             deltas.append(np.abs(got - expected).max())
     print(f"ProxylessNAS w0.25: 10 archs x 2 resolutions, max |delta logits| = {max(deltas):.2e}")
     assert max(deltas) <= 1e-4
-    # Two of them as float32 .tflite: the operators the arch implies, and the reference's logits.
-    for arch, x, expected in exported_cases:
+    # Two of them as float32 .tflite, one per resolution (the shallowest: conversion takes most of
+    # this test's time): the operators the arch implies, and the reference's logits.
+    shallowest = lambda size: min((c for c in exported_cases if c[1].shape[1] == size),  # noqa: E731
+                                  key=lambda c: sum(c[0]["d"]))
+    for arch, x, expected in [shallowest(size) for size in space.resolutions]:
         size = x.shape[1]
         tflite = to_tflite(extract_subnet(net, arch, size, batch_size=1), "float32")
         counts = check_graph(tflite, net.layout, arch, size)
@@ -283,3 +295,34 @@ def test_macs_predictor_is_exact_and_finds_the_cheapest_subnet():
     cheapest, cost = predictor.cheapest()
     assert cost == profile_arch(cheapest, space, n_classes=10).macs / 1e6 <= min(expected)
     assert cheapest["d"][-1] == 1 and cheapest["r"] == [min(space.resolutions)]
+
+
+def _cli(module, *args):
+    env = {**os.environ, "OFA_TF_ALLOCATOR": "system", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
+                            timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.skipif(not os.environ.get(E2E_VARIABLE), reason=f"set {E2E_VARIABLE}=1 to run training, collection, "
+                    "search and export of the tiny ProxylessNAS space end to end (~10 min on 2 cores)")
+def test_train_every_phase_then_collect_search_and_export(tmp_path):
+    """The CLIs take a ProxylessNAS space as they take MobileNetV3's: every phase of progressive
+    shrinking with one traced train step each, then accuracy collection, search and export."""
+    workdir = str(tmp_path / "w")
+    trained = _cli("ofa_tf.train", f"--workdir={workdir}", "--space=proxyless_tiny", "--dataset=demo",
+                   "--batch_size=4", "--steps_per_epoch=2", "--epochs_scale=0.0001", "--n_calibration_images=16",
+                   "--calibration_batch_size=16", "--eval_batch_size=100", "--verbose=0", "--image_size_list=32,40")
+    for phase in ("teacher", "kernel", "depth1", "depth2", "expand1", "expand2"):
+        assert re.search(rf"\[{phase}\] finished in \d+s; train step traced 1 time\(s\)", trained), phase
+    assert "| largest | 40 |" in trained
+    _cli("ofa_tf.nas.collect", f"--workdir={workdir}", "--n=40", "--eval_images=100", "--epochs=20",
+         "--n_calibration_images=16", "--calibration_batch_size=16")
+    searched = _cli("ofa_tf.search", f"--workdir={workdir}", "--constraint=mmacs=2", "--generations=5",
+                    "--population_size=20", "--noplot", "--export=float32", f"--output_dir={tmp_path / 's'}")
+    result = json.loads((tmp_path / "s" / "mmacs_2.json").read_text())
+    assert result["mmacs"] <= 2 and result["arch"]["d"][-1] == 1
+    assert profile_arch(result["arch"], SearchSpace.proxyless_tiny(), n_classes=10).mmacs == result["mmacs"]
+    assert "top-1 agreement with Keras" in searched
+    assert len(list((tmp_path / "s" / "tflite").glob("*-float32.tflite"))) == 1
