@@ -235,6 +235,21 @@ def test_latency_keys_are_the_reference_proxyless_keys():
         assert op_keys(layout, arch) == recorder.asked
 
 
+def test_lookup_table_ops_cover_every_arch_and_build():
+    from android_bench.op_models import table_ops
+    from ofa_tf.nas.latency_table import op_keys
+
+    space = SearchSpace.proxyless_tiny()
+    layout = build_layout(space, n_classes=10)
+    ops = {op.key: op for op in table_ops(layout, [32])}
+    assert all(set(op_keys(layout, space.sample(seed), 32)) <= set(ops) for seed in range(20))
+    head = [op for op in ops.values() if isinstance(op.op, str)]
+    assert sorted(op.key.split("-")[0] for op in head) == ["Conv", "Conv_1", "Logits"]
+    for op in head:   # the stem, the feature mix, and the classifier pooling the last feature map
+        model = op.build_model(layout)
+        assert model.output.shape[-1] == {"Conv": 8, "Conv_1": 128, "Logits": 10}[op.key.split("-")[0]]
+
+
 def test_published_mobile_table_predicts_the_reference_latency():
     import yaml
 
