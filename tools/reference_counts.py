@@ -17,8 +17,6 @@ import sys
 
 import numpy as np
 
-REFERENCE_CLASSES = {"mobilenet_v3": "OFAMobileNetV3", "proxyless": "OFAProxylessNASNets"}
-
 
 def float32_total(counts) -> float:
     total = np.float32(0)
@@ -35,12 +33,19 @@ def main(argv=None) -> int:
     from ofa_tf.arch.complexity import layer_counts
     from ofa_tf.arch.layout import build_layout
     from ofa_tf.arch.space import SearchSpace
+    from ofa_tf.interop.reference_mapping import REFERENCE_CLASSES, REFERENCE_SPACES
     from ofa_tf.interop.reference_package import import_reference
 
     try:
         space = SearchSpace.preset(args.space)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    as_reference = REFERENCE_SPACES[space.family](space.width_mult, space.ks_list, space.expand_ratio_list,
+                                                  space.depth_list, space.resolutions)
+    if space != as_reference:
+        print(f"error: --space={args.space} is not a space the reference builds (its stage table or head "
+              "differs from the reference's at that width)", file=sys.stderr)
         return 2
     networks = import_reference("ofa.imagenet_classification.elastic_nn.networks")
     utils = import_reference("ofa.utils")

@@ -140,8 +140,10 @@ def checkpoint_width_mult(state_dict: Mapping, space: SearchSpace) -> float | No
     return guess if make_divisible(base * guess) == width else width / base
 
 
-# The reference's supernet families this mapping reads, and each one's space at a width.
+# The reference's supernet families this mapping reads: each one's space at a width, and the
+# reference's class of it (in ofa.imagenet_classification.elastic_nn.networks).
 REFERENCE_SPACES = {"mobilenet_v3": SearchSpace.mobilenet_v3, "proxyless": SearchSpace.proxyless}
+REFERENCE_CLASSES = {"mobilenet_v3": "OFAMobileNetV3", "proxyless": "OFAProxylessNASNets"}
 
 
 def checkpoint_family(state_dict: Mapping) -> str:
