@@ -1,5 +1,7 @@
-"""OFA-ProxylessNAS: the preset's structure, MACs / params against the reference's own counters,
-the supernet against its extracted static subnets."""
+"""OFA-ProxylessNAS against the reference's ``ofa`` package: the preset's structure, MACs / params
+against its counters, imported weights against its logits (and as float32 .tflite), its latency
+table keys and published mobile table, its arch encoder; the supernet against its extracted static
+subnets; and, behind OFA_TF_PROXYLESS_E2E, the CLIs end to end."""
 
 import json
 import os
@@ -62,7 +64,8 @@ def test_macs_and_params_equal_the_reference_counters(torch_one_thread):
     space = SearchSpace.proxyless(1.3)
     layout = build_layout(space)
     rng = np.random.default_rng(0)
-    cases = [(space.largest(), 128), (space.smallest(), 192), (space.uniform(5, 4, 3), 160),
+    # At 224 px the largest's float32 total is 64 MACs off the exact count (see the README's table).
+    cases = [(space.largest(), 224), (space.smallest(), 192), (space.uniform(5, 4, 3), 160),
              (space.sample(rng), 128)]
     for arch, size in cases:
         ref.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
