@@ -324,7 +324,7 @@ def _cli(module, *args):
 
 
 @pytest.mark.skipif(not os.environ.get(E2E_VARIABLE), reason=f"set {E2E_VARIABLE}=1 to run training, collection, "
-                    "search and export of the tiny ProxylessNAS space end to end (~10 min on 2 cores)")
+                    "search and export of the tiny ProxylessNAS space end to end (~7 min on 2 cores)")
 def test_train_every_phase_then_collect_search_and_export(tmp_path):
     """The CLIs take a ProxylessNAS space as they take MobileNetV3's: every phase of progressive
     shrinking with one traced train step each, then accuracy collection, search and export."""
