@@ -13,7 +13,7 @@ import dataclasses
 from typing import Sequence
 
 from ofa_tf.arch.layout import ActiveBlock, Layout
-from ofa_tf.nas.latency_table import block_key, head_keys, stem_key
+from ofa_tf.nas.latency_table import block_key, head_ops, stem_key
 from ofa_tf.networks import family_of
 
 
@@ -45,10 +45,7 @@ def table_ops(layout: Layout, resolutions: Sequence[int]) -> list[TableOp]:
             for e in space.expand_ratio_list:
                 blocks += layout.active_blocks(space.uniform(k, e, space.max_depth), r)
         for block in sorted(blocks, key=lambda b: b.spec.index):
-            add(block_key(block), block, block.input_size)
-        feature_size = blocks[-1].output_size
-        parts = [("final_expand", feature_size), ("global_pool", feature_size), ("feature_mix", 1),
-                 ("classifier", 1)]
-        for key, (op, size) in zip(head_keys(layout, feature_size), parts):
+            add(block_key(block, layout.latency_keys), block, block.input_size)
+        for key, op, size in head_ops(layout, blocks[-1].output_size):
             add(key, op, size)
     return list(found.values())

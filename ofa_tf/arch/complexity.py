@@ -42,34 +42,41 @@ def _conv(spec: ConvSpec, size: int) -> tuple:
     return macs, params, out
 
 
-def profile_layout(layout: Layout, arch: Mapping, image_size: int | None = None) -> Profile:
-    """MACs and params of ``arch`` on ``layout`` at ``image_size`` (default: the arch's)."""
+def layer_counts(layout: Layout, arch: Mapping, image_size: int | None = None) -> list:
+    """``(name, macs, params)`` of every conv / dense layer ``arch`` runs at ``image_size``
+    (default: the arch's), in network order (a layer's BN and bias counted with it)."""
     arch = layout.space.arch(arch)
     image_size = arch.resolution if image_size is None else image_size
     macs, params, size = _conv(layout.stem, image_size)
+    out = [(layout.stem.name, macs, params)]
     for block in layout.active_blocks(arch, image_size):
-        spec, mid, k = block.spec, block.mid_channels, block.kernel_size
+        spec, mid, k, p = block.spec, block.mid_channels, block.kernel_size, block.spec.name
         if spec.has_expand:
-            macs += block.input_size ** 2 * spec.in_channels * mid
-            params += spec.in_channels * mid + 2 * mid
-        out = block.output_size
-        macs += out * out * k * k * mid
-        params += k * k * mid + 2 * mid
+            out.append((f"{p}_expand", block.input_size ** 2 * spec.in_channels * mid,
+                        spec.in_channels * mid + 2 * mid))
+        size = block.output_size
+        out.append((f"{p}_depthwise", size * size * k * k * mid, k * k * mid + 2 * mid))
         if spec.use_se:
             se = block.se_channels
-            macs += 2 * mid * se
-            params += 2 * mid * se + se + mid
-        macs += out * out * mid * spec.out_channels
-        params += mid * spec.out_channels + 2 * spec.out_channels
-        size = out
-    for spec in (layout.final_expand, layout.feature_mix):
-        m, p, size = _conv(spec, size)
-        macs, params = macs + m, params + p
-        size = 1  # global average pooling sits between the two head convs
-    features = layout.feature_mix.out_channels
-    macs += features * layout.n_classes
-    params += features * layout.n_classes + layout.n_classes
-    return Profile(int(macs), int(params))
+            out.append((f"{p}_se_reduce", mid * se, mid * se + se))
+            out.append((f"{p}_se_expand", mid * se, mid * se + mid))
+        out.append((f"{p}_project", size * size * mid * spec.out_channels,
+                    mid * spec.out_channels + 2 * spec.out_channels))
+    for spec in layout.pre_pool_convs:
+        macs, params, size = _conv(spec, size)
+        out.append((spec.name, macs, params))
+    for spec in layout.post_pool_convs:   # on the globally pooled 1x1 map
+        macs, params, _ = _conv(spec, 1)
+        out.append((spec.name, macs, params))
+    features = layout.n_features
+    out.append(("logits", features * layout.n_classes, features * layout.n_classes + layout.n_classes))
+    return out
+
+
+def profile_layout(layout: Layout, arch: Mapping, image_size: int | None = None) -> Profile:
+    """MACs and params of ``arch`` on ``layout`` at ``image_size`` (default: the arch's)."""
+    counts = layer_counts(layout, arch, image_size)
+    return Profile(int(sum(c[1] for c in counts)), int(sum(c[2] for c in counts)))
 
 
 def profile_arch(arch: Mapping, space: SearchSpace, n_classes: int = 1000,

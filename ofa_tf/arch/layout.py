@@ -59,6 +59,7 @@ class BlockSpec:
     use_se: bool
     kernel_sizes: tuple
     expand_ratios: tuple
+    shortcut: bool = True  # adds its input when the shapes allow (ProxylessNAS's first block never does)
 
     @property
     def has_expand(self) -> bool:
@@ -67,7 +68,7 @@ class BlockSpec:
 
     @property
     def residual(self) -> bool:
-        return self.stride == 1 and self.in_channels == self.out_channels
+        return self.shortcut and self.stride == 1 and self.in_channels == self.out_channels
 
     @property
     def max_kernel_size(self) -> int:
@@ -114,15 +115,57 @@ class ActiveBlock:
 
 
 @dataclasses.dataclass(frozen=True)
+class LatencyKeyFormat:
+    """How a family's latency lookup tables spell a block's key (``ofa_tf.nas.latency_table``):
+    ``expand`` is the block's middle width (``"channels"``, the reference's MBv3LatencyTable) or
+    its expand ratio (``"ratio"``, ProxylessNASLatencyTable); ``flags`` appends the
+    ``-se:<0|1>-hs:<0|1>`` fields of MBv3LatencyTable."""
+
+    expand: str = "channels"
+    flags: bool = True
+
+    def __post_init__(self):
+        if self.expand not in ("channels", "ratio"):
+            raise ValueError(f"LatencyKeyFormat.expand must be 'channels' or 'ratio', got {self.expand!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Layout:
+    """The network of a space: stem, fixed first block, block slots per stage, and the head:
+    ``final_expand`` (a 1x1 conv on the last feature map, or None), the global pool, then
+    ``feature_mix`` (a 1x1 conv on the pooled map; with ``feature_mix_pooled`` False it runs
+    before the pool instead, as ProxylessNAS's), then the classifier."""
+
     space: SearchSpace
     n_classes: int
     dropout_rate: float
     stem: ConvSpec
     first_block: BlockSpec
-    stages: tuple          # tuple of tuples of BlockSpec, max_depth each
-    final_expand: ConvSpec
+    stages: tuple          # tuple of tuples of BlockSpec, one per slot of the stage
+    final_expand: ConvSpec | None
     feature_mix: ConvSpec
+    feature_mix_pooled: bool = True
+    latency_keys: LatencyKeyFormat = LatencyKeyFormat()
+
+    @property
+    def pre_pool_convs(self) -> tuple:
+        """The head's convs on the last feature map, in order."""
+        convs = () if self.final_expand is None else (self.final_expand,)
+        return convs if self.feature_mix_pooled else convs + (self.feature_mix,)
+
+    @property
+    def post_pool_convs(self) -> tuple:
+        """The head's convs on the pooled 1x1 map, in order."""
+        return (self.feature_mix,) if self.feature_mix_pooled else ()
+
+    @property
+    def head_convs(self) -> tuple:
+        return self.pre_pool_convs + self.post_pool_convs
+
+    @property
+    def n_features(self) -> int:
+        """Width of the classifier's input (the last head conv's output)."""
+        return self.head_convs[-1].out_channels
 
     @property
     def blocks(self) -> tuple:
@@ -160,6 +203,23 @@ def build_layout(space: SearchSpace, n_classes: int = 1000, dropout_rate: float 
     return LAYOUT_BUILDERS[space.family](space, n_classes, float(dropout_rate))
 
 
+def _stage_blocks(space: SearchSpace, in_channels: int) -> tuple:
+    """The block slots of every stage (``space.stage_slots``), numbered after the first block;
+    returns them and the last stage's width."""
+    stages, channels, index = [], in_channels, 1
+    for s, stage in enumerate(space.stages):
+        width, blocks = make_divisible(stage.width * space.width_mult), []
+        for j, slot in enumerate(space.stage_slots(s)):
+            blocks.append(BlockSpec(
+                name=f"expanded_conv_{index}", index=index, slot=slot,
+                in_channels=channels, out_channels=width, stride=stage.stride if j == 0 else 1,
+                act=stage.act, use_se=stage.use_se, kernel_sizes=space.ks_list,
+                expand_ratios=space.expand_ratio_list))
+            channels, index = width, index + 1
+        stages.append(tuple(blocks))
+    return tuple(stages), channels
+
+
 def mobilenet_v3_layout(space: SearchSpace, n_classes: int, dropout_rate: float) -> Layout:
     """OFA-MobileNetV3: h_swish stem, a fixed relu first block, the space's stages, a final
     expand conv and a feature-mix conv (no BN) around the global pool."""
@@ -168,25 +228,34 @@ def mobilenet_v3_layout(space: SearchSpace, n_classes: int, dropout_rate: float)
     first_width = make_divisible(space.first_block_width * w)
     stem = ConvSpec("conv", 3, stem_width, 3, 2, "h_swish")
     first = BlockSpec("expanded_conv_0", 0, None, stem_width, first_width, 1, "relu", False, (3,), (1,))
-    stages, channels, index = [], first_width, 1
-    for s, stage in enumerate(space.stages):
-        width, blocks = make_divisible(stage.width * w), []
-        for j in range(space.max_depth):
-            blocks.append(BlockSpec(
-                name=f"expanded_conv_{index}", index=index, slot=s * space.max_depth + j,
-                in_channels=channels, out_channels=width, stride=stage.stride if j == 0 else 1,
-                act=stage.act, use_se=stage.use_se, kernel_sizes=space.ks_list,
-                expand_ratios=space.expand_ratio_list))
-            channels, index = width, index + 1
-        stages.append(tuple(blocks))
+    stages, channels = _stage_blocks(space, first_width)
     final_width = make_divisible(space.final_expand_width * w)
     mix_width = make_divisible(space.feature_mix_width * w)
     return Layout(
         space=space, n_classes=n_classes, dropout_rate=dropout_rate, stem=stem,
-        first_block=first, stages=tuple(stages),
+        first_block=first, stages=stages,
         final_expand=ConvSpec("conv_1", channels, final_width, 1, 1, "h_swish"),
         feature_mix=ConvSpec("conv_2", final_width, mix_width, 1, 1, "h_swish", use_bn=False))
 
 
+def proxyless_layout(space: SearchSpace, n_classes: int, dropout_rate: float) -> Layout:
+    """OFA-ProxylessNAS: a ReLU6 stem, a fixed ReLU6 first block (expand 1, 3x3), the space's
+    stages, and a feature-mix conv with BN and ReLU6 before the global pool (no final expand)."""
+    if space.final_expand_width:
+        raise ValueError("a ProxylessNAS space has no final expand conv: final_expand_width must be 0, "
+                         f"got {space.final_expand_width}")
+    w = space.width_mult
+    stem_width = make_divisible(space.stem_width * w)
+    first_width = make_divisible(space.first_block_width * w)
+    stem = ConvSpec("conv", 3, stem_width, 3, 2, "relu6")
+    first = BlockSpec("expanded_conv_0", 0, None, stem_width, first_width, 1, "relu6", False, (3,), (1,),
+                      shortcut=False)
+    stages, channels = _stage_blocks(space, first_width)
+    mix = ConvSpec("feature_mix", channels, make_divisible(space.feature_mix_width * w), 1, 1, "relu6")
+    return Layout(space=space, n_classes=n_classes, dropout_rate=dropout_rate, stem=stem,
+                  first_block=first, stages=stages, final_expand=None, feature_mix=mix,
+                  feature_mix_pooled=False, latency_keys=LatencyKeyFormat(expand="ratio", flags=False))
+
+
 # Family name (SearchSpace.family) -> layout builder(space, n_classes, dropout_rate).
-LAYOUT_BUILDERS = {"mobilenet_v3": mobilenet_v3_layout}
+LAYOUT_BUILDERS = {"mobilenet_v3": mobilenet_v3_layout, "proxyless": proxyless_layout}

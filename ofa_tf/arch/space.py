@@ -6,8 +6,10 @@ library and mit-han-lab/once-for-all::
     {"ks": [20 ints], "e": [20 numbers], "d": [5 ints], "r": [224]}
 
 ``ks`` and ``e`` hold one value per block slot (stage-major, ``max_depth`` slots
-per stage), ``d`` one depth per stage and ``r`` the input resolution. Values for
-slots beyond a stage's depth are carried but do not change the network.
+per elastic stage, as many as its depth for a fixed-depth stage), ``d`` one depth per
+stage and ``r`` the input resolution. Values for slots beyond a stage's depth are
+carried but do not change the network. (OFA-ProxylessNAS: 5 x 4 + 1 = 21 slots, 6 depths,
+the last always 1.)
 """
 
 from __future__ import annotations
@@ -20,48 +22,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ofa_tf.arch.stages import (MOBILENET_V3_STAGES, PROXYLESS_STAGES, PROXYLESS_TINY_STAGES,
+                                TINY_STAGES, StageSpec)
 from ofa_tf.arch.value import ARCH_KEYS, Arch
 
-ACTIVATIONS = ("relu", "h_swish")
 # Network families with a layout here and a supernet in ofa_tf/networks/ (see its registry).
-FAMILIES = ("mobilenet_v3",)
-
-
-@dataclasses.dataclass(frozen=True)
-class StageSpec:
-    """One elastic stage: its base output width (before the width multiplier),
-    the stride of its first block, its activation and whether blocks use SE."""
-
-    width: int
-    stride: int
-    act: str
-    use_se: bool
-
-    def __post_init__(self):
-        if self.act not in ACTIVATIONS:
-            raise ValueError(f"StageSpec.act must be one of {ACTIVATIONS}, got {self.act!r}")
-        if self.stride not in (1, 2):
-            raise ValueError(f"StageSpec.stride must be 1 or 2, got {self.stride!r}")
-        if self.width <= 0:
-            raise ValueError(f"StageSpec.width must be positive, got {self.width!r}")
-
-
-MOBILENET_V3_STAGES = (
-    StageSpec(24, 2, "relu", False),
-    StageSpec(40, 2, "relu", True),
-    StageSpec(80, 2, "h_swish", False),
-    StageSpec(112, 1, "h_swish", True),
-    StageSpec(160, 2, "h_swish", True),
-)
-
-# A narrow, shallow space with the same kinds of blocks (SE / no SE, relu /
-# h_swish, a stride-1 stage) for tests and CPU demos at 32-64 px.
-TINY_STAGES = (
-    StageSpec(16, 2, "relu", False),
-    StageSpec(24, 2, "relu", True),
-    StageSpec(32, 1, "h_swish", False),
-    StageSpec(40, 2, "h_swish", True),
-)
+FAMILIES = ("mobilenet_v3", "proxyless")
 
 
 def _as_number_tuple(name: str, values: Any, kind: type) -> tuple:
@@ -87,6 +53,8 @@ class SearchSpace:
 
     Two supernets with equal spaces have identical weights layouts, so a
     checkpoint, a latency table or an accuracy dataset is tied to a space.
+    ``final_expand_width`` 0 means the family's head has no final expand conv
+    (ProxylessNAS: its feature mix conv runs before the global pool).
     """
 
     ks_list: tuple = (3, 5, 7)
@@ -145,6 +113,25 @@ class SearchSpace:
                    feature_mix_width=128)
 
     @classmethod
+    def proxyless(cls, width_mult: float = 1.3, ks_list=(3, 5, 7), expand_ratio_list=(3, 4, 6),
+                  depth_list=(2, 3, 4), resolutions=None) -> "SearchSpace":
+        """OFA-ProxylessNAS as the reference's ``OFAProxylessNASNets`` (released at w1.3, trained at
+        128-224 px): a 32-wide ReLU6 stem, a fixed 16-wide first block, six stages, the last of
+        one block, and a 1280-wide feature mix conv before the global pool."""
+        return cls(ks_list=ks_list, expand_ratio_list=expand_ratio_list, depth_list=depth_list,
+                   resolutions=tuple(range(128, 225, 4)) if resolutions is None else resolutions,
+                   width_mult=width_mult, stages=PROXYLESS_STAGES, stem_width=32,
+                   first_block_width=16, final_expand_width=0, feature_mix_width=1280,
+                   family="proxyless")
+
+    @classmethod
+    def proxyless_tiny(cls) -> "SearchSpace":
+        """ProxylessNAS's kinds of blocks in a space as small as `tiny`, for tests at 32-64 px."""
+        return cls(depth_list=(1, 2, 3), resolutions=(32, 40, 48, 56, 64),
+                   stages=PROXYLESS_TINY_STAGES, stem_width=8, first_block_width=8,
+                   final_expand_width=0, feature_mix_width=128, family="proxyless")
+
+    @classmethod
     def preset(cls, name: str) -> "SearchSpace":
         """The space of a preset name (`PRESETS`), as the CLIs' ``--space`` takes it."""
         if name not in PRESETS:
@@ -160,16 +147,20 @@ class SearchSpace:
     def max_depth(self) -> int:
         return max(self.depth_list)
 
+    def stage_depths(self, stage: int) -> tuple:
+        """The depths stage ``stage`` can take: the space's ``depth_list``, or its fixed depth."""
+        fixed = self.stages[stage].depth
+        return self.depth_list if fixed is None else (fixed,)
+
     @property
     def n_blocks(self) -> int:
         """Number of elastic block slots (the length of ``ks`` and ``e``)."""
-        return self.n_stages * self.max_depth
+        return sum(max(self.stage_depths(s)) for s in range(self.n_stages))
 
     def count(self, include_resolution: bool = False) -> int:
         """Number of distinct sub-networks (blocks past a stage's depth don't count)."""
         per_block = len(self.ks_list) * len(self.expand_ratio_list)
-        per_stage = sum(per_block ** d for d in self.depth_list)
-        total = per_stage ** self.n_stages
+        total = math.prod(sum(per_block ** d for d in self.stage_depths(s)) for s in range(self.n_stages))
         return total * len(self.resolutions) if include_resolution else total
 
     # ------------------------------------------------------------------ archs
@@ -220,7 +211,8 @@ class SearchSpace:
                                    f"{self.n_stages} stages x {self.max_depth}"),
             "e": self._check_list(arch, "e", self.expand_ratio_list, self.n_blocks, "one per block slot: "
                                   f"{self.n_stages} stages x {self.max_depth}"),
-            "d": self._check_list(arch, "d", self.depth_list, self.n_stages, "one per stage"),
+            "d": self._check_list(arch, "d", [self.stage_depths(s) for s in range(self.n_stages)],
+                                  self.n_stages, "one per stage"),
         }
         if "r" in arch and arch["r"] is not None:
             r = arch["r"]
@@ -232,13 +224,15 @@ class SearchSpace:
         return out
 
     def _check_list(self, arch, key, allowed, length, what) -> list:
+        """``allowed``: the choices of every entry, or a list of each entry's choices."""
         values = arch[key]
         if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
             raise ValueError(f"arch[{key!r}] must be a list of {length} numbers, got "
                              f"{type(values).__name__} {values!r}")
         if len(values) != length:
             raise ValueError(f"arch[{key!r}] has {len(values)} values; expected {length} ({what})")
-        return [self._choice(key, i, v, allowed) for i, v in enumerate(values)]
+        per_entry = allowed if isinstance(allowed, list) else [allowed] * length
+        return [self._choice(key, i, v, per_entry[i]) for i, v in enumerate(values)]
 
     @staticmethod
     def _choice(key, index, value, allowed):
@@ -253,8 +247,9 @@ class SearchSpace:
     def check_partial(self, wide: Mapping) -> dict:
         """Check an :meth:`expand`-ed arch whose entries may be ``None`` (keep the current
         choice); returns it with every given value matched to the space's choices."""
-        lists = {"ks": self.ks_list, "e": self.expand_ratio_list, "d": self.depth_list}
-        return {key: [None if v is None else self._choice(key, i, v, lists[key]) for i, v in enumerate(wide[key])]
+        lists = {"ks": [self.ks_list] * self.n_blocks, "e": [self.expand_ratio_list] * self.n_blocks,
+                 "d": [self.stage_depths(s) for s in range(self.n_stages)]}
+        return {key: [None if v is None else self._choice(key, i, v, lists[key][i]) for i, v in enumerate(wide[key])]
                 for key in lists}
 
     def sample(self, rng: np.random.Generator | int | None = None) -> dict:
@@ -263,8 +258,13 @@ class SearchSpace:
         pick = lambda choices, n: [choices[i] for i in rng.integers(0, len(choices), n)]  # noqa: E731
         return {"ks": pick(self.ks_list, self.n_blocks),
                 "e": pick(self.expand_ratio_list, self.n_blocks),
-                "d": pick(self.depth_list, self.n_stages),
+                "d": self.fixed_depths(pick(self.depth_list, self.n_stages)),
                 "r": pick(self.resolutions, 1)}
+
+    def fixed_depths(self, depths: Sequence) -> list:
+        """``depths`` (one per stage) with each fixed-depth stage's entry set to its depth, as the
+        reference clamps them; elastic stages' entries are kept."""
+        return [d if self.stages[s].depth is None else self.stages[s].depth for s, d in enumerate(depths)]
 
     def largest(self, resolution: int | None = None) -> dict:
         return self.uniform(max(self.ks_list), max(self.expand_ratio_list), max(self.depth_list),
@@ -276,14 +276,16 @@ class SearchSpace:
 
     def uniform(self, ks, e, d, r=None) -> dict:
         """An arch with the same choice everywhere (validated)."""
-        arch = {"ks": [ks] * self.n_blocks, "e": [e] * self.n_blocks, "d": [d] * self.n_stages}
+        arch = {"ks": [ks] * self.n_blocks, "e": [e] * self.n_blocks,
+                "d": self.fixed_depths([d] * self.n_stages)}
         if r is not None:
             arch["r"] = [r]
         return self.validate(arch)
 
     def expand(self, ks=None, e=None, d=None) -> dict:
         """Expand OFA-style arguments (an int for all, or a per-block/per-stage list)
-        into a full arch dict without ``r``; ``None`` entries are returned as ``None``."""
+        into a full arch dict without ``r``; ``None`` entries are returned as ``None``. One
+        depth for all stages leaves fixed-depth stages at their depth."""
         def widen(value, n, key):
             if value is None:
                 return [None] * n
@@ -294,12 +296,15 @@ class SearchSpace:
                     raise ValueError(f"{key} has {len(value)} values; expected {n}")
                 return list(value)
             raise ValueError(f"{key} must be a number or a list of numbers, got {value!r}")
-        return {"ks": widen(ks, self.n_blocks, "ks"), "e": widen(e, self.n_blocks, "e"),
-                "d": widen(d, self.n_stages, "d")}
+        depths = widen(d, self.n_stages, "d")
+        if isinstance(d, numbers.Real):
+            depths = self.fixed_depths(depths)
+        return {"ks": widen(ks, self.n_blocks, "ks"), "e": widen(e, self.n_blocks, "e"), "d": depths}
 
     def stage_slots(self, stage: int) -> range:
         """Indices into ``ks``/``e`` of the block slots of one stage."""
-        return range(stage * self.max_depth, (stage + 1) * self.max_depth)
+        start = sum(max(self.stage_depths(s)) for s in range(stage))
+        return range(start, start + max(self.stage_depths(stage)))
 
     def active_slots(self, arch: Mapping) -> list[int]:
         """Indices of the block slots that the arch runs."""
@@ -310,7 +315,9 @@ class SearchSpace:
         d = dataclasses.asdict(self)
         d["ks_list"], d["expand_ratio_list"] = list(self.ks_list), list(self.expand_ratio_list)
         d["depth_list"], d["resolutions"] = list(self.depth_list), list(self.resolutions)
-        d["stages"] = [dataclasses.asdict(s) for s in self.stages]
+        # An elastic stage's depth (None) is left out, so spaces without fixed stages keep their JSON.
+        d["stages"] = [{k: v for k, v in dataclasses.asdict(s).items() if k != "depth" or v is not None}
+                       for s in self.stages]
         return d
 
     @classmethod
@@ -332,7 +339,9 @@ class SearchSpace:
 # The named spaces the CLIs offer (``--space``); a family adds its presets here.
 PRESETS = {"tiny": SearchSpace.tiny,
            "mbv3_w1.0": lambda: SearchSpace.mobilenet_v3(1.0),
-           "mbv3_w1.2": lambda: SearchSpace.mobilenet_v3(1.2)}
+           "mbv3_w1.2": lambda: SearchSpace.mobilenet_v3(1.2),
+           "proxyless_tiny": SearchSpace.proxyless_tiny,
+           "proxyless_w1.3": lambda: SearchSpace.proxyless(1.3)}
 
 
 def arch_from_json(text: str, space: SearchSpace, require_resolution: bool = False) -> dict:

@@ -54,8 +54,8 @@ def expected_float_op_counts(layout: Layout, arch: Mapping, image_size: int, *,
 
     BN is folded into the preceding conv and ReLU / ReLU6 into the conv's fused activation, and
     SE's hard sigmoid becomes conv (+3 folded into the bias, ReLU6 fused) then MUL by 1/6; so:
-    CONV_2D for the stem, every expand and project conv, the two SE convs, the final expand and
-    feature mix; one DEPTHWISE_CONV_2D per active block; HARD_SWISH per h-swish activation;
+    CONV_2D for the stem, every expand and project conv, the two SE convs and the head's convs
+    (final expand and / or feature mix); one DEPTHWISE_CONV_2D per active block; HARD_SWISH per h-swish activation;
     MUL twice per SE; ADD per residual; MEAN per SE plus the global pool and the classifier's
     squeeze of the 1x1 map; PAD per stride-2 conv whose symmetric padding (the reference's)
     differs from "SAME"; one FULLY_CONNECTED. A ``pixel_input`` model (`converter.pixel_model`)
@@ -64,7 +64,7 @@ def expected_float_op_counts(layout: Layout, arch: Mapping, image_size: int, *,
     """
     blocks = layout.active_blocks(arch, image_size)
     counts = collections.Counter()
-    head = (layout.stem, layout.final_expand, layout.feature_mix)
+    head = (layout.stem,) + layout.head_convs
     counts["CONV_2D"] = len(head) + sum(2 * b.spec.use_se + b.spec.has_expand + 1 for b in blocks)
     counts["DEPTHWISE_CONV_2D"] = len(blocks)
     counts["HARD_SWISH"] = (sum(spec.act == "h_swish" for spec in head)

@@ -1,7 +1,12 @@
-"""Import the reference's pretrained OFA-MobileNetV3 (PyTorch) as an ofa_tf supernet.
+"""Import the reference's pretrained OFA-MobileNetV3 or OFA-ProxylessNAS (PyTorch) as an ofa_tf supernet.
 
     python -m ofa_tf.interop.import_torch --checkpoint ofa_mbv3_d234_e346_k357_w1.0 \\
         --width_mult 1.0 --out runs/ofa_mbv3_w1.0
+    python -m ofa_tf.interop.import_torch --checkpoint ofa_proxyless_d234_e346_k357_w1.3 \\
+        --out runs/ofa_proxyless_w1.3
+
+The family is read from the tensors (ProxylessNAS's feature-mix layer has BN, and it has no
+final expand layer), the width multiplier from the release name or the feature-mix layer.
 
 ``--out`` is a directory that receives ``supernet.weights.h5`` + ``supernet.json``, the same
 pair ``python -m ofa_tf.train`` leaves in its workdir, so ``ofa_tf.artifacts.load_supernet``,
@@ -50,7 +55,7 @@ def _n_classes(state_dict) -> int:
 
 def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float | None = None,
                                 overwrite: bool = False):
-    """Read ``checkpoint``, load it into a new OFA-MobileNetV3 supernet and save it to ``out_dir``.
+    """Read ``checkpoint``, load it into a new supernet of its family and save it to ``out_dir``.
     Returns ``(supernet, path of supernet.json)``."""
     # Inputs and the output are checked before TensorFlow loads and the checkpoint is read.
     from ofa_tf.artifacts import META_NAME, WEIGHTS_NAME
@@ -66,22 +71,23 @@ def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float
                                "--overwrite to replace it or choose another --out")
     if width_mult is not None and width_mult <= 0:
         raise ValueError(f"--width_mult must be positive, got {width_mult}")
-    from ofa_tf.arch.space import SearchSpace
     from ofa_tf.artifacts import save_supernet
-    from ofa_tf.interop.reference_mapping import checkpoint_width_mult, load_reference_state_dict
+    from ofa_tf.interop.reference_mapping import (REFERENCE_SPACES, checkpoint_family, checkpoint_width_mult,
+                                                  load_reference_state_dict)
     from ofa_tf.networks import family_of
 
     state_dict = read_state_dict(checkpoint)
+    reference_space = REFERENCE_SPACES[checkpoint_family(state_dict)]
     released = release_width_mult(checkpoint)
     if width_mult is None:
-        width_mult = released or checkpoint_width_mult(state_dict, SearchSpace.mobilenet_v3())
+        width_mult = released or checkpoint_width_mult(state_dict, reference_space())
         if width_mult is None:
             raise ValueError(f"cannot tell the width multiplier of {checkpoint!r} (it has no "
                              "feature_mix_layer.conv.weight); pass --width_mult")
     elif released is not None and released != width_mult:
         raise ValueError(f"--width_mult {width_mult:g} does not match the release "
                          f"{os.path.basename(checkpoint)}, which has width_mult {released:g}")
-    space = SearchSpace.mobilenet_v3(float(width_mult))
+    space = reference_space(float(width_mult))
     net = family_of(space).supernet_class(space=space, n_classes=_n_classes(state_dict))
     load_reference_state_dict(net, state_dict)
     source = {"checkpoint": os.path.abspath(checkpoint), "reference": "mit-han-lab/once-for-all",
@@ -108,9 +114,10 @@ def main(argv):
 def define_flags():
     """The CLI's flags, defined when it runs, so importing this module defines none."""
     flags.DEFINE_string("checkpoint", None, "The reference's checkpoint file (a PyTorch state_dict, or a "
-                        "dict holding it under 'state_dict'), e.g. ofa_mbv3_d234_e346_k357_w1.0.")
+                        "dict holding it under 'state_dict'), e.g. ofa_mbv3_d234_e346_k357_w1.0 or "
+                        "ofa_proxyless_d234_e346_k357_w1.3.")
     flags.DEFINE_float("width_mult", None, "Width multiplier of the checkpoint's supernet (1.0 or 1.2 for the "
-                       "releases). Default: read from the checkpoint.")
+                       "MobileNetV3 releases, 1.3 for ProxylessNAS). Default: read from the checkpoint.")
     flags.DEFINE_string("out", None, "Output directory; gets supernet.weights.h5 and supernet.json.")
     flags.DEFINE_bool("overwrite", False, "Replace a supernet already saved in --out.")
     flags.mark_flags_as_required(["checkpoint", "out"])

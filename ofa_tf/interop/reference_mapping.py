@@ -1,4 +1,4 @@
-"""Which tensor of the reference's OFA-MobileNetV3 state_dict is which variable of ours.
+"""Which tensor of the reference's OFA-MobileNetV3 / OFA-ProxylessNAS state_dict is which variable of ours.
 
 The reference (mit-han-lab/once-for-all) names its tensors after its modules
 (``blocks.3.conv.depth_conv.conv.conv.weight``) and stores convolutions as OIHW;
@@ -102,14 +102,20 @@ def _block_links(block) -> list:
 
 
 def reference_links(net) -> list:
-    """Every float variable of an ``OFAMobileNetV3`` with its name in the reference's state_dict."""
+    """Every float variable of an MBConv supernet (``OFAMobileNetV3``, ``OFAProxylessNASNets``)
+    with its name in the reference's state_dict. The head's convs are the reference's
+    ``final_expand_layer`` and ``feature_mix_layer`` (with BN where the layout has one)."""
     links = [TensorLink("first_conv.conv.weight", net.stem_conv.kernel, "conv")]
     links += _bn_links("first_conv.bn", net.stem_bn)
     for block in net.blocks:
         links += _block_links(block)
-    links.append(TensorLink("final_expand_layer.conv.weight", net.final_expand_conv.kernel, "conv"))
-    links += _bn_links("final_expand_layer.bn", net.final_expand_bn)
-    links.append(TensorLink("feature_mix_layer.conv.weight", net.feature_mix_conv.kernel, "conv"))
+    layout = net.layout
+    for spec in layout.head_convs:
+        module = "final_expand_layer" if spec is layout.final_expand else "feature_mix_layer"
+        conv, bn = net.head_layers(spec)
+        links.append(TensorLink(f"{module}.conv.weight", conv.kernel, "conv"))
+        if bn is not None:
+            links += _bn_links(f"{module}.bn", bn)
     links.append(TensorLink("classifier.linear.weight", net.classifier.kernel, "dense"))
     links.append(TensorLink("classifier.linear.bias", net.classifier.bias, "same"))
     return links
@@ -134,9 +140,24 @@ def checkpoint_width_mult(state_dict: Mapping, space: SearchSpace) -> float | No
     return guess if make_divisible(base * guess) == width else width / base
 
 
+# The reference's supernet families this mapping reads: each one's space at a width, and the
+# reference's class of it (in ofa.imagenet_classification.elastic_nn.networks).
+REFERENCE_SPACES = {"mobilenet_v3": SearchSpace.mobilenet_v3, "proxyless": SearchSpace.proxyless}
+REFERENCE_CLASSES = {"mobilenet_v3": "OFAMobileNetV3", "proxyless": "OFAProxylessNASNets"}
+
+
+def checkpoint_family(state_dict: Mapping) -> str:
+    """The family a reference state_dict belongs to: OFA-ProxylessNAS has a feature-mix layer
+    with BN and no final expand layer; OFA-MobileNetV3 the reverse."""
+    names = {canonical_name(k) for k in state_dict}
+    if "feature_mix_layer.bn.weight" in names and "final_expand_layer.conv.weight" not in names:
+        return "proxyless"
+    return "mobilenet_v3"
+
+
 def _describe(net) -> str:
     s = net.space
-    return (f"OFAMobileNetV3(width_mult={s.width_mult}, ks_list={list(s.ks_list)}, "
+    return (f"{type(net).__name__}(width_mult={s.width_mult}, ks_list={list(s.ks_list)}, "
             f"expand_ratio_list={list(s.expand_ratio_list)}, depth_list={list(s.depth_list)}, "
             f"n_classes={net.n_classes})")
 
@@ -153,7 +174,7 @@ def _mismatch(net, state_dict: Mapping, problems: list) -> CheckpointMismatchErr
 
 
 def load_reference_state_dict(net, state_dict: Mapping) -> None:
-    """Copy a reference ``OFAMobileNetV3`` state_dict into ``net`` (all or nothing).
+    """Copy a reference supernet's state_dict into ``net`` of the same family (all or nothing).
 
     Every tensor is checked first; a missing, unexpected or mis-shaped tensor raises one
     :class:`CheckpointMismatchError` naming it, and ``net`` is left untouched.
@@ -190,7 +211,7 @@ def load_reference_state_dict(net, state_dict: Mapping) -> None:
 
 
 def reference_state_dict(net) -> "collections.OrderedDict[str, np.ndarray]":
-    """``net``'s weights as the reference's ``OFAMobileNetV3.state_dict()`` (numpy arrays,
+    """``net``'s weights as the reference supernet's ``state_dict()`` (numpy arrays,
     reference names and layouts, BN batch counters at 0), the inverse of
     :func:`load_reference_state_dict`."""
     out = collections.OrderedDict()

@@ -15,8 +15,9 @@ import numpy as np
 
 from ofa_tf.atomic_files import atomic_save
 
-# The reference's released OFA-MobileNetV3 supernets (ofa/model_zoo.py) and their widths.
-RELEASES = {"ofa_mbv3_d234_e346_k357_w1.0": 1.0, "ofa_mbv3_d234_e346_k357_w1.2": 1.2}
+# The reference's released MBConv supernets (ofa/model_zoo.py) and their widths.
+RELEASES = {"ofa_mbv3_d234_e346_k357_w1.0": 1.0, "ofa_mbv3_d234_e346_k357_w1.2": 1.2,
+            "ofa_proxyless_d234_e346_k357_w1.3": 1.3}
 RELEASE_URL = "https://raw.githubusercontent.com/han-cai/files/master/ofa/ofa_nets/{name}"
 
 

@@ -1,4 +1,4 @@
-"""MobileNetV3's activations, computed exactly as Keras 3 computes them.
+"""The families' activations, computed exactly as Keras 3 computes them.
 
 The supernet applies these functions; the static subnet uses
 ``keras.layers.Activation`` with the same names, so both graphs do the same
@@ -18,14 +18,14 @@ def h_swish(x):
     return x * h_sigmoid(x)
 
 
-_FUNCTIONS = {"relu": tf.nn.relu, "h_swish": h_swish, "h_sigmoid": h_sigmoid}
+_FUNCTIONS = {"relu": tf.nn.relu, "relu6": tf.nn.relu6, "h_swish": h_swish, "h_sigmoid": h_sigmoid}
 
 # Names of the same functions for keras.layers.Activation.
-KERAS_NAMES = {"relu": "relu", "h_swish": "hard_swish", "h_sigmoid": "hard_sigmoid"}
+KERAS_NAMES = {"relu": "relu", "relu6": "relu6", "h_swish": "hard_swish", "h_sigmoid": "hard_sigmoid"}
 
 
 def function(name: str):
-    """The activation function called ``name`` in the layout (``relu``, ``h_swish``, ``h_sigmoid``)."""
+    """The activation function called ``name`` in the layout (``relu``, ``relu6``, ``h_swish``, ``h_sigmoid``)."""
     if name not in _FUNCTIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of {sorted(_FUNCTIONS)}")
     return _FUNCTIONS[name]

@@ -78,13 +78,19 @@ class EfficiencyPredictor:
         resolutions = self.supported_resolutions() if resolutions is None else tuple(resolutions)
         if not resolutions:
             raise ValueError(f"no resolution has a complete {self.metric} table")
-        space, depth = self.space, np.array(self.space.depth_list)
+        space = self.space
         flat = self.per_slot.reshape(space.n_blocks, -1, self.per_slot.shape[-1])
         best_choice = flat.argmin(axis=1)                                    # (n_blocks, n_res)
-        best_slot = flat.min(axis=1).reshape(space.n_stages, space.max_depth, -1)
-        prefix = np.cumsum(best_slot, axis=1)[:, depth - 1, :]               # (n_stages, n_depths, n_res)
-        best_depth = prefix.argmin(axis=1)                                    # (n_stages, n_res)
-        totals = self.fixed + prefix.min(axis=1).sum(axis=0)
+        best_slot = flat.min(axis=1)                                         # (n_blocks, n_res)
+        best_depth = np.zeros((space.n_stages, best_slot.shape[1]), np.int64)
+        stages_total = np.zeros(best_slot.shape[1], best_slot.dtype)
+        for s in range(space.n_stages):
+            slots = space.stage_slots(s)
+            # (n_depths, n_res): the stage's cost at each depth index with its cheapest choices
+            prefix = np.cumsum(best_slot[slots.start:slots.stop], axis=0)[self.encoder.depth_values[s] - 1]
+            best_depth[s] = prefix.argmin(axis=0)
+            stages_total = stages_total + prefix.min(axis=0)
+        totals = self.fixed + stages_total
         allowed = [space.resolutions.index(r) for r in resolutions]
         ri = allowed[int(np.argmin(totals[allowed]))]
         ks_ids, e_ids = np.unravel_index(best_choice[:, ri], self.per_slot.shape[1:3])
@@ -111,7 +117,8 @@ def _macs_tables(space: SearchSpace, n_classes: int) -> tuple[np.ndarray, np.nda
     that slot is switched on (or, for a stage's first slot, switched from the first choice).
 
     Profiling runs on the same layout with every depth 1..max allowed, so each slot can be
-    switched on alone."""
+    switched on alone; a fixed-depth stage's slots are always on, and cost what their choice adds
+    to the first choice's."""
     relaxed = dataclasses.replace(space, depth_list=tuple(range(1, space.max_depth + 1)))
     layout = build_layout(relaxed, n_classes)
     ks_list, e_list = space.ks_list, space.expand_ratio_list
@@ -124,14 +131,18 @@ def _macs_tables(space: SearchSpace, n_classes: int) -> tuple[np.ndarray, np.nda
 
         fixed[ri] = macs(shallow)
         for slot in range(space.n_blocks):
-            stage, position = divmod(slot, space.max_depth)
+            stage = next(s for s in range(space.n_stages) if slot in space.stage_slots(s))
+            position = slot - space.stage_slots(stage).start
+            elastic = space.stages[stage].depth is None
             before = {**shallow, "d": list(shallow["d"])}
-            before["d"][stage] = max(position, 1)
+            if elastic:
+                before["d"][stage] = max(position, 1)
             reference = macs(before)
             for ki, k in enumerate(ks_list):
                 for ei, e in enumerate(e_list):
                     after = {"ks": list(before["ks"]), "e": list(before["e"]), "d": list(before["d"])}
-                    after["d"][stage] = position + 1
+                    if elastic:
+                        after["d"][stage] = position + 1
                     after["ks"][slot], after["e"][slot] = k, e
                     per_slot[slot, ki, ei, ri] = macs(after) - reference
     return fixed, per_slot
@@ -161,8 +172,8 @@ class LatencyPredictor(EfficiencyPredictor):
                 for ei, e in enumerate(space.expand_ratio_list):
                     blocks = layout.active_blocks(space.uniform(k, e, space.max_depth), r)
                     for block in blocks[1:]:
-                        per_slot[block.spec.slot, ki, ei, ri] = self._lookup(block_key(block), r)
-            keys = [stem_key(layout, r), block_key(blocks[0])] + head_keys(layout, blocks[-1].output_size)
+                        per_slot[block.spec.slot, ki, ei, ri] = self._lookup(block_key(block, layout.latency_keys), r)
+            keys = [stem_key(layout, r), block_key(blocks[0], layout.latency_keys)] + head_keys(layout, blocks[-1].output_size)
             fixed[ri] = sum(self._lookup(key, r) for key in keys)
         return fixed, per_slot
 

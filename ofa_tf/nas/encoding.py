@@ -75,12 +75,14 @@ class ArchCodec:
         self.n_res, self.n_ks, self.n_e = len(space.resolutions), len(space.ks_list), len(space.expand_ratio_list)
         self.n_blocks, self.n_stages = space.n_blocks, space.n_stages
         # slot -> its stage and its position in the stage (depth needed to run it)
-        self.slot_stage = np.repeat(np.arange(self.n_stages), space.max_depth)
-        self.slot_position = np.tile(np.arange(space.max_depth), self.n_stages)
+        self.slot_stage = np.concatenate([[s] * len(space.stage_slots(s)) for s in range(self.n_stages)])
+        self.slot_position = np.concatenate([np.arange(len(space.stage_slots(s))) for s in range(self.n_stages)])
+        # A depth index j means depth_list[j]; in a fixed-depth stage every index means its depth,
+        # so sampling and mutating indices needs no knowledge of which stages are fixed.
+        self.depth_values = np.array([space.fixed_depths([d] * self.n_stages) for d in space.depth_list]).T
         self._values = {"ks": np.array(space.ks_list), "e": np.array(space.expand_ratio_list),
-                        "d": np.array(space.depth_list), "r": np.array(space.resolutions)}
-        self._lists = {"ks": space.ks_list, "e": space.expand_ratio_list, "d": space.depth_list,
-                       "r": space.resolutions}
+                        "r": np.array(space.resolutions)}
+        self._lists = {"ks": space.ks_list, "e": space.expand_ratio_list, "r": space.resolutions}
 
     # ------------------------------------------------------------ dicts <-> batch
     def to_batch(self, archs: Sequence[Mapping]) -> ArchBatch:
@@ -91,19 +93,25 @@ class ArchCodec:
             raise ValueError("no archs given")
         rows = [self.space.validate(a, require_resolution=True) for a in archs]
         columns = {key: np.array([[self._lists[key].index(v) for v in row[key]] for row in rows], np.int64)
-                   for key in ("ks", "e", "d", "r")}
+                   for key in ("ks", "e", "r")}
+        columns["d"] = np.array([[list(self.depth_values[s]).index(v) for s, v in enumerate(row["d"])]
+                                 for row in rows], np.int64)
         return ArchBatch(columns["ks"], columns["e"], columns["d"], columns["r"][:, 0])
 
     def to_archs(self, batch: ArchBatch) -> list[dict]:
         """Arch dicts in the reference's format (plain Python numbers)."""
-        values = {key: self._values[key][getattr(batch, key)].tolist() for key in ("ks", "e", "d", "r")}
+        values = {key: self._values[key][getattr(batch, key)].tolist() for key in ("ks", "e", "r")}
+        values["d"] = self.depths(batch).tolist()
         return [{"ks": values["ks"][i], "e": values["e"][i], "d": values["d"][i], "r": [values["r"][i]]}
                 for i in range(len(batch))]
 
+    def depths(self, batch: ArchBatch) -> np.ndarray:
+        """(N, n_stages) int: each arch's stage depths."""
+        return self.depth_values[np.arange(self.n_stages)[None, :], batch.d]
+
     def active_mask(self, batch: ArchBatch) -> np.ndarray:
         """(N, n_blocks) bool: which block slots each arch runs."""
-        depth = self._values["d"][batch.d]                              # (N, n_stages)
-        return self.slot_position[None, :] < depth[:, self.slot_stage]
+        return self.slot_position[None, :] < self.depths(batch)[:, self.slot_stage]
 
     def arch2feature(self, arch: Mapping) -> np.ndarray:
         """One arch dict -> its feature vector (the reference's method name)."""
@@ -149,15 +157,14 @@ class MobileNetArchEncoder(ArchCodec):
         active = ks_part.sum(2) == 1
         if not np.array_equal(active, e_part.sum(2) == 1):
             raise ValueError("a block slot has a kernel size bit but no expand ratio bit (or the reverse)")
-        per_stage = active.reshape(-1, self.n_stages, self.space.max_depth)
-        depth = per_stage.sum(2)
-        prefix = np.arange(self.space.max_depth)[None, None, :] < depth[:, :, None]
-        if not np.array_equal(per_stage, prefix):
+        starts = np.array([self.space.stage_slots(s).start for s in range(self.n_stages)])
+        depth = np.add.reduceat(active.astype(np.int64), starts, axis=1)      # (N, n_stages)
+        if not np.array_equal(active, self.slot_position[None, :] < depth[:, self.slot_stage]):
             raise ValueError("active block slots of a stage must come first (no gaps)")
-        d_ids = np.searchsorted(self._values["d"], depth)
-        if np.any(d_ids >= len(self._values["d"])) or np.any(self._values["d"][np.minimum(
-                d_ids, len(self._values["d"]) - 1)] != depth):
+        matches = self.depth_values[None, :, :] == depth[:, :, None]         # (N, n_stages, n_depths)
+        if not matches.any(axis=2).all():
             raise ValueError(f"a stage depth is not in the space's depth_list {list(self.space.depth_list)}")
+        d_ids = matches.argmax(axis=2)
         ks = np.where(active, ks_part.argmax(2), 0)
         e = np.where(active, e_part.argmax(2), 0)
         return ArchBatch(ks.astype(np.int64), e.astype(np.int64), d_ids.astype(np.int64),
@@ -216,7 +223,7 @@ ENCODERS = {encoder.name: encoder for encoder in (MobileNetArchEncoder, Tutorial
 
 # Family (SearchSpace.family) -> the name of its own feature encoding; a family whose archs have
 # other fields (e.g. ResNet's per-stage width) registers its encoder in ENCODERS and names it here.
-FAMILY_ENCODINGS = {"mobilenet_v3": MobileNetArchEncoder.name}
+FAMILY_ENCODINGS = {"mobilenet_v3": MobileNetArchEncoder.name, "proxyless": MobileNetArchEncoder.name}
 
 
 def arch_encoder(space: SearchSpace, name: str | None = None) -> ArchCodec:

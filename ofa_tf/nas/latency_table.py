@@ -33,7 +33,7 @@ from typing import Mapping
 
 import yaml
 
-from ofa_tf.arch.layout import ActiveBlock, ConvSpec, Layout, conv_output_size
+from ofa_tf.arch.layout import ActiveBlock, ConvSpec, LatencyKeyFormat, Layout, conv_output_size
 from ofa_tf.atomic_files import atomic_write_text
 
 # What an entry keeps: ours write ``var``, the reference's Note10 tables ``std``.
@@ -58,33 +58,54 @@ def stem_key(layout: Layout, image_size: int) -> str:
                    _shape(out, out, stem.out_channels))
 
 
-def block_key(block: ActiveBlock) -> str:
-    """Key of one MBConv block with its choices made (the fixed first block included)."""
+def block_key(block: ActiveBlock, key_format: LatencyKeyFormat = LatencyKeyFormat()) -> str:
+    """Key of one MBConv block with its choices made (the fixed first block included), in the
+    layout's ``latency_keys`` format."""
     spec, size, out = block.spec, block.input_size, block.output_size
     key = _op_key("expanded_conv", _shape(size, size, spec.in_channels),
                   _shape(out, out, spec.out_channels))
-    return (f"{key}-expand:{block.mid_channels}-kernel:{block.kernel_size}-stride:{spec.stride}"
-            f"-idskip:{int(spec.residual)}-se:{int(spec.use_se)}-hs:{int(spec.act == 'h_swish')}")
+    expand = block.mid_channels if key_format.expand == "channels" else int(block.expand_ratio)
+    key = f"{key}-expand:{expand}-kernel:{block.kernel_size}-stride:{spec.stride}-idskip:{int(spec.residual)}"
+    return f"{key}-se:{int(spec.use_se)}-hs:{int(spec.act == 'h_swish')}" if key_format.flags else key
+
+
+def head_ops(layout: Layout, feature_size: int) -> list[tuple[str, str, int]]:
+    """``(key, op, input size)`` of the head's ops after the last block (output ``feature_size``
+    px): its convs on the feature map (``Conv_1``, ...), the global pool (``AvgPool2D``) and the
+    convs on the pooled map (numbered on), then the classifier (``Logits``). With no conv after
+    the pool, the pool is timed with the classifier, whose input is then the feature map (the
+    reference's ProxylessNAS tables). ``op`` names the part for ``build_op_model``."""
+    ops, size, number = [], feature_size, 1
+
+    def conv(spec: ConvSpec, at: int):
+        nonlocal number
+        role = "final_expand" if spec is layout.final_expand else "feature_mix"
+        ops.append((_op_key(f"Conv_{number}", _shape(at, at, spec.in_channels),
+                            _shape(at, at, spec.out_channels)), role, at))
+        number += 1
+
+    for spec in layout.pre_pool_convs:
+        conv(spec, size)
+    channels = layout.pre_pool_convs[-1].out_channels if layout.pre_pool_convs else layout.stages[-1][-1].out_channels
+    if layout.post_pool_convs:
+        ops.append((_op_key("AvgPool2D", _shape(size, size, channels), _shape(1, 1, channels)),
+                    "global_pool", size))
+        size = 1
+        for spec in layout.post_pool_convs:
+            conv(spec, 1)
+    ops.append((_op_key("Logits", _shape(size, size, layout.n_features), str(layout.n_classes)),
+                "classifier", size))
+    return ops
 
 
 def head_keys(layout: Layout, feature_size: int) -> list[str]:
-    """Keys of final expand conv, global pooling, feature mix conv and classifier, given the
-    spatial size of the last block's output."""
-    final: ConvSpec = layout.final_expand
-    mix: ConvSpec = layout.feature_mix
-    return [
-        _op_key("Conv_1", _shape(feature_size, feature_size, final.in_channels),
-                _shape(feature_size, feature_size, final.out_channels)),
-        _op_key("AvgPool2D", _shape(feature_size, feature_size, final.out_channels),
-                _shape(1, 1, final.out_channels)),
-        _op_key("Conv_2", _shape(1, 1, mix.in_channels), _shape(1, 1, mix.out_channels)),
-        _op_key("Logits", _shape(1, 1, mix.out_channels), str(layout.n_classes)),
-    ]
+    """The keys of `head_ops`."""
+    return [key for key, _, _ in head_ops(layout, feature_size)]
 
 
 def op_keys(layout: Layout, arch: Mapping, image_size: int | None = None) -> list[str]:
     """The lookup-table keys of every op ``arch`` runs at ``image_size`` (default ``arch['r']``),
-    in execution order: stem, first block, the active blocks, then the four head ops.
+    in execution order: stem, first block, the active blocks, then the head's ops (`head_ops`).
 
     The predicted latency of ``arch`` is the sum of the table's means over these keys; a
     table builder must measure exactly these ops.
@@ -92,7 +113,7 @@ def op_keys(layout: Layout, arch: Mapping, image_size: int | None = None) -> lis
     arch = layout.space.validate(arch, require_resolution=image_size is None)
     image_size = arch["r"][0] if image_size is None else image_size
     blocks = layout.active_blocks(arch, image_size)
-    return [stem_key(layout, image_size)] + [block_key(b) for b in blocks] + \
+    return [stem_key(layout, image_size)] + [block_key(b, layout.latency_keys) for b in blocks] + \
         head_keys(layout, blocks[-1].output_size)
 
 

@@ -29,21 +29,27 @@ class OFAMobileNetV3(keras.Model):
     ``tf.cond`` and cost nothing.
 
     Pass ``space`` (a :class:`SearchSpace`) for spaces other than the
-    reference's, e.g. ``SearchSpace.tiny()`` for tests.
+    reference's, e.g. ``SearchSpace.tiny()`` for tests. Everything is built from the space's
+    layout, so a family of MBConv networks with another stem, stage table or head subclasses
+    this class with its own ``default_space`` and defaults (see ``proxyless.py``).
     """
 
-    def __init__(self, n_classes=1000, width_mult=1.0, ks_list=None, expand_ratio_list=None,
+    default_space = staticmethod(SearchSpace.mobilenet_v3)
+    default_width_mult = 1.0
+
+    def __init__(self, n_classes=1000, width_mult=None, ks_list=None, expand_ratio_list=None,
                  depth_list=None, dropout_rate=0.1, bn_momentum=0.9, bn_epsilon=1e-5, space=None,
                  seed=None, name="ofa_mobilenet_v3", **kwargs):
         super().__init__(name=name, **kwargs)
         if space is None:
-            space = SearchSpace.mobilenet_v3(width_mult, ks_list or (3, 5, 7),
-                                             expand_ratio_list or (3, 4, 6), depth_list or (2, 3, 4))
+            space = self.default_space(self.default_width_mult if width_mult is None else width_mult,
+                                       ks_list or (3, 5, 7), expand_ratio_list or (3, 4, 6),
+                                       depth_list or (2, 3, 4))
         elif isinstance(space, dict):
             space = SearchSpace.from_dict(space)
         elif not isinstance(space, SearchSpace):
             raise ValueError(f"space must be a SearchSpace or its dict, got {type(space).__name__}")
-        elif any(a is not None for a in (ks_list, expand_ratio_list, depth_list)) or width_mult != 1.0:
+        elif any(a is not None for a in (width_mult, ks_list, expand_ratio_list, depth_list)):
             raise ValueError("pass either space= or width_mult/ks_list/expand_ratio_list/depth_list, not both")
         self.space = space
         self.layout = build_layout(space, n_classes, dropout_rate)
@@ -57,10 +63,13 @@ class OFAMobileNetV3(keras.Model):
         self.first_block = ElasticMBConv(layout.first_block, bn_momentum, bn_epsilon)
         self.stage_blocks = [[ElasticMBConv(spec, bn_momentum, bn_epsilon) for spec in stage]
                              for stage in layout.stages]
-        self.final_expand_conv, self.final_expand_bn = self._conv_layers(layout.final_expand)
-        self.feature_mix_conv, _ = self._conv_layers(layout.feature_mix)
+        if layout.final_expand is not None:
+            self.final_expand_conv, self.final_expand_bn = self._conv_layers(layout.final_expand)
+        self.feature_mix_conv, feature_mix_bn = self._conv_layers(layout.feature_mix)
+        if feature_mix_bn is not None:
+            self.feature_mix_bn = feature_mix_bn
         self.dropout = keras.layers.Dropout(dropout_rate, name="dropout")
-        fan_in = layout.feature_mix.out_channels
+        fan_in = layout.n_features
         self.classifier = keras.layers.Dense(
             n_classes, name="logits",
             kernel_initializer=keras.initializers.RandomUniform(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in)))
@@ -74,6 +83,11 @@ class OFAMobileNetV3(keras.Model):
                                         name=f"{spec.name}_bn") if spec.use_bn else None)
         return conv, bn
 
+    def head_layers(self, spec: ConvSpec):
+        """The (conv, BN or None) pair of one of the layout's head convs."""
+        role = "final_expand" if spec is self.layout.final_expand else "feature_mix"
+        return getattr(self, f"{role}_conv"), getattr(self, f"{role}_bn", None)
+
     @property
     def blocks(self):
         """Every block slot in order, the fixed first block included (as in OFA)."""
@@ -85,10 +99,12 @@ class OFAMobileNetV3(keras.Model):
         self.stem_bn.build()
         for block in self.blocks:
             block.build()
-        self.final_expand_conv.build((None, None, None, layout.final_expand.in_channels))
-        self.final_expand_bn.build()
-        self.feature_mix_conv.build((None, 1, 1, layout.feature_mix.in_channels))
-        self.classifier.build((None, layout.feature_mix.out_channels))
+        for spec in layout.head_convs:
+            conv, bn = self.head_layers(spec)
+            conv.build((None, None, None, spec.in_channels))
+            if bn is not None:
+                bn.build()
+        self.classifier.build((None, layout.n_features))
         self.active_depth = choice_variable(self, "active_depth", self.space.max_depth, "int32",
                                             shape=(self.space.n_stages,))
 
@@ -96,12 +112,12 @@ class OFAMobileNetV3(keras.Model):
     def call(self, inputs, training=None):
         pad = self.layout.stem.kernel_size // 2
         x = tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-        x = activations.h_swish(self.stem_bn(self.stem_conv(x), training=training))
+        x = activations.apply(self.stem_bn(self.stem_conv(x), training=training), self.layout.stem.act)
         x = self.first_block(x, training=training)
-        min_depth = min(self.space.depth_list)
         eager = tf.executing_eagerly()
         depths = self.active_depth.numpy() if eager else self.active_depth
         for s, stage in enumerate(self.stage_blocks):
+            min_depth = min(self.space.stage_depths(s))
             for j, block in enumerate(stage):
                 if j < min_depth:
                     x = block(x, training=training)
@@ -111,11 +127,18 @@ class OFAMobileNetV3(keras.Model):
                 else:
                     x = tf.cond(j < depths[s], lambda b=block, x=x: b(x, training=training),
                                 lambda x=x: tf.identity(x))
-        x = activations.h_swish(self.final_expand_bn(self.final_expand_conv(x), training=training))
+        for spec in self.layout.pre_pool_convs:
+            x = self._head_conv(spec, x, training)
         x = tf.reduce_mean(x, axis=(1, 2), keepdims=True)
-        x = activations.h_swish(self.feature_mix_conv(x))
-        x = tf.reshape(x, (-1, self.layout.feature_mix.out_channels))
+        for spec in self.layout.post_pool_convs:
+            x = self._head_conv(spec, x, training)
+        x = tf.reshape(x, (-1, self.layout.n_features))
         return self.classifier(self.dropout(x, training=training))
+
+    def _head_conv(self, spec: ConvSpec, x, training):
+        conv, bn = self.head_layers(spec)
+        x = conv(x)
+        return activations.apply(x if bn is None else bn(x, training=training), spec.act)
 
     # ----------------------------------------------------- OFA's subnet API
     def set_active_subnet(self, ks=None, e=None, d=None, r=None, **kwargs):
@@ -158,8 +181,10 @@ class OFAMobileNetV3(keras.Model):
     def get_active_arch(self) -> dict:
         """The active subnet as an arch dict, read from the variables."""
         choices = [b.active_choice() for b in self.blocks[1:]]
+        # A fixed-depth stage runs its blocks whatever a sampled tensor assigned to its depth.
+        depths = self.space.fixed_depths([int(d) for d in self.active_depth.numpy()])
         return {"ks": [k for k, _ in choices], "e": [e for _, e in choices],
-                "d": [int(d) for d in self.active_depth.numpy()], "r": [self.active_resolution]}
+                "d": depths, "r": [self.active_resolution]}
 
     def get_active_subnet(self, image_size=None, preserve_weight=True):
         """The active subnet as a plain Keras model with its weights copied in."""
@@ -177,9 +202,11 @@ class OFAMobileNetV3(keras.Model):
             for block in stage[: arch["d"][s]]:
                 slot = block.spec.slot
                 out.update(block.active_weights(arch["ks"][slot], arch["e"][slot]))
-        out["conv_1"] = self.final_expand_conv.get_weights()
-        out["conv_1_bn"] = self.final_expand_bn.active_weights(layout.final_expand.out_channels)
-        out["conv_2"] = self.feature_mix_conv.get_weights()
+        for spec in layout.head_convs:
+            conv, bn = self.head_layers(spec)
+            out[spec.name] = conv.get_weights()
+            if bn is not None:
+                out[f"{spec.name}_bn"] = bn.active_weights(spec.out_channels)
         out["logits"] = self.classifier.get_weights()
         return out
 

@@ -100,9 +100,11 @@ def build_static_model(layout: Layout, arch: Mapping, image_size: int, keras_mod
     x = b.conv(inputs, layout.stem)
     for block in layout.active_blocks(arch, image_size):
         x = b.mbconv(x, block)
-    x = b.conv(x, layout.final_expand)
+    for spec in layout.pre_pool_convs:
+        x = b.conv(x, spec)
     x = b.global_pool(x)
-    x = b.conv(x, layout.feature_mix)
+    for spec in layout.post_pool_convs:
+        x = b.conv(x, spec)
     x = b.classifier(x, layout)
     return keras_module.Model(inputs, x, name=name)
 
@@ -115,17 +117,21 @@ def build_op_model(layout: Layout, op, input_size: int, batch_size: int = 1, ker
     """A Keras model of one op of the network, with the layers ``build_static_model`` uses.
 
     ``op`` is an :class:`ActiveBlock` (its own ``input_size`` is used) or one of ``HEAD_OPS``;
-    ``input_size`` is the op's spatial input size (1 for ``feature_mix`` and ``classifier``).
+    ``input_size`` is the op's spatial input size (see ``ofa_tf.nas.latency_table.head_ops``; a
+    ``classifier`` on a larger map pools it first).
     Latency lookup tables time these models one by one.
     """
     b = _Builder(keras_module, 0.9, 1e-5)
     if isinstance(op, ActiveBlock):
         channels, input_size = op.spec.in_channels, op.input_size
     elif op in HEAD_OPS:
-        channels = {"stem": layout.stem.in_channels, "final_expand": layout.final_expand.in_channels,
-                    "global_pool": layout.final_expand.out_channels,
+        channels = {"stem": layout.stem.in_channels,
+                    "final_expand": layout.final_expand and layout.final_expand.in_channels,
+                    "global_pool": layout.pre_pool_convs and layout.pre_pool_convs[-1].out_channels,
                     "feature_mix": layout.feature_mix.in_channels,
-                    "classifier": layout.feature_mix.out_channels}[op]
+                    "classifier": layout.n_features}[op]
+        if not channels:
+            raise ValueError(f"the layout's head has no {op!r}")
     else:
         raise ValueError(f"op must be an ActiveBlock or one of {HEAD_OPS}, got {op!r}")
     inputs = keras_module.Input((input_size, input_size, channels), batch_size=batch_size, name="input")
