@@ -6,13 +6,12 @@ subnets; and, behind OFA_TF_PROXYLESS_E2E, the CLIs end to end."""
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from cli_harness import run_cli
 from conftest import images, randomize_weights
 from ofa_tf.arch.complexity import layer_counts, profile_arch, profile_model
 from ofa_tf.arch.layout import build_layout
@@ -316,9 +315,7 @@ def test_macs_predictor_is_exact_and_finds_the_cheapest_subnet():
 
 
 def _cli(module, *args):
-    env = {**os.environ, "OFA_TF_ALLOCATOR": "system", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
-                            timeout=1800)
+    result = run_cli(module, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -335,7 +332,7 @@ def test_train_every_phase_then_collect_search_and_export(tmp_path):
     for phase in ("teacher", "kernel", "depth1", "depth2", "expand1", "expand2"):
         assert re.search(rf"\[{phase}\] finished in \d+s; train step traced 1 time\(s\)", trained), phase
     assert "| largest | 40 |" in trained
-    _cli("ofa_tf.nas.collect", f"--workdir={workdir}", "--n=40", "--eval_images=100", "--epochs=20",
+    _cli("ofa_tf.nas.collect", f"--workdir={workdir}", "--n=10", "--eval_images=100", "--epochs=20",
          "--n_calibration_images=16", "--calibration_batch_size=16")
     searched = _cli("ofa_tf.search", f"--workdir={workdir}", "--constraint=mmacs=2", "--generations=5",
                     "--population_size=20", "--noplot", "--export=float32", f"--output_dir={tmp_path / 's'}")
