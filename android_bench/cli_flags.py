@@ -26,8 +26,10 @@ def define_flags() -> None:
     flags.DEFINE_string("benchmark_binary", None, "TFLite benchmark_model binary built for the phone "
                         "(needed with --backend=adb).")
     flags.DEFINE_float("adb_timeout", 300.0, "Seconds before an adb command is given up.")
-    flags.DEFINE_string("space", "mbv3_w1.0", "Search space: a preset (mbv3_w1.0, mbv3_w1.2, tiny), a trained "
-                        "supernet (its workdir or supernet.json) or a JSON file of a SearchSpace.")
+    from ofa_tf.arch.space import PRESETS
+
+    flags.DEFINE_string("space", "mbv3_w1.0", f"Search space: a preset ({', '.join(sorted(PRESETS))}), a "
+                        "trained supernet (its workdir or supernet.json) or a JSON file of a SearchSpace.")
     flags.DEFINE_integer("n_classes", None, "Classes of the classifier (default: the supernet's, else 1000).")
     flags.DEFINE_string("table", None, "Latency lookup table to read: a directory of <r>_lookup_table.yaml (one "
                         "table per resolution, the reference's form) or one YAML file for every resolution.")

@@ -37,8 +37,10 @@ def define_flags() -> None:
     flags.DEFINE_string("model", None, "A saved subnet NAME.keras with NAME.json (arch, classes, "
                         "normalization), e.g. a fine-tuned one; exported with its BN statistics as trained.")
     flags.DEFINE_string("weights", None, "A supernet .weights.h5 (e.g. imported weights); needs --space.")
-    flags.DEFINE_string("space", None, "Search space preset (tiny, mbv3_w1.0, mbv3_w1.2) for --weights or "
-                        "a fresh supernet; a trained supernet brings its own.")
+    from ofa_tf.arch.space import PRESETS
+
+    flags.DEFINE_string("space", None, f"Search space preset ({', '.join(sorted(PRESETS))}) for --weights "
+                        "or a fresh supernet; a trained supernet brings its own.")
     flags.DEFINE_integer("n_classes", None, "Classes of a --weights or fresh supernet (default: the data set's).")
     flags.DEFINE_string("arch", None, "The subnet: a JSON file or inline JSON with ks, e, d (and r); ints "
                         "or per-block / per-stage lists.")
