@@ -24,11 +24,15 @@ _IMAGES = tf.TensorSpec([None, None, None, 3], tf.float32)
 @contextlib.contextmanager
 def activated_subnet(supernet, arch: Mapping | None = None):
     """Activate ``arch`` (an arch dict or `Arch`; None: keep the active one) for the ``with``
-    block; on exit, however it is left, the previously active subnet and every BN moving mean and
-    variance of the supernet are restored. A recalibration for one subnet (validation during
-    training, export) then leaves the supernet, and so a resumed run, as it was."""
+    block; on exit, however it is left, the previously active subnet, every BN moving mean and
+    variance and every random-generator state of the supernet (its dropout's: BN recalibration
+    runs in training mode) are restored. A recalibration for one subnet (validation during
+    training, export) then leaves the supernet, and so a run resumed from the checkpoint taken
+    just before a validation, as it was."""
     previous = supernet.get_active_arch()
     statistics = [v for bn in elastic_batch_norms(supernet) for v in (bn.moving_mean, bn.moving_variance)]
+    statistics += [layer.seed_generator.state for layer in supernet._flatten_layers()
+                   if getattr(layer, "seed_generator", None) is not None]
     saved = [v.numpy() for v in statistics]
     try:
         if arch is not None:

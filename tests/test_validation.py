@@ -104,18 +104,27 @@ def test_evaluate_counts_top1_top5_and_restores_the_supernet(net, tiny_space):
     assert all(np.array_equal(v.numpy(), b) for v, b in zip(net.non_trainable_weights, before_stats))
 
 
-def test_activated_subnet_restores_arch_and_statistics_even_on_error(net, tiny_space):
+def test_activated_subnet_restores_arch_and_statistics_even_on_error(tiny_space):
+    from ofa_tf.networks import OFAMobileNetV3
+
+    net = OFAMobileNetV3(n_classes=10, space=tiny_space, dropout_rate=0.1, seed=0)   # with a generator
     net.set_active_subnet(**tiny_space.smallest())
     before = net.get_active_arch()
     mean = net.stem_bn.moving_mean.numpy()
+    rng_state = net.dropout.seed_generator.state.numpy()
     arch = tiny_space.arch(tiny_space.largest())
     with pytest.raises(RuntimeError, match="interrupted"):
         with activated_subnet(net, arch):
             assert net.get_active_arch() == arch.to_dict()
             net.stem_bn.moving_mean.assign(mean + 1.0)
+            net.dropout.seed_generator.next()     # as a training-mode calibration pass moves it
+            assert not np.array_equal(net.dropout.seed_generator.state.numpy(), rng_state)
             raise RuntimeError("interrupted")
     assert net.get_active_arch() == before
     np.testing.assert_array_equal(net.stem_bn.moving_mean.numpy(), mean)
+    # The dropout's generator is back too: a run resumed from the checkpoint taken just before
+    # a validation draws the same dropout masks as the run that went through it.
+    np.testing.assert_array_equal(net.dropout.seed_generator.state.numpy(), rng_state)
 
 
 def test_validator_rejects_empty_data(net, tiny_space):
