@@ -115,6 +115,23 @@ class FinetuneConfig:
         return {name: getattr(self, name) for name in self.BOUND}
 
 
+def check_outputs(config: FinetuneConfig) -> None:
+    """Refuse a finished output without ``overwrite``, and outputs that cannot be written where
+    they are asked for. Creates nothing."""
+    out, state = config.out, config.state_dir
+    if os.path.isdir(out):
+        raise ValueError(f"{out} is a directory, not a .keras file")
+    if os.path.exists(out) and not config.overwrite:
+        raise FileExistsError(f"{out} already exists (a finished fine-tune; pass --overwrite to run it again)")
+    if os.path.exists(state) and not os.path.isdir(state):
+        raise ValueError(f"{state} is a file; the fine-tune keeps its checkpoints in that directory")
+    parent = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"cannot write {out}: {parent} is a file")
+
+
 class DistillingClassifier(keras.Model):
     """Trains ``student`` (a plain Keras classifier) with label-smoothed CE, plus ``kd_ratio`` x
     soft CE to a frozen ``teacher`` when one is given; evaluates top-1 and plain CE. The student
@@ -252,15 +269,7 @@ class SubnetFinetuner:
 
     # -------------------------------------------------------------- checks
     def check_outputs(self) -> None:
-        """Refuse a finished output without ``overwrite``; refuse checkpoints made with other
-        settings. Creates nothing."""
-        out, state = self.config.out, self.config.state_dir
-        if os.path.isdir(out):
-            raise ValueError(f"{out} is a directory, not a .keras file")
-        if os.path.exists(out) and not self.config.overwrite:
-            raise FileExistsError(f"{out} already exists (a finished fine-tune; pass --overwrite to run it again)")
-        if os.path.exists(state) and not os.path.isdir(state):
-            raise ValueError(f"{state} is a file; the fine-tune keeps its checkpoints in that directory")
+        check_outputs(self.config)
 
     def bound_fields(self) -> dict:
         return json.loads(json.dumps({**self.config.bound_fields(), "arch": self.arch.to_dict(),
