@@ -102,6 +102,7 @@ def main(argv):
             supernet, info, arch, source, config, dataset=spec,
             data_dir=os.path.abspath(FLAGS.data_dir) if FLAGS.data_dir else None,
             supernet_path=os.path.abspath(workdir))
+        finetuner.claim_state()   # an unfinished fine-tune with other settings is refused here
     result = finetuner.run()
     before = result["val_top1_before"]
     print(f"\nTop-1 on {config.eval_split} ({source.info.name}): "

@@ -271,6 +271,17 @@ class SubnetFinetuner:
     def check_outputs(self) -> None:
         check_outputs(self.config)
 
+    def claim_state(self) -> None:
+        """Check the outputs, then bind the checkpoint directory to these settings (a finished
+        run started again with ``overwrite`` first loses its checkpoints); refuses checkpoints
+        made with other settings, naming them."""
+        config = self.config
+        self.check_outputs()
+        if config.overwrite and os.path.exists(config.out):
+            shutil.rmtree(config.state_dir, ignore_errors=True)
+        check_workdir_config(config.state_dir, self.bound_fields(),
+                             remedy="Use another --out, or rerun with the settings it was started with.")
+
     def bound_fields(self) -> dict:
         return json.loads(json.dumps({**self.config.bound_fields(), "arch": self.arch.to_dict(),
                                       "supernet": self.supernet_path, "class_names": self.info.class_names}))
@@ -312,10 +323,7 @@ class SubnetFinetuner:
     def build(self) -> None:
         """The student (and teacher), optimizer and checkpoint; restores the last checkpoint."""
         config, space = self.config, self.supernet.space
-        self.check_outputs()
-        if config.overwrite and os.path.exists(config.out):   # a finished run, started again
-            shutil.rmtree(config.state_dir, ignore_errors=True)
-        check_workdir_config(config.state_dir, self.bound_fields())
+        self.claim_state()
         keras.utils.set_random_seed(config.seed)   # the new classifier and dropout follow --seed
         n_cal = config.n_calibration_images
         recalibrator = BNRecalibrator(self.supernet) if n_cal else None
