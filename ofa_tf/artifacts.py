@@ -162,14 +162,15 @@ def training_dataset_spec(workdir: str) -> str:
 
 
 def load_data_source(workdir: str, info: DatasetInfo, dataset: str | None = None,
-                     data_dir: str | None = None) -> ImageSource:
-    """The supernet's data set (default: the one it was trained on), normalized as in training."""
+                     data_dir: str | None = None, same_classes: bool = True) -> ImageSource:
+    """The supernet's data set (default: the one it was trained on), normalized as in training.
+    With ``same_classes=False`` the data set may have other classes (fine-tuning to new ones)."""
     from ofa_tf.data import load_dataset
 
     spec = dataset or training_dataset_spec(workdir)
     kwargs = {} if spec == "demo" else {"mean": info.mean, "std": info.std}
     source = load_dataset(spec, data_dir, **kwargs)
-    if source.info.class_names != info.class_names:
+    if same_classes and source.info.class_names != info.class_names:
         raise ValueError(f"data set {spec!r} has classes {source.info.class_names[:5]}...; the supernet "
                          f"was trained on {info.class_names[:5]}...")
     return source

@@ -14,7 +14,7 @@ from cli_harness import error_lines, snapshot
 from ofa_tf.errors import BadInput, MissingDependency, RefusedOverwrite, UserError, user_input
 
 # (id, module, args, fragments the error line must contain). In args, {workdir} is a saved tiny
-# supernet; every case runs in a fresh directory holding afile (a regular file), empty.pth,
+# supernet; every case runs in a fresh directory holding afile (a regular file), afile.keras, empty.pth,
 # notes.pth (text), pickled.pth (a torch file holding a Python class) and sub/ (a directory).
 CASES = [
     # train
@@ -66,6 +66,14 @@ CASES = [
      ["no trained supernet at nowhere"]),
     ("export-bad-resolution", "ofa_tf.export", ["--supernet={workdir}", "--preset=max", "--resolution=33"],
      ["--resolution=33"]),
+    # finetune
+    ("finetune-bad-arch", "ofa_tf.finetune", ["--supernet={workdir}", '--arch={"ks": 9, "e": 3, "d": 1}',
+                                              "--out=ft.keras"], ["ks", "9"]),
+    ("finetune-no-supernet", "ofa_tf.finetune", ["--supernet=nowhere", '--arch={"ks": 3, "e": 3, "d": 1}',
+                                                 "--out=ft.keras"], ["no trained supernet at nowhere"]),
+    ("finetune-refuses-overwrite", "ofa_tf.finetune", ["--supernet={workdir}", '--arch={"ks": 3, "e": 3, "d": 1}',
+                                                       "--out=afile.keras"], ["afile.keras already exists",
+                                                                              "--overwrite"]),
     # collect, search
     ("collect-no-supernet", "ofa_tf.nas.collect", ["--workdir=sub", "--n=3"], ["no trained supernet at sub"]),
     ("collect-bad-n", "ofa_tf.nas.collect", ["--workdir={workdir}", "--n=0"], ["--n must be >= 1"]),
@@ -97,6 +105,7 @@ def inputs(tmp_path_factory):
     torch = pytest.importorskip("torch")
     root = tmp_path_factory.mktemp("inputs")
     (root / "afile").write_text("a regular file\n")
+    (root / "afile.keras").write_text("a finished output\n")
     (root / "empty.pth").write_bytes(b"")
     (root / "notes.pth").write_text("these are notes, not tensors\n")
     torch.save({"state_dict": {"w": torch.zeros(2)}, "model": json.JSONDecoder}, root / "pickled.pth")

@@ -14,12 +14,13 @@ verified in LiteRT before anything is written; a failed check writes nothing and
 Bad input exits 2 with one `error:` line.
 """
 
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
+
+from ofa_tf.cli_flags import arch_in_space, read_arch_flag  # noqa: E402,F401 (shared with finetune)
 
 FLAGS = flags.FLAGS
 
@@ -63,38 +64,6 @@ def define_flags() -> None:
     flags.DEFINE_float("qat_learning_rate", 1e-4, "SGD learning rate of quantization-aware fine-tuning.")
     flags.DEFINE_string("version", "1", "Model version written into the metadata.")
     flags.DEFINE_string("verify", None, "Verify an existing .tflite written by this tool instead of exporting.")
-
-
-def read_arch_flag(value: str) -> dict:
-    """--arch: a path to a JSON file, or the JSON itself."""
-    text = value
-    if not value.lstrip().startswith(("{", "[")):
-        if os.path.isdir(value):
-            raise ValueError(f"--arch={value} is a directory, not a JSON file")
-        if not os.path.exists(value):
-            raise FileNotFoundError(f"--arch: no such file {value!r} (and not inline JSON)")
-        with open(value, encoding="utf-8") as f:
-            text = f.read()
-    try:
-        arch = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--arch is not valid JSON: {err}") from None
-    if not isinstance(arch, dict):
-        raise ValueError(f"--arch must be a JSON object with ks, e, d (and r), got {type(arch).__name__}")
-    return arch
-
-
-def arch_in_space(arch: dict, space) -> dict:
-    """An --arch dict with ints widened to per-block / per-stage lists, validated by ``space``."""
-    missing = [k for k in ("ks", "e", "d") if k not in arch]
-    unknown = sorted(set(arch) - {"ks", "e", "d", "r"})
-    if missing or unknown:
-        raise ValueError(f"--arch needs exactly the keys ks, e, d (and optionally r); "
-                         f"{'missing ' + ', '.join(missing) if missing else 'unknown ' + ', '.join(unknown)}")
-    wide = space.expand(arch["ks"], arch["e"], arch["d"])
-    if "r" in arch:
-        wide["r"] = arch["r"] if isinstance(arch["r"], list) else [arch["r"]]
-    return space.validate(wide)
 
 
 def load_supernet_flags():

@@ -150,8 +150,10 @@ def check_run_inputs(config: TrainConfig) -> None:
         done.add(name)
 
 
-def check_workdir_config(workdir: str, bound: dict) -> None:
-    """Record ``bound`` in a new workdir, or refuse a workdir that was made with other values."""
+def check_workdir_config(workdir: str, bound: dict,
+                         remedy: str = "Use a new --workdir, or rerun with the workdir's settings.") -> None:
+    """Record ``bound`` in a new workdir, or refuse a workdir that was made with other values
+    (the error ends with ``remedy``)."""
     path = os.path.join(workdir, CONFIG_NAME)
     if not os.path.exists(path):
         os.makedirs(workdir, exist_ok=True)
@@ -166,5 +168,4 @@ def check_workdir_config(workdir: str, bound: dict) -> None:
     if differing:
         details = ", ".join(f"{k}: workdir has {short_json(stored.get(k))}, now {short_json(bound.get(k))}"
                             for k in differing)
-        raise ValueError(f"workdir {workdir} was created by a different run ({details}). "
-                         "Use a new --workdir, or rerun with the workdir's settings.")
+        raise ValueError(f"workdir {workdir} was created by a different run ({details}). {remedy}")

@@ -36,6 +36,7 @@ from ofa_tf.training.config import DONE_NAME, TrainConfig, check_run_inputs, che
 from ofa_tf.training.optimizer import ReferenceSGD
 from ofa_tf.training.phases import (PHASE_NAMES, Phase, phase_validation_archs,
                                     progressive_shrinking_phases)
+from ofa_tf.training.resumable_fit import fit_from_step
 from ofa_tf.training.schedule import WarmupCosineDecay
 from ofa_tf.training.trainer import OFATrainer
 
@@ -168,15 +169,10 @@ class _PhaseRun:
         if config.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(self.pipeline.path("logs", self.phase.name),
                                                          update_freq=max(1, min(100, plan.steps_per_epoch))))
-        while self.step < plan.total_steps:
-            step = self.step
-            epoch, done_in_epoch = divmod(step, plan.steps_per_epoch)
-            # A resumed run first finishes its interrupted epoch, then runs whole epochs.
-            steps = plan.steps_per_epoch - done_in_epoch
-            epochs = epoch + 1 if done_in_epoch else plan.epochs
-            data = self.pipeline.train_data(self.phase, skip=step * self.pipeline.global_batch)
-            self.trainer.fit(data, initial_epoch=epoch, epochs=epochs, steps_per_epoch=steps,
-                             callbacks=callbacks, verbose=config.verbose, shuffle=False)
+        # A resumed run first finishes its interrupted epoch, then runs whole epochs.
+        fit_from_step(self.trainer, lambda step: self.pipeline.train_data(
+            self.phase, skip=step * self.pipeline.global_batch), lambda: self.step, plan.total_steps,
+            plan.steps_per_epoch, callbacks=callbacks, verbose=config.verbose)
         if self.last_validation is None or self.last_validation["step"] != self.step:
             self.validate()
 
