@@ -33,6 +33,7 @@ from ofa_tf.errors import BadInput
 from ofa_tf.evaluation import SubnetValidator
 from ofa_tf.networks import family_of
 from ofa_tf.training.config import DONE_NAME, TrainConfig, check_run_inputs, check_workdir_config
+from ofa_tf.training.checkpoints import model_checkpoint, restore_model
 from ofa_tf.training.optimizer import ReferenceSGD
 from ofa_tf.training.phases import (PHASE_NAMES, Phase, phase_validation_archs,
                                     progressive_shrinking_phases)
@@ -132,7 +133,7 @@ class _PhaseRun:
         rng_states = [self.trainer.seed_generator.state] + [
             layer.seed_generator.state for layer in supernet._flatten_layers()
             if getattr(layer, "seed_generator", None) is not None]
-        self.checkpoint = tf.train.Checkpoint(model=supernet, optimizer=self.optimizer, rng=rng_states)
+        self.checkpoint = model_checkpoint(supernet, optimizer=self.optimizer, rng=rng_states)
         self.manager = tf.train.CheckpointManager(self.checkpoint, pipeline.writable(self.directory),
                                                   max_to_keep=self.config.keep_checkpoints)
         self.summary = (tf.summary.create_file_writer(pipeline.path("logs", self.phase.name, "validation"))
@@ -260,7 +261,7 @@ class ProgressiveShrinking:
         latest = tf.train.latest_checkpoint(self.path(name))
         if latest is None:
             raise RuntimeError(f"phase {name!r} is marked done but {self.path(name)} has no checkpoint")
-        tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+        restore_model(model, latest)
 
     def load_start_weights(self, phase: Phase) -> str:
         earlier = [p for p in PHASE_NAMES[: PHASE_NAMES.index(phase.name)] if self.is_done(p)]
