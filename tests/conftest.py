@@ -115,3 +115,14 @@ def tiny_workdir(tmp_path_factory):
                        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     save_supernet(net, info, str(path))
     return path
+
+
+@pytest.fixture
+def torch_one_thread():
+    """torch with one thread for a test: next to TensorFlow's thread pools on a small machine
+    its forwards run several times faster."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)

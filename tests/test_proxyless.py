@@ -128,17 +128,6 @@ def _random_reference(torch, networks, seed=0):
     return ref.eval()
 
 
-@pytest.fixture
-def torch_one_thread():
-    """torch with one thread for a test: next to TensorFlow's thread pools on a small machine
-    its forwards run several times faster."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(threads)
-
-
 def test_imported_reference_weights_give_the_reference_logits(torch_one_thread, tmp_path):
     """Random reference weights and BN statistics, imported: 10 random subnets at 2 resolutions
     give the reference's logits, 2 of them also as float32 .tflite, and the weights export back."""

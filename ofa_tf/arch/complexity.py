@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ofa_tf.arch.layout import ConvSpec, Layout, build_layout, conv_output_size
+from ofa_tf.arch.layout import ConvSpec, Layout, ResNetLayout, build_layout, conv_output_size
 from ofa_tf.arch.space import SearchSpace
 
 
@@ -42,9 +42,13 @@ def _conv(spec: ConvSpec, size: int) -> tuple:
     return macs, params, out
 
 
-def layer_counts(layout: Layout, arch: Mapping, image_size: int | None = None) -> list:
+def layer_counts(layout, arch: Mapping, image_size: int | None = None) -> list:
     """``(name, macs, params)`` of every conv / dense layer ``arch`` runs at ``image_size``
     (default: the arch's), in network order (a layer's BN and bias counted with it)."""
+    return _COUNTERS[type(layout)](layout, arch, image_size)
+
+
+def _mbconv_counts(layout: Layout, arch: Mapping, image_size: int | None) -> list:
     arch = layout.space.arch(arch)
     image_size = arch.resolution if image_size is None else image_size
     macs, params, size = _conv(layout.stem, image_size)
@@ -68,12 +72,29 @@ def layer_counts(layout: Layout, arch: Mapping, image_size: int | None = None) -
     for spec in layout.post_pool_convs:   # on the globally pooled 1x1 map
         macs, params, _ = _conv(spec, 1)
         out.append((spec.name, macs, params))
-    features = layout.n_features
-    out.append(("logits", features * layout.n_classes, features * layout.n_classes + layout.n_classes))
+    out.append(_classifier(layout, layout.n_features))
     return out
 
 
-def profile_layout(layout: Layout, arch: Mapping, image_size: int | None = None) -> Profile:
+def _classifier(layout, features: int) -> tuple:
+    return ("logits", features * layout.n_classes, features * layout.n_classes + layout.n_classes)
+
+
+def _bottleneck_counts(layout: ResNetLayout, arch: Mapping, image_size: int | None) -> list:
+    """The stem convs, then each bottleneck's convs (pools and adds cost no MACs)."""
+    convs = [(conv, size) for conv, size, _ in layout.active_stem(arch, image_size)]
+    for block in layout.active_blocks(arch, image_size):
+        convs.extend(block.convs())
+    out = [(spec.name,) + _conv(spec, size)[:2] for spec, size in convs]
+    out.append(_classifier(layout, layout.n_features(arch)))
+    return out
+
+
+# The counter of each layout kind (`ofa_tf.arch.layout.build_layout` returns one of these).
+_COUNTERS = {Layout: _mbconv_counts, ResNetLayout: _bottleneck_counts}
+
+
+def profile_layout(layout, arch: Mapping, image_size: int | None = None) -> Profile:
     """MACs and params of ``arch`` on ``layout`` at ``image_size`` (default: the arch's)."""
     counts = layer_counts(layout, arch, image_size)
     return Profile(int(sum(c[1] for c in counts)), int(sum(c[2] for c in counts)))

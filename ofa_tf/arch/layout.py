@@ -3,8 +3,10 @@
 The elastic supernet, the static subnet builder, the MACs counter and the
 latency table all walk these specs, so the architecture is written down once.
 `build_layout` picks the family's builder by ``space.family`` (`LAYOUT_BUILDERS`).
-Layer names follow keras.applications' MobileNetV3 (``conv``, ``conv_bn``,
-``expanded_conv_{i}_expand`` ... ``conv_1``, ``conv_2``, ``logits``).
+MBConv layouts (`Layout`) name layers as keras.applications' MobileNetV3 (``conv``, ``conv_bn``,
+``expanded_conv_{i}_expand`` ... ``conv_1``, ``conv_2``, ``logits``); the bottleneck layout
+(`ResNetLayout`, OFA-ResNet50D) as ``stem_{i}``, ``bottleneck_{i}_conv{1,2,3}``,
+``bottleneck_{i}_downsample`` and ``logits``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping
 
-from ofa_tf.arch.space import SearchSpace
+from ofa_tf.arch.space import STEM_WIDTH_ENTRIES, SearchSpace
 
 CHANNEL_DIVISOR = 8
 
@@ -192,7 +194,7 @@ class Layout:
         return self.active_blocks(arch, image_size)[-1].output_size
 
 
-def build_layout(space: SearchSpace, n_classes: int = 1000, dropout_rate: float = 0.1) -> Layout:
+def build_layout(space: SearchSpace, n_classes: int = 1000, dropout_rate: float = 0.1):
     """The layout of ``space`` (its family's builder) with an ``n_classes`` classifier."""
     if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 1:
         raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
@@ -257,5 +259,181 @@ def proxyless_layout(space: SearchSpace, n_classes: int, dropout_rate: float) ->
                   feature_mix_pooled=False, latency_keys=LatencyKeyFormat(expand="ratio", flags=False))
 
 
+
+
+# ------------------------------------------------------------------ bottleneck (ResNet) layout
+def pooled_size(size: int, stride: int) -> int:
+    """Spatial size after the ResNet-D shortcut's average pool (kernel = stride, ceil mode)."""
+    return -(-size // stride)
+
+
+@dataclasses.dataclass(frozen=True)
+class WidthConvSpec:
+    """A stem conv of a width-elastic network: its output width is ``out_widths[arch["w"][entry]]``.
+    A ``skippable`` conv is a residual conv (input added) that the arch's ``d[0]`` can skip."""
+
+    name: str
+    out_widths: tuple
+    kernel_size: int
+    stride: int
+    width_entry: int
+    act: str = "relu"
+    skippable: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class BottleneckSpec:
+    """A bottleneck block slot: 1x1 -> k x k (stride) -> 1x1, with a shortcut that is the input
+    itself, or (when the stride or the width choices differ) an average pool (kernel = stride)
+    and a 1x1 conv with BN (ResNet-D). Its input and output widths are chosen per width index."""
+
+    name: str
+    index: int
+    slot: int               # index into arch["e"]
+    stage: int
+    in_widths: tuple        # input width for each width index (of the previous conv group)
+    out_widths: tuple       # output width for each width index
+    in_entry: int           # the entry of arch["w"] that picks the input width
+    out_entry: int          # the entry of arch["w"] that picks the output width
+    stride: int
+    act: str
+    expand_ratios: tuple
+    kernel_size: int = 3
+
+    @property
+    def downsample(self) -> bool:
+        """A conv shortcut (the reference's rule: stride 1 and equal width lists keep the input)."""
+        return self.stride != 1 or self.in_widths != self.out_widths
+
+    @staticmethod
+    def mid_channels(out_channels: int, expand_ratio) -> int:
+        """The middle width: a fraction of the block's *output* width."""
+        return make_divisible(round(out_channels * expand_ratio))
+
+    @property
+    def max_mid_channels(self) -> int:
+        return self.mid_channels(max(self.out_widths), max(self.expand_ratios))
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveBottleneck:
+    """A bottleneck slot with its widths and expand ratio chosen, at a known input size."""
+
+    spec: BottleneckSpec
+    in_channels: int
+    out_channels: int
+    expand_ratio: float
+    input_size: int
+
+    @property
+    def mid_channels(self) -> int:
+        return self.spec.mid_channels(self.out_channels, self.expand_ratio)
+
+    @property
+    def output_size(self) -> int:
+        return conv_output_size(self.input_size, self.spec.kernel_size, self.spec.stride)
+
+    def convs(self) -> tuple:
+        """``(ConvSpec, input size)`` of its convs in order: conv1, conv2, conv3, then the
+        shortcut's (on the pooled input) if it has one. conv3 and the shortcut have no activation
+        of their own (``act`` names the one applied after the add)."""
+        p, s, mid = self.spec.name, self.spec, self.mid_channels
+        out = [(ConvSpec(f"{p}_conv1", self.in_channels, mid, 1, 1, s.act), self.input_size),
+               (ConvSpec(f"{p}_conv2", mid, mid, s.kernel_size, s.stride, s.act), self.input_size),
+               (ConvSpec(f"{p}_conv3", mid, self.out_channels, 1, 1, s.act), self.output_size)]
+        if s.downsample:
+            out.append((ConvSpec(f"{p}_downsample", self.in_channels, self.out_channels, 1, 1, s.act),
+                        pooled_size(self.input_size, s.stride)))
+        return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetLayout:
+    """A width-elastic bottleneck network (OFA-ResNet50D): a stem of convs (ResNet-D: 3x3 s2, a
+    skippable residual 3x3, 3x3), a 3x3 s2 max pool, bottleneck stages, the global pool and the
+    classifier."""
+
+    space: SearchSpace
+    n_classes: int
+    dropout_rate: float
+    stem: tuple            # WidthConvSpec, in order
+    stages: tuple          # tuple of tuples of BottleneckSpec
+    pool_kernel_size: int = 3
+    pool_stride: int = 2
+
+    @property
+    def blocks(self) -> tuple:
+        return tuple(b for stage in self.stages for b in stage)
+
+    @property
+    def max_features(self) -> int:
+        return max(self.stages[-1][-1].out_widths)
+
+    def active_stem(self, arch: Mapping, image_size: int | None = None) -> list:
+        """``(ConvSpec, input size, residual)`` of the stem convs ``arch`` runs."""
+        arch = self.space.arch(arch)
+        size = arch.resolution if image_size is None else image_size
+        out, channels = [], 3
+        for spec in self.stem:
+            width = spec.out_widths[arch.w[spec.width_entry]]
+            if spec.skippable and self.space.stem_skipped(arch.d):
+                continue
+            conv = ConvSpec(spec.name, channels, width, spec.kernel_size, spec.stride, spec.act)
+            out.append((conv, size, spec.skippable))
+            size, channels = conv_output_size(size, spec.kernel_size, spec.stride), width
+        return out
+
+    def pool_input_size(self, arch: Mapping, image_size: int | None = None) -> int:
+        conv, size, _ = self.active_stem(arch, image_size)[-1]
+        return conv_output_size(size, conv.kernel_size, conv.stride)
+
+    def active_blocks(self, arch: Mapping, image_size: int | None = None) -> list:
+        """The bottlenecks ``arch`` runs, with their widths, expand ratios and input sizes."""
+        arch = self.space.arch(arch)
+        size = conv_output_size(self.pool_input_size(arch, image_size), self.pool_kernel_size, self.pool_stride)
+        out = []
+        for s, stage in enumerate(self.stages):
+            for spec in stage[: self.space.stage_length(s, self.space.stage_depth(arch.d, s))]:
+                block = ActiveBottleneck(spec, spec.in_widths[arch.w[spec.in_entry]],
+                                         spec.out_widths[arch.w[spec.out_entry]], arch.e[spec.slot], size)
+                out.append(block)
+                size = block.output_size
+        return out
+
+    def n_features(self, arch: Mapping) -> int:
+        """Width of the classifier's input for ``arch`` (the last stage's active width)."""
+        arch = self.space.arch(arch)
+        return self.stages[-1][-1].out_widths[arch.w[self.stages[-1][-1].out_entry]]
+
+
+def resnet_layout(space: SearchSpace, n_classes: int, dropout_rate: float) -> ResNetLayout:
+    """OFA-ResNet50D as the reference's ``OFAResNets``: for each width multiplier m the stem is
+    3x3 s2 to make_divisible(make_divisible(stem_width m) // 2), the skippable residual 3x3 at that
+    width (both picked by ``w[0]``), 3x3 to make_divisible(stem_width m) (``w[1]``); stage ``s``
+    has width make_divisible(width m) (``w[2 + s]``), its first block the stage's stride, and
+    base_depth + max(depth_list) bottleneck slots."""
+    if not space.width_mult_list or not space.skippable_stem:
+        raise ValueError("a ResNet space needs width_mult_list and skippable_stem")
+    mults = space.width_mult_list
+    stem_out = tuple(make_divisible(space.stem_width * m) for m in mults)
+    stem_mid = tuple(make_divisible(c // 2) for c in stem_out)
+    stem = (WidthConvSpec("stem_0", stem_mid, 3, 2, 0), WidthConvSpec("stem_1", stem_mid, 3, 1, 0, skippable=True),
+            WidthConvSpec("stem_2", stem_out, 3, 1, 1))
+    stages, widths, entry, index = [], stem_out, 1, 0
+    for s, stage in enumerate(space.stages):
+        out_widths, blocks = tuple(make_divisible(stage.width * m) for m in mults), []
+        for j, slot in enumerate(space.stage_slots(s)):
+            blocks.append(BottleneckSpec(
+                name=f"bottleneck_{index}", index=index, slot=slot, stage=s, in_widths=widths,
+                out_widths=out_widths, in_entry=entry, out_entry=STEM_WIDTH_ENTRIES + s,
+                stride=stage.stride if j == 0 else 1, act=stage.act,
+                expand_ratios=space.expand_ratio_list, kernel_size=space.ks_list[0]))
+            widths, entry, index = out_widths, STEM_WIDTH_ENTRIES + s, index + 1
+        stages.append(tuple(blocks))
+    return ResNetLayout(space=space, n_classes=n_classes, dropout_rate=dropout_rate, stem=stem,
+                        stages=tuple(stages))
+
+
 # Family name (SearchSpace.family) -> layout builder(space, n_classes, dropout_rate).
-LAYOUT_BUILDERS = {"mobilenet_v3": mobilenet_v3_layout, "proxyless": proxyless_layout}
+LAYOUT_BUILDERS = {"mobilenet_v3": mobilenet_v3_layout, "proxyless": proxyless_layout,
+                   "resnet": resnet_layout}

@@ -12,15 +12,20 @@ class StageSpec:
     """One stage: its base output width (before the width multiplier), the stride of its
     first block, its activation, whether blocks use SE, and its depth: ``None`` for an elastic
     stage (the space's ``depth_list``), a number for a stage that always runs that many blocks
-    (whose kernel sizes and expand ratios stay elastic, as ProxylessNAS's last stage)."""
+    (whose kernel sizes and expand ratios stay elastic, as ProxylessNAS's last stage).
+    ``base_depth`` blocks always run before the elastic ones: the arch's depth counts the extra
+    blocks over it (OFA-ResNet50D's ``d`` in {0, 1, 2} over its base 2/2/4/2)."""
 
     width: int
     stride: int
     act: str
     use_se: bool
     depth: int | None = None
+    base_depth: int = 0
 
     def __post_init__(self):
+        if isinstance(self.base_depth, bool) or not isinstance(self.base_depth, int) or self.base_depth < 0:
+            raise ValueError(f"StageSpec.base_depth must be an int >= 0, got {self.base_depth!r}")
         if self.depth is not None and (isinstance(self.depth, bool) or not isinstance(self.depth, int)
                                        or self.depth < 1):
             raise ValueError(f"StageSpec.depth must be None or a positive int, got {self.depth!r}")
@@ -66,4 +71,21 @@ PROXYLESS_TINY_STAGES = (
     StageSpec(24, 2, "relu6", False),
     StageSpec(32, 2, "relu6", False),
     StageSpec(40, 1, "relu6", False, depth=1),
+)
+
+# OFA-ResNet50D (the reference's OFAResNets): four bottleneck stages of base depth 2/2/4/2 whose
+# widths are the bottlenecks' output widths (the width multipliers scale them).
+RESNET50D_STAGES = (
+    StageSpec(256, 1, "relu", False, base_depth=2),
+    StageSpec(512, 2, "relu", False, base_depth=2),
+    StageSpec(1024, 2, "relu", False, base_depth=4),
+    StageSpec(2048, 2, "relu", False, base_depth=2),
+)
+
+# The same structure, narrow and shallow, for tests at 32-64 px.
+RESNET_TINY_STAGES = (
+    StageSpec(32, 1, "relu", False, base_depth=1),
+    StageSpec(48, 2, "relu", False, base_depth=1),
+    StageSpec(64, 2, "relu", False, base_depth=1),
+    StageSpec(96, 2, "relu", False, base_depth=1),
 )

@@ -1,0 +1,79 @@
+"""OFA-ResNet50D against the reference's ``ofa`` package: the preset's structure, MACs / params
+against its counters, imported weights against its logits; the supernet against its extracted
+static subnets."""
+
+import numpy as np
+import pytest
+
+from ofa_tf.arch.complexity import Profile, layer_counts, profile_arch
+from ofa_tf.arch.layout import build_layout
+from ofa_tf.arch.space import SearchSpace
+from reference_data import reference_modules
+
+
+def _middle(space):
+    """Every choice in the middle of its list; the stem's residual conv runs."""
+    return space.validate({"d": [max(space.depth_list)] + [1] * space.n_stages, "e": [0.25] * space.n_blocks,
+                           "w": [1] * space.n_widths})
+
+
+def test_resnet50d_preset_is_the_reference_table():
+    space = SearchSpace.preset("resnet50d")
+    layout = build_layout(space)
+    assert (space.n_stages, space.n_blocks, space.n_depths, space.n_widths) == (4, 18, 5, 6)
+    assert space.arch_keys == ("d", "e", "w", "r") and space.ks_list == (3,)
+    assert [len(stage) for stage in layout.stages] == [4, 4, 6, 4]
+    assert [s[0].out_widths for s in layout.stages] == [(168, 208, 256), (336, 408, 512), (664, 816, 1024),
+                                                        (1328, 1640, 2048)]
+    assert [s[0].stride for s in layout.stages] == [1, 2, 2, 2]
+    assert [c.out_widths for c in layout.stem] == [(24, 24, 32), (24, 24, 32), (40, 48, 64)]
+    assert all(s[0].downsample and not any(b.downsample for b in s[1:]) for s in layout.stages)
+    largest, smallest = space.largest(), space.smallest()
+    assert (largest["d"], largest["w"], smallest["d"], smallest["w"]) == ([2] * 5, [2] * 6, [0] * 5, [0] * 6)
+    assert len(layout.active_blocks(largest)) == 18 and len(layout.active_blocks(smallest)) == 10
+    assert [c.name for c, _, _ in layout.active_stem(smallest)] == ["stem_0", "stem_2"]
+    assert len(layout.active_stem(largest)) == 3
+    # The largest middle width: 0.35 of 2048.
+    assert layout.stages[-1][0].max_mid_channels == 720
+    # d[0] is skip (0) or run (2): the reference samples only those.
+    with pytest.raises(ValueError, match=r"arch\['d'\]\[0\] = 1 is not in the space's choices \[0, 2\]"):
+        space.validate({**largest, "d": [1, 2, 2, 2, 2]})
+    with pytest.raises(ValueError, match=r"arch has unknown key 'ks'"):
+        space.validate({**largest, "ks": [3] * 18})
+    with pytest.raises(ValueError, match=r"arch\['w'\]\[5\] = 3 is not in the space's choices \[0, 1, 2\]"):
+        space.validate({**largest, "w": [2] * 5 + [3]})
+    # 3 expand ratios per block; depths 0..2 over the base per stage; 2 stem choices; 3^6 widths.
+    per_stage = [sum(3 ** (base + d) for d in (0, 1, 2)) for base in (2, 2, 4, 2)]
+    assert space.count() == int(np.prod(per_stage)) * 2 * 3 ** 6
+    assert all(space.sample(seed)["d"][0] in (0, 2) for seed in range(10))
+    assert SearchSpace.from_json(space.to_json()) == space
+    arch = space.arch(space.sample(0))
+    assert dict(arch) == space.validate(space.sample(0)) and "ks" not in arch
+    # MBConv spaces keep their JSON (no ResNet fields).
+    assert "width_mult_list" not in SearchSpace.tiny().to_dict()
+
+
+def test_macs_and_params_equal_the_reference_counters(torch_one_thread):
+    """As for ProxylessNAS: `count_net_flops` sums float32 per-layer counts in float32, our exact
+    counts summed the same way give its number, and the parameters are equal as integers."""
+    networks, utils = reference_modules("ofa.imagenet_classification.elastic_nn.networks", "ofa.utils")
+    ref = networks.OFAResNets(n_classes=1000, depth_list=[0, 1, 2], expand_ratio_list=[0.2, 0.25, 0.35],
+                              width_mult_list=[0.65, 0.8, 1.0])
+    space = SearchSpace.resnet50d()
+    layout = build_layout(space)
+    rng = np.random.default_rng(0)
+    cases = [(arch, size) for arch in (space.largest(), space.smallest(), _middle(space)) for size in (224, 128, 192)]
+    cases += [(space.sample(rng), int(rng.choice(space.resolutions))) for _ in range(5)]
+    for arch, size in cases:   # ~10 s: the reference counts by running each subnet
+        ref.set_active_subnet(d=arch["d"], e=arch["e"], w=arch["w"])
+        subnet = ref.get_active_subnet(preserve_weight=False)
+        counts = layer_counts(layout, arch, size)
+        as_float32 = np.float32(0)
+        for _, macs, _ in counts:
+            as_float32 = np.float32(as_float32 + np.float32(macs))
+        ours = profile_arch(arch, space, image_size=size)
+        assert float(as_float32) == utils.count_net_flops(subnet, (1, 3, size, size)), (arch, size)
+        assert ours.params == utils.count_parameters(subnet)
+        assert ours.macs == sum(c[1] for c in counts)
+    # The largest at 224 px, exactly (the reference's float32 sum prints 7491642368: 7491.64 MMACs).
+    assert profile_arch(space.largest(), space, image_size=224) == Profile(7491643904, 48105992)
