@@ -4,10 +4,13 @@ static subnets."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from ofa_tf.arch.complexity import Profile, layer_counts, profile_arch
+from conftest import images, randomize_weights
+from ofa_tf.arch.complexity import Profile, layer_counts, profile_arch, profile_model
 from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
+from ofa_tf.networks import OFAResNets, family_of
 from reference_data import reference_modules
 
 
@@ -77,3 +80,64 @@ def test_macs_and_params_equal_the_reference_counters(torch_one_thread):
         assert ours.macs == sum(c[1] for c in counts)
     # The largest at 224 px, exactly (the reference's float32 sum prints 7491642368: 7491.64 MMACs).
     assert profile_arch(space.largest(), space, image_size=224) == Profile(7491643904, 48105992)
+
+
+def _small_last_gammas(net, seed):
+    """Random weights (`randomize_weights`) with each bottleneck's last BN scale in [0.1, 0.4]
+    (as ResNets start from a small residual branch), so random logits stay near 1-10, not 1e3."""
+    randomize_weights(net, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    for var in net.weights:
+        if "conv3_bn" in var.path and "gamma" in var.path:
+            var.assign(rng.uniform(0.1, 0.4, var.shape).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def resnet_net():
+    net = OFAResNets(space=SearchSpace.resnet_tiny(), n_classes=10, seed=0)
+    _small_last_gammas(net, seed=2)
+    return net
+
+
+def test_supernet_one_trace_and_extraction_are_exact(resnet_net):
+    """Every arch: the traced forward equals the eager one, the extracted static subnet equals
+    the supernet (<= 1e-5), and its MACs / params are the layout's."""
+    net, space = resnet_net, resnet_net.space
+    assert family_of(space).supernet_class is OFAResNets
+    forward = tf.function(lambda x: net(x, training=False), input_signature=[tf.TensorSpec([None, None, None, 3])])
+    rng = np.random.default_rng(1)
+    for arch in [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(2)]:
+        net.set_active_subnet(**arch)
+        assert net.get_active_arch() == space.validate(arch)
+        size = arch["r"][0]
+        x = images(2, size, seed=3)
+        expected = net(x, training=False).numpy()
+        assert np.abs(expected).max() > 0.5
+        assert np.abs(forward(tf.constant(x)).numpy() - expected).max() <= 1e-5
+        subnet = net.get_active_subnet(image_size=size)
+        assert np.abs(subnet(x, training=False).numpy() - expected).max() <= 1e-5
+        assert profile_model(subnet) == profile_arch(arch, space, n_classes=10)
+    assert forward.experimental_get_tracing_count() == 1
+    arch = net.sample_active_subnet()
+    assert net.get_active_arch() == space.validate(arch)
+    with pytest.raises(ValueError, match=r"arch\['w'\]\[0\] = 3 is not in the space's choices"):
+        net.set_active_subnet(w=3)
+
+
+def test_channel_sorting_keeps_the_largest_and_moves_important_channels_first(resnet_net):
+    net, space = resnet_net, resnet_net.space
+    x = images(2, 48, seed=4)
+    net.set_max_net()
+    before = net(x, training=False).numpy()
+    block = net.blocks[-1]
+    importance = lambda: np.abs(block.conv3.kernel.numpy()).sum(axis=(0, 1, 3))  # noqa: E731
+    assert not np.all(np.diff(importance()) <= 0)
+    net.sort_channels()
+    assert np.all(np.diff(importance()) <= 0)
+    np.testing.assert_allclose(net(x, training=False).numpy(), before, rtol=1e-5, atol=1e-5)
+    # An earlier width phase's groups stay: with stage 1 the largest ratio's extra channels stay last.
+    narrow = block.spec.mid_channels(max(block.spec.out_widths), 0.25)
+    kept = block.conv3.kernel.numpy()[:, :, narrow:, :].copy()
+    block.sort_channels(expand_ratio_stage=1)
+    assert np.allclose(np.sort(np.abs(block.conv3.kernel.numpy()[:, :, narrow:, :]).ravel()),
+                       np.sort(np.abs(kept).ravel()))

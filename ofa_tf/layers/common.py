@@ -1,6 +1,9 @@
-"""Small pieces every elastic layer needs: active channel counts and OFA's init."""
+"""Small pieces every elastic layer needs: active channel counts, OFA's init, the order of
+channels by importance."""
 
 import math
+
+import numpy as np
 
 import keras
 import tensorflow as tf
@@ -40,3 +43,17 @@ def choice_variable(layer: keras.layers.Layer, name: str, value, dtype: str, sha
                                   synchronization="on_read")
     layer._track_variable(variable)
     return variable
+
+
+def importance_order(importance, widths, expand_ratio_stage: int = 0):
+    """Channel order by ``importance`` (descending), as the reference's
+    ``re_organize_middle_weights``: with ``expand_ratio_stage`` = n > 0, channels inside the
+    ``widths`` (of the expand ratios, largest first) of the n+1 largest ratios keep their group."""
+    importance = np.asarray(importance, np.float64).copy()
+    if expand_ratio_stage > 0:
+        right, base = len(importance), -len(widths) * 1e5
+        for left in widths[: expand_ratio_stage + 1]:
+            importance[left:right] += base
+            base += 1e5
+            right = left
+    return np.argsort(-importance, kind="stable")

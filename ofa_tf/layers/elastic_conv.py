@@ -142,3 +142,39 @@ class ElasticPointwiseConv2D(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "max_in_channels": self.max_in_channels,
                 "max_out_channels": self.max_out_channels, "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable("ofa_tf")
+class ElasticConv2D(ElasticPointwiseConv2D):
+    """A k x k conv (any stride) on the first ``in`` input channels, giving the first ``out``
+    output channels: the stem and bottleneck convs of width-elastic networks. Padded
+    symmetrically by k // 2, as the reference pads."""
+
+    def __init__(self, max_in_channels, max_out_channels, kernel_size=1, strides=1, use_bias=False, **kwargs):
+        super().__init__(max_in_channels, max_out_channels, use_bias=use_bias, **kwargs)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+
+    def build(self, input_shape=None):
+        k = self.kernel_size
+        self.kernel = self.add_weight(name="kernel", shape=(k, k, self.max_in_channels, self.max_out_channels),
+                                      initializer=he_fan_out(k, self.max_out_channels))
+        self.bias = (self.add_weight(name="bias", shape=(self.max_out_channels,), initializer="zeros")
+                     if self.use_bias else None)
+
+    def call(self, inputs, out_channels=None):
+        kernel = self.kernel[:, :, :channels_of(inputs), :]
+        if out_channels is not None:
+            kernel = kernel[:, :, :, :out_channels]
+        if self.strides == 1:
+            outputs = tf.nn.conv2d(inputs, kernel, 1, "SAME")
+        else:
+            pad = self.kernel_size // 2
+            inputs = tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+            outputs = tf.nn.conv2d(inputs, kernel, self.strides, "VALID")
+        if self.bias is not None:
+            outputs = tf.nn.bias_add(outputs, self.bias if out_channels is None else self.bias[:out_channels])
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides}

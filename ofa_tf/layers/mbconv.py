@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from ofa_tf.arch.layout import BlockSpec
 from ofa_tf.layers import activations
-from ofa_tf.layers.common import choice_variable, static_int
+from ofa_tf.layers.common import choice_variable, importance_order, static_int
 from ofa_tf.layers.elastic_conv import ElasticDepthwiseConv2D, ElasticPointwiseConv2D
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
 from ofa_tf.layers.elastic_se import ElasticSqueezeExcite
@@ -134,15 +134,9 @@ class ElasticMBConv(keras.layers.Layer):
         """
         if not self.spec.has_expand:
             return None
-        importance = np.abs(self.project.kernel.numpy()).sum(axis=(0, 1, 3)).astype(np.float64)
-        if expand_ratio_stage > 0:
-            widths = [self.spec.mid_channels(e) for e in sorted(self.spec.expand_ratios, reverse=True)]
-            right, base = len(importance), -len(widths) * 1e5
-            for left in widths[: expand_ratio_stage + 1]:
-                importance[left:right] += base
-                base += 1e5
-                right = left
-        order = np.argsort(-importance, kind="stable")
+        importance = np.abs(self.project.kernel.numpy()).sum(axis=(0, 1, 3))
+        widths = [self.spec.mid_channels(e) for e in sorted(self.spec.expand_ratios, reverse=True)]
+        order = importance_order(importance, widths, expand_ratio_stage)
         self.expand.permute_channels(order, "out")
         self.expand_bn.permute_channels(order)
         self.depthwise.permute_channels(order)

@@ -2,7 +2,7 @@
 
 Only standard layers are used (ZeroPadding2D, Conv2D, DepthwiseConv2D,
 BatchNormalization, Activation, GlobalAveragePooling2D, Multiply, Add,
-Dropout, Dense), so the TFLite graph has no slicing or control flow, with a
+Dropout, Dense; MaxPooling2D and AveragePooling2D for bottleneck networks), so the TFLite graph has no slicing or control flow, with a
 fixed batch or without one. ``keras_module`` may be ``keras`` or ``tf_keras`` (quantization-aware
 training needs the latter); both expose the same layer names. Activations are
 passed to ``tf_keras`` as functions rather than names: tf_keras has no
@@ -15,7 +15,7 @@ from typing import Mapping
 
 import keras
 
-from ofa_tf.arch.layout import ActiveBlock, ConvSpec, Layout
+from ofa_tf.arch.layout import ActiveBlock, ActiveBottleneck, ConvSpec, Layout, ResNetLayout
 from ofa_tf.layers import activations
 
 
@@ -39,13 +39,39 @@ class _Builder:
         pad = kernel_size // 2
         return self.layers.ZeroPadding2D(((pad, pad), (pad, pad)), name=f"{name}_pad")(x), "valid"
 
-    def conv(self, x, spec: ConvSpec):
+    def conv(self, x, spec: ConvSpec, activate: bool = True):
+        """Conv (symmetric padding), its BN, and (with ``activate``) its activation."""
         x, padding = self.padding(x, spec.kernel_size, spec.stride, spec.name)
         x = self.layers.Conv2D(spec.out_channels, spec.kernel_size, strides=spec.stride, padding=padding,
                                use_bias=spec.use_bias, name=spec.name)(x)
         if spec.use_bn:
             x = self.bn(x, f"{spec.name}_bn")
-        return self.act(x, spec.act, f"{spec.name}_act")
+        return self.act(x, spec.act, f"{spec.name}_act") if activate else x
+
+    def bottleneck(self, inputs, block: ActiveBottleneck):
+        """conv1, conv2 (stride), conv3 without activation, plus the input or the average-pooled
+        1x1-conv shortcut, then the activation."""
+        L, p = self.layers, block.spec.name
+        convs = block.convs()
+        x = inputs
+        for spec, _ in convs[:2]:
+            x = self.conv(x, spec)
+        x = self.conv(x, convs[2][0], activate=False)
+        shortcut = inputs
+        if block.spec.downsample:
+            stride = block.spec.stride
+            if stride > 1:   # ceil mode: "same" leaves the bottom / right padding out of the average
+                shortcut = L.AveragePooling2D(stride, stride, padding="same", name=f"{p}_pool")(shortcut)
+            shortcut = self.conv(shortcut, convs[3][0], activate=False)
+        x = L.Add(name=f"{p}_add")([x, shortcut])
+        return self.act(x, block.spec.act, f"{p}_act")
+
+    def max_pool(self, x, layout: ResNetLayout):
+        """The stem's max pool, padded by k // 2 on every side: its input follows a ReLU, so zero
+        padding equals the reference's -inf padding."""
+        k, s, L = layout.pool_kernel_size, layout.pool_stride, self.layers
+        x = L.ZeroPadding2D(k // 2, name="max_pool_pad")(x)
+        return L.MaxPooling2D(k, s, padding="valid", name="max_pool")(x)
 
     def mbconv(self, inputs, block: ActiveBlock):
         spec, p, L = block.spec, block.spec.name, self.layers
@@ -83,6 +109,12 @@ class _Builder:
         return L.Dense(layout.n_classes, name="logits")(x)
 
 
+def _check_batch_size(batch_size):
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be None or a positive int, got {batch_size!r}")
+
+
 def build_static_model(layout: Layout, arch: Mapping, image_size: int, keras_module=keras,
                        bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, name: str = "ofa_subnet",
                        batch_size: int | None = None):
@@ -92,9 +124,7 @@ def build_static_model(layout: Layout, arch: Mapping, image_size: int, keras_mod
     without it.
     """
     arch = layout.space.arch(arch)
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be None or a positive int, got {batch_size!r}")
+    _check_batch_size(batch_size)
     b = _Builder(keras_module, bn_momentum, bn_epsilon)
     inputs = keras_module.Input((image_size, image_size, 3), batch_size=batch_size, name="image")
     x = b.conv(inputs, layout.stem)
@@ -107,6 +137,41 @@ def build_static_model(layout: Layout, arch: Mapping, image_size: int, keras_mod
         x = b.conv(x, spec)
     x = b.classifier(x, layout)
     return keras_module.Model(inputs, x, name=name)
+
+
+def build_resnet_static_model(layout: ResNetLayout, arch: Mapping, image_size: int, keras_module=keras,
+                              bn_momentum: float = 0.9, bn_epsilon: float = 1e-5, name: str = "ofa_subnet",
+                              batch_size: int | None = None):
+    """`build_static_model` for a bottleneck layout: the stem convs ``arch`` runs (the residual
+    one adds its input), the max pool, the bottlenecks, the global pool and the classifier."""
+    arch = layout.space.arch(arch)
+    _check_batch_size(batch_size)
+    b = _Builder(keras_module, bn_momentum, bn_epsilon)
+    inputs = keras_module.Input((image_size, image_size, 3), batch_size=batch_size, name="image")
+    x = inputs
+    for spec, _, residual in layout.active_stem(arch, image_size):
+        y = b.conv(x, spec)
+        x = b.layers.Add(name=f"{spec.name}_add")([x, y]) if residual else y
+    x = b.max_pool(x, layout)
+    for block in layout.active_blocks(arch, image_size):
+        x = b.bottleneck(x, block)
+    x = b.classifier(b.global_pool(x), layout)
+    return keras_module.Model(inputs, x, name=name)
+
+
+def build_resnet_op_model(layout: ResNetLayout, op, input_size: int, batch_size: int = 1, keras_module=keras):
+    """`build_op_model` for a bottleneck layout: ``op`` is an :class:`ActiveBottleneck` (its own
+    input size is used) or ``"classifier"`` (pooling a map of ``input_size`` of the largest width)."""
+    b = _Builder(keras_module, 0.9, 1e-5)
+    if isinstance(op, ActiveBottleneck):
+        inputs = keras_module.Input((op.input_size, op.input_size, op.in_channels), batch_size=batch_size,
+                                    name="input")
+        return keras_module.Model(inputs, b.bottleneck(inputs, op), name=f"op_{op.spec.name}")
+    if op == "classifier":
+        inputs = keras_module.Input((input_size, input_size, layout.max_features), batch_size=batch_size,
+                                    name="input")
+        return keras_module.Model(inputs, b.classifier(b.global_pool(inputs), layout), name="op_classifier")
+    raise ValueError(f"op must be an ActiveBottleneck or 'classifier', got {op!r}")
 
 
 # The parts of the network a latency lookup table times one by one (besides the blocks).
