@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import images, randomize_weights
+from conftest import images, randomize_reference, randomize_weights
 from ofa_tf.arch.complexity import Profile, layer_counts, profile_arch, profile_model
 from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
@@ -141,3 +141,39 @@ def test_channel_sorting_keeps_the_largest_and_moves_important_channels_first(re
     block.sort_channels(expand_ratio_stage=1)
     assert np.allclose(np.sort(np.abs(block.conv3.kernel.numpy()[:, :, narrow:, :]).ravel()),
                        np.sort(np.abs(kept).ravel()))
+
+
+def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
+    """Random reference weights and BN statistics in a narrow OFAResNets (width 0.1/0.15/0.2),
+    imported: 10 random subnets at 2 resolutions give the reference's logits in inference mode,
+    and the weights export back to the same state_dict."""
+    torch = torch_one_thread
+    (networks,) = reference_modules("ofa.imagenet_classification.elastic_nn.networks")
+    from ofa_tf.interop.reference_mapping import checkpoint_family, load_reference_state_dict, reference_state_dict
+
+    widths = (0.1, 0.15, 0.2)
+    ref = networks.OFAResNets(n_classes=10, depth_list=[0, 1, 2], expand_ratio_list=[0.2, 0.25, 0.35],
+                              width_mult_list=list(widths))
+    ref = randomize_reference(torch, ref, seed=0, last_bn="conv3")
+    space = SearchSpace.resnet50d(width_mult_list=widths, resolutions=(40, 56))
+    net = OFAResNets(space=space, n_classes=10)
+    load_reference_state_dict(net, ref.state_dict())
+    forward = tf.function(lambda x: net(x, training=False), input_signature=[tf.TensorSpec([None, None, None, 3])])
+    rng = np.random.default_rng(4)
+    deltas = []
+    for i in range(10):
+        arch = space.sample(rng)
+        ref.set_active_subnet(d=arch["d"], e=arch["e"], w=arch["w"])
+        net.set_active_subnet(**arch)
+        for size in space.resolutions:
+            x = images(2, size, seed=i)
+            with torch.no_grad():
+                expected = ref(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+            assert np.abs(expected).max() > 0.5
+            deltas.append(np.abs(forward(tf.constant(x)).numpy() - expected).max())
+    print(f"ResNet50D w0.1-0.2: 10 archs x 2 resolutions, max |delta logits| = {max(deltas):.2e}")
+    assert max(deltas) <= 1e-4
+    exported, original = reference_state_dict(net), ref.state_dict()
+    assert checkpoint_family(original) == "resnet"
+    assert sorted(exported) == sorted(original)
+    assert all(np.array_equal(exported[k], original[k].numpy()) for k in original if "num_batches" not in k)

@@ -77,7 +77,11 @@ def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float
     from ofa_tf.networks import family_of
 
     state_dict = read_state_dict(checkpoint)
-    reference_space = REFERENCE_SPACES[checkpoint_family(state_dict)]
+    family = checkpoint_family(state_dict)
+    if family not in REFERENCE_SPACES:
+        raise ValueError(f"{checkpoint!r} is an OFA {family} supernet, which the command line does not import "
+                         "yet (ofa_tf.interop.reference_mapping.load_reference_state_dict loads it into a supernet)")
+    reference_space = REFERENCE_SPACES[family]
     released = release_width_mult(checkpoint)
     if width_mult is None:
         width_mult = released or checkpoint_width_mult(state_dict, reference_space())

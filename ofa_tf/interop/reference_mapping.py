@@ -1,4 +1,5 @@
-"""Which tensor of the reference's OFA-MobileNetV3 / OFA-ProxylessNAS state_dict is which variable of ours.
+"""Which tensor of the reference's OFA-MobileNetV3 / OFA-ProxylessNAS / OFA-ResNet50D state_dict is
+which variable of ours.
 
 The reference (mit-han-lab/once-for-all) names its tensors after its modules
 (``blocks.3.conv.depth_conv.conv.conv.weight``) and stores convolutions as OIHW;
@@ -102,9 +103,14 @@ def _block_links(block) -> list:
 
 
 def reference_links(net) -> list:
-    """Every float variable of an MBConv supernet (``OFAMobileNetV3``, ``OFAProxylessNASNets``)
-    with its name in the reference's state_dict. The head's convs are the reference's
-    ``final_expand_layer`` and ``feature_mix_layer`` (with BN where the layout has one)."""
+    """Every float variable of a supernet with its name in the reference's state_dict (the
+    family's walk, `_FAMILY_LINKS`)."""
+    return _FAMILY_LINKS[net.space.family](net)
+
+
+def _mbconv_links(net) -> list:
+    """An MBConv supernet (``OFAMobileNetV3``, ``OFAProxylessNASNets``). The head's convs are the
+    reference's ``final_expand_layer`` and ``feature_mix_layer`` (with BN where the layout has one)."""
     links = [TensorLink("first_conv.conv.weight", net.stem_conv.kernel, "conv")]
     links += _bn_links("first_conv.bn", net.stem_bn)
     for block in net.blocks:
@@ -116,9 +122,32 @@ def reference_links(net) -> list:
         links.append(TensorLink(f"{module}.conv.weight", conv.kernel, "conv"))
         if bn is not None:
             links += _bn_links(f"{module}.bn", bn)
-    links.append(TensorLink("classifier.linear.weight", net.classifier.kernel, "dense"))
-    links.append(TensorLink("classifier.linear.bias", net.classifier.bias, "same"))
-    return links
+    return links + _classifier_links(net)
+
+
+def _classifier_links(net, module: str = "classifier.linear") -> list:
+    return [TensorLink(f"{module}.weight", net.classifier.kernel, "dense"),
+            TensorLink(f"{module}.bias", net.classifier.bias, "same")]
+
+
+def _bottleneck_links(net) -> list:
+    """``OFAResNets``: ``input_stem.{0,1,2}`` (the residual conv 1 nested in its ResidualBlock),
+    ``blocks.{i}.{conv1,conv2,conv3,downsample}``, the classifier."""
+    links = []
+    for i, (spec, conv, norm) in enumerate(zip(net.layout.stem, net.stem_convs, net.stem_norms)):
+        p = f"input_stem.{i}{'.conv' if spec.skippable else ''}"
+        links.append(TensorLink(f"{p}.conv.conv.weight", conv.kernel, "conv"))
+        links += _bn_links(f"{p}.bn.bn", norm)
+    for block in net.blocks:
+        for role in block.roles:
+            p = f"blocks.{block.spec.index}.{role}"
+            links.append(TensorLink(f"{p}.conv.conv.weight", block.convs[role].kernel, "conv"))
+            links += _bn_links(f"{p}.bn.bn", block.norms[role])
+    return links + _classifier_links(net, "classifier.linear.linear")   # elastic input: a dynamic layer
+
+
+# Each family's walk over its supernet's variables.
+_FAMILY_LINKS = {"mobilenet_v3": _mbconv_links, "proxyless": _mbconv_links, "resnet": _bottleneck_links}
 
 
 def _as_array(tensor) -> np.ndarray:
@@ -147,9 +176,12 @@ REFERENCE_CLASSES = {"mobilenet_v3": "OFAMobileNetV3", "proxyless": "OFAProxyles
 
 
 def checkpoint_family(state_dict: Mapping) -> str:
-    """The family a reference state_dict belongs to: OFA-ProxylessNAS has a feature-mix layer
-    with BN and no final expand layer; OFA-MobileNetV3 the reverse."""
+    """The family a reference state_dict belongs to: OFA-ResNet50D has an ``input_stem``;
+    OFA-ProxylessNAS has a feature-mix layer with BN and no final expand layer; OFA-MobileNetV3
+    the reverse."""
     names = {canonical_name(k) for k in state_dict}
+    if any(name.startswith("input_stem.") for name in names):
+        return "resnet"
     if "feature_mix_layer.bn.weight" in names and "final_expand_layer.conv.weight" not in names:
         return "proxyless"
     return "mobilenet_v3"
@@ -157,9 +189,10 @@ def checkpoint_family(state_dict: Mapping) -> str:
 
 def _describe(net) -> str:
     s = net.space
-    return (f"{type(net).__name__}(width_mult={s.width_mult}, ks_list={list(s.ks_list)}, "
-            f"expand_ratio_list={list(s.expand_ratio_list)}, depth_list={list(s.depth_list)}, "
-            f"n_classes={net.n_classes})")
+    width = f"width_mult_list={list(s.width_mult_list)}" if s.width_mult_list else \
+        f"width_mult={s.width_mult}, ks_list={list(s.ks_list)}"
+    return (f"{type(net).__name__}({width}, expand_ratio_list={list(s.expand_ratio_list)}, "
+            f"depth_list={list(s.depth_list)}, n_classes={net.n_classes})")
 
 
 def _mismatch(net, state_dict: Mapping, problems: list) -> CheckpointMismatchError:

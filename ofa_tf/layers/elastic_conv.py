@@ -178,3 +178,28 @@ class ElasticConv2D(ElasticPointwiseConv2D):
 
     def get_config(self):
         return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides}
+
+
+@keras.saving.register_keras_serializable("ofa_tf")
+class ElasticDense(keras.layers.Layer):
+    """A classifier on the first ``in`` features of a wider input (width-elastic networks), with
+    a ``keras.layers.Dense`` twin."""
+
+    def __init__(self, max_in_features, units, **kwargs):
+        super().__init__(**kwargs)
+        self.max_in_features, self.units = int(max_in_features), int(units)
+
+    def build(self, input_shape=None):
+        bound = 1 / np.sqrt(self.max_in_features)
+        self.kernel = self.add_weight(name="kernel", shape=(self.max_in_features, self.units),
+                                      initializer=keras.initializers.RandomUniform(-bound, bound))
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+
+    def call(self, inputs):
+        return tf.matmul(inputs, self.kernel[: tf.shape(inputs)[-1]]) + self.bias
+
+    def active_weights(self, in_features):
+        return [self.kernel.numpy()[:in_features], self.bias.numpy()]
+
+    def get_config(self):
+        return {**super().get_config(), "max_in_features": self.max_in_features, "units": self.units}

@@ -10,8 +10,6 @@ reference's form ``{"d": [5], "e": [18], "w": [6], "r": [..]}``.
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -21,7 +19,7 @@ from ofa_tf.arch.space import SearchSpace
 from ofa_tf.layers import activations
 from ofa_tf.layers.bottleneck import ElasticBottleneck
 from ofa_tf.layers.common import choice_variable
-from ofa_tf.layers.elastic_conv import ElasticConv2D, ElasticPointwiseConv2D
+from ofa_tf.layers.elastic_conv import ElasticConv2D, ElasticDense
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
 from ofa_tf.networks.extraction import extract_subnet
 from ofa_tf.networks.registry import Family, register_family
@@ -74,9 +72,7 @@ class OFAResNets(keras.Model):
         self.stage_blocks = [[ElasticBottleneck(spec, bn_momentum, bn_epsilon) for spec in stage]
                              for stage in layout.stages]
         self.dropout = keras.layers.Dropout(dropout_rate, name="dropout")
-        bound = 1 / math.sqrt(layout.max_features)
-        self.classifier = ElasticPointwiseConv2D(layout.max_features, n_classes, use_bias=True, name="logits")
-        self._classifier_init = keras.initializers.RandomUniform(-bound, bound)
+        self.classifier = ElasticDense(layout.max_features, n_classes, name="logits")
         self.build((None, None, None, 3))
 
     @property
@@ -90,7 +86,6 @@ class OFAResNets(keras.Model):
         for block in self.blocks:
             block.build()
         self.classifier.build()
-        self.classifier.kernel.assign(self._classifier_init(self.classifier.kernel.shape))
         self.active_stem_width = choice_variable(self, "active_stem_width", len(self.space.width_mult_list) - 1,
                                                  "int32", shape=(2,))
         self.active_depth = choice_variable(self, "active_depth", self.space.max_depth, "int32",
@@ -132,9 +127,8 @@ class OFAResNets(keras.Model):
                 else:
                     x = tf.cond(j < self.space.stages[s].base_depth + depth,
                                 lambda b=block, x=x: b(x, training=training), lambda x=x: tf.identity(x))
-        x = tf.reduce_mean(x, axis=(1, 2), keepdims=True)
-        x = self.classifier(self.dropout(x, training=training))
-        return tf.reshape(x, (-1, self.n_classes))
+        x = tf.reduce_mean(x, axis=(1, 2))
+        return self.classifier(self.dropout(x, training=training))
 
     # ----------------------------------------------------- OFA's subnet API
     def set_active_subnet(self, d=None, e=None, w=None, r=None, **kwargs):
@@ -192,8 +186,7 @@ class OFAResNets(keras.Model):
         for active in self.layout.active_blocks(arch):
             out.update(blocks[active.spec.name].active_weights(active.in_channels, arch.w[active.spec.out_entry],
                                                                active.expand_ratio))
-        kernel, bias = self.classifier.active_weights(self.layout.n_features(arch), self.n_classes)
-        out["logits"] = [kernel[0, 0], bias]
+        out["logits"] = self.classifier.active_weights(self.layout.n_features(arch))
         return out
 
     def sort_channels(self, expand_ratio_stage=0):
