@@ -21,7 +21,7 @@ def _middle(space):
 
 
 def test_resnet50d_preset_is_the_reference_table():
-    space = SearchSpace.preset("resnet50d")
+    space = SearchSpace.resnet50d()
     layout = build_layout(space)
     assert (space.n_stages, space.n_blocks, space.n_depths, space.n_widths) == (4, 18, 5, 6)
     assert space.arch_keys == ("d", "e", "w", "r") and space.ks_list == (3,)
@@ -52,6 +52,9 @@ def test_resnet50d_preset_is_the_reference_table():
     assert SearchSpace.from_json(space.to_json()) == space
     arch = space.arch(space.sample(0))
     assert dict(arch) == space.validate(space.sample(0)) and "ks" not in arch
+    # Not a CLI preset until the CLIs take ResNet archs.
+    with pytest.raises(ValueError, match="unknown search space preset 'resnet50d'"):
+        SearchSpace.preset("resnet50d")
     # MBConv spaces keep their JSON (no ResNet fields).
     assert "width_mult_list" not in SearchSpace.tiny().to_dict()
 
@@ -125,7 +128,7 @@ def test_supernet_one_trace_and_extraction_are_exact(resnet_net):
 
 
 def test_channel_sorting_keeps_the_largest_and_moves_important_channels_first(resnet_net):
-    net, space = resnet_net, resnet_net.space
+    net = resnet_net
     x = images(2, 48, seed=4)
     net.set_max_net()
     before = net(x, training=False).numpy()

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from ofa_tf.arch.layout import BottleneckSpec
 from ofa_tf.layers import activations
-from ofa_tf.layers.common import choice_variable, importance_order
+from ofa_tf.layers.common import checked_choice, choice_variable, importance_order, nearest_choice
 from ofa_tf.layers.elastic_conv import ElasticConv2D
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
 
@@ -63,19 +63,16 @@ class ElasticBottleneck(keras.layers.Layer):
     def set_active(self, width=None, expand_ratio=None):
         """``width``: an index into the spec's output widths; ``expand_ratio``: one of its ratios."""
         if width is not None:
-            if width not in range(len(self.spec.out_widths)):
-                raise ValueError(f"{self.name}: width index {width!r} not in 0..{len(self.spec.out_widths) - 1}")
-            self.active_width.assign(int(width))
+            self.active_width.assign(int(checked_choice(self.name, "width index", width,
+                                                        tuple(range(len(self.spec.out_widths))))))
         if expand_ratio is not None:
-            if expand_ratio not in self.spec.expand_ratios:
-                raise ValueError(f"{self.name}: expand ratio {expand_ratio!r} not in {self.spec.expand_ratios}")
-            self.active_expand_ratio.assign(float(expand_ratio))
+            self.active_expand_ratio.assign(float(checked_choice(self.name, "expand ratio", expand_ratio,
+                                                                 self.spec.expand_ratios)))
 
     def active_choice(self):
         """(width index, expand ratio) as Python numbers, the ratio as in the space."""
-        e = float(keras.ops.convert_to_numpy(self.active_expand_ratio))
         return (int(keras.ops.convert_to_numpy(self.active_width)),
-                min(self.spec.expand_ratios, key=lambda c: abs(c - e)))
+                nearest_choice(self.active_expand_ratio, self.spec.expand_ratios))
 
     def _active_widths(self):
         """(output channels, middle channels): ints eagerly, tensors in a graph."""

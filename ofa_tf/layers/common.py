@@ -3,9 +3,8 @@ channels by importance."""
 
 import math
 
-import numpy as np
-
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -57,3 +56,16 @@ def importance_order(importance, widths, expand_ratio_stage: int = 0):
             base += 1e5
             right = left
     return np.argsort(-importance, kind="stable")
+
+
+def checked_choice(layer_name: str, what: str, value, choices):
+    """``value`` if it is one of ``choices``; one ValueError naming the layer otherwise."""
+    if value not in choices:
+        raise ValueError(f"{layer_name}: {what} {value!r} not in {choices}")
+    return value
+
+
+def nearest_choice(variable, choices):
+    """The entry of ``choices`` nearest to a float choice variable's value (as the space spells it)."""
+    value = float(keras.ops.convert_to_numpy(variable))
+    return min(choices, key=lambda c: abs(c - value))

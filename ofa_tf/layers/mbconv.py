@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from ofa_tf.arch.layout import BlockSpec
 from ofa_tf.layers import activations
-from ofa_tf.layers.common import choice_variable, importance_order, static_int
+from ofa_tf.layers.common import (checked_choice, choice_variable, importance_order, nearest_choice,
+                                  static_int)
 from ofa_tf.layers.elastic_conv import ElasticDepthwiseConv2D, ElasticPointwiseConv2D
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
 from ofa_tf.layers.elastic_se import ElasticSqueezeExcite
@@ -59,19 +60,16 @@ class ElasticMBConv(keras.layers.Layer):
     # ------------------------------------------------------------ active choice
     def set_active(self, kernel_size=None, expand_ratio=None):
         if kernel_size is not None:
-            if kernel_size not in self.spec.kernel_sizes:
-                raise ValueError(f"{self.name}: kernel size {kernel_size!r} not in {self.spec.kernel_sizes}")
-            self.active_kernel_size.assign(int(kernel_size))
+            self.active_kernel_size.assign(int(checked_choice(self.name, "kernel size", kernel_size,
+                                                              self.spec.kernel_sizes)))
         if expand_ratio is not None:
-            if expand_ratio not in self.spec.expand_ratios:
-                raise ValueError(f"{self.name}: expand ratio {expand_ratio!r} not in {self.spec.expand_ratios}")
-            self.active_expand_ratio.assign(float(expand_ratio))
+            self.active_expand_ratio.assign(float(checked_choice(self.name, "expand ratio", expand_ratio,
+                                                                 self.spec.expand_ratios)))
 
     def active_choice(self):
         """(kernel_size, expand_ratio) as Python numbers, expand ratio as in the space."""
-        e = float(keras.ops.convert_to_numpy(self.active_expand_ratio))
-        e = min(self.spec.expand_ratios, key=lambda c: abs(c - e))
-        return int(keras.ops.convert_to_numpy(self.active_kernel_size)), e
+        return (int(keras.ops.convert_to_numpy(self.active_kernel_size)),
+                nearest_choice(self.active_expand_ratio, self.spec.expand_ratios))
 
     def _active_widths(self):
         """(middle channels, SE channels) for the active expand ratio: ints eagerly, tensors in a graph."""

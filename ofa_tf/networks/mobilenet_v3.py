@@ -5,22 +5,21 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from ofa_tf.arch.layout import ConvSpec, build_layout
+from ofa_tf.arch.layout import ConvSpec
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.layers import activations
 from ofa_tf.layers.common import choice_variable, he_fan_out
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
 from ofa_tf.layers.mbconv import ElasticMBConv
-from ofa_tf.networks.extraction import extract_subnet
 from ofa_tf.networks.registry import Family, register_family
 from ofa_tf.networks.static import build_op_model, build_static_model
+from ofa_tf.networks.supernet_api import SupernetAPI
 
 
 @keras.saving.register_keras_serializable("ofa_tf")
-class OFAMobileNetV3(keras.Model):
+class OFAMobileNetV3(SupernetAPI, keras.Model):
     """Elastic MobileNetV3 supernet (kernel 3/5/7, expand 3/4/6, depth 2/3/4 by default).
 
     The active subnet is held in variables (per block: kernel size and expand
@@ -51,12 +50,7 @@ class OFAMobileNetV3(keras.Model):
             raise ValueError(f"space must be a SearchSpace or its dict, got {type(space).__name__}")
         elif any(a is not None for a in (width_mult, ks_list, expand_ratio_list, depth_list)):
             raise ValueError("pass either space= or width_mult/ks_list/expand_ratio_list/depth_list, not both")
-        self.space = space
-        self.layout = build_layout(space, n_classes, dropout_rate)
-        self.n_classes, self.dropout_rate = n_classes, float(dropout_rate)
-        self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
-        self._rng = np.random.default_rng(seed)
-        self.active_resolution = space.default_resolution
+        self._hold_space(space, n_classes, dropout_rate, bn_momentum, bn_epsilon, seed)
 
         layout = self.layout
         self.stem_conv, self.stem_bn = self._conv_layers(layout.stem)
@@ -166,18 +160,6 @@ class OFAMobileNetV3(keras.Model):
             block.active_expand_ratio.assign(e[block.spec.slot])
         self.active_depth.assign(tf.cast(d, tf.int32))
 
-    def set_max_net(self):
-        self.set_active_subnet(**self.space.largest())
-
-    def set_min_net(self):
-        self.set_active_subnet(**self.space.smallest())
-
-    def sample_active_subnet(self, rng=None):
-        """Activate a uniformly sampled subnet and return its arch dict (with ``r``)."""
-        arch = self.space.sample(self._rng if rng is None else rng)
-        self.set_active_subnet(**arch)
-        return arch
-
     def get_active_arch(self) -> dict:
         """The active subnet as an arch dict, read from the variables."""
         choices = [b.active_choice() for b in self.blocks[1:]]
@@ -185,11 +167,6 @@ class OFAMobileNetV3(keras.Model):
         depths = self.space.fixed_depths([int(d) for d in self.active_depth.numpy()])
         return {"ks": [k for k, _ in choices], "e": [e for _, e in choices],
                 "d": depths, "r": [self.active_resolution]}
-
-    def get_active_subnet(self, image_size=None, preserve_weight=True):
-        """The active subnet as a plain Keras model with its weights copied in."""
-        return extract_subnet(self, self.get_active_arch(), image_size=image_size,
-                              preserve_weight=preserve_weight)
 
     def active_weights(self, arch) -> dict:
         """Weights of the static subnet for ``arch``, keyed by static layer name."""
@@ -210,22 +187,10 @@ class OFAMobileNetV3(keras.Model):
         out["logits"] = self.classifier.get_weights()
         return out
 
-    def sort_channels(self, expand_ratio_stage=0):
-        """Reorder every block's middle channels by importance (see ElasticMBConv.sort_channels)."""
-        for block in self.blocks[1:]:
-            block.sort_channels(expand_ratio_stage)
-
-    # OFA's name for the same operation.
-    re_organize_middle_weights = sort_channels
-
-    def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "n_classes": self.n_classes,
-                "dropout_rate": self.dropout_rate, "bn_momentum": self.bn_momentum,
-                "bn_epsilon": self.bn_epsilon, "space": self.space.to_dict()}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+    @property
+    def elastic_blocks(self):
+        """The blocks whose middle channels `sort_channels` reorders."""
+        return self.blocks[1:]
 
 
 register_family(Family("mobilenet_v3", OFAMobileNetV3, build_static_model, build_op_model))

@@ -11,23 +11,21 @@ reference's form ``{"d": [5], "e": [18], "w": [6], "r": [..]}``.
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.layers import activations
 from ofa_tf.layers.bottleneck import ElasticBottleneck
 from ofa_tf.layers.common import choice_variable
 from ofa_tf.layers.elastic_conv import ElasticConv2D, ElasticDense
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
-from ofa_tf.networks.extraction import extract_subnet
 from ofa_tf.networks.registry import Family, register_family
 from ofa_tf.networks.static import build_resnet_op_model, build_resnet_static_model
+from ofa_tf.networks.supernet_api import SupernetAPI
 
 
 @keras.saving.register_keras_serializable("ofa_tf")
-class OFAResNets(keras.Model):
+class OFAResNets(SupernetAPI, keras.Model):
     """Elastic ResNet50D supernet (depth 0/1/2 over 2/2/4/2, expand 0.2/0.25/0.35, width
     0.65/0.8/1.0 by default), with the reference's BN (PyTorch momentum 0.1, eps 1e-5) and no
     dropout by default.
@@ -54,12 +52,7 @@ class OFAResNets(keras.Model):
             raise ValueError("pass either space= or depth_list/expand_ratio_list/width_mult_list, not both")
         if space.family != "resnet":
             raise ValueError(f"OFAResNets needs a ResNet space, got family {space.family!r}")
-        self.space = space
-        self.layout = build_layout(space, n_classes, dropout_rate)
-        self.n_classes, self.dropout_rate = n_classes, float(dropout_rate)
-        self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
-        self._rng = np.random.default_rng(seed)
-        self.active_resolution = space.default_resolution
+        self._hold_space(space, n_classes, dropout_rate, bn_momentum, bn_epsilon, seed)
 
         layout, channels = self.layout, 3
         self.stem_convs, self.stem_norms = [], []
@@ -147,18 +140,6 @@ class OFAResNets(keras.Model):
         current = self.active_depth.numpy()
         self.active_depth.assign([c if v is None else v for c, v in zip(current, wide["d"])])
 
-    def set_max_net(self):
-        self.set_active_subnet(**self.space.largest())
-
-    def set_min_net(self):
-        self.set_active_subnet(**self.space.smallest())
-
-    def sample_active_subnet(self, rng=None):
-        """Activate a uniformly sampled subnet (as the reference samples) and return its arch dict."""
-        arch = self.space.sample(self._rng if rng is None else rng)
-        self.set_active_subnet(**arch)
-        return arch
-
     def get_active_arch(self) -> dict:
         """The active subnet as an arch dict, read from the variables."""
         choices = [b.active_choice() for b in self.blocks]
@@ -166,11 +147,6 @@ class OFAResNets(keras.Model):
         return {"d": [int(d) for d in self.active_depth.numpy()], "e": [e for _, e in choices],
                 "w": [int(v) for v in self.active_stem_width.numpy()] + stage_widths,
                 "r": [self.active_resolution]}
-
-    def get_active_subnet(self, image_size=None, preserve_weight=True):
-        """The active subnet as a plain Keras model with its weights copied in."""
-        return extract_subnet(self, self.get_active_arch(), image_size=image_size,
-                              preserve_weight=preserve_weight)
 
     def active_weights(self, arch) -> dict:
         """Weights of the static subnet for ``arch``, keyed by static layer name."""
@@ -189,22 +165,10 @@ class OFAResNets(keras.Model):
         out["logits"] = self.classifier.active_weights(self.layout.n_features(arch))
         return out
 
-    def sort_channels(self, expand_ratio_stage=0):
-        """Reorder every block's middle channels by importance (`ElasticBottleneck.sort_channels`)."""
-        for block in self.blocks:
-            block.sort_channels(expand_ratio_stage)
-
-    # OFA's name for the same operation.
-    re_organize_middle_weights = sort_channels
-
-    def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "n_classes": self.n_classes,
-                "dropout_rate": self.dropout_rate, "bn_momentum": self.bn_momentum,
-                "bn_epsilon": self.bn_epsilon, "space": self.space.to_dict()}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+    @property
+    def elastic_blocks(self):
+        """The blocks whose middle channels `sort_channels` reorders."""
+        return self.blocks
 
 
 register_family(Family("resnet", OFAResNets, build_resnet_static_model, build_resnet_op_model))
