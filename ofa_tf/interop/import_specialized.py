@@ -31,9 +31,10 @@ ARCH_NAME = "arch.json"
 
 def read_specialized(net_config: str, run_config: str | None = None):
     """The `SpecializedNet` of a net.config file; ``run_config`` defaults to the run.config next to it."""
-    from ofa_tf.interop.reference_config import config_space, read_json_file
+    from ofa_tf.interop.reference_config import config_space, network_family, read_json_file
 
     config = read_json_file(net_config, "net.config")
+    network_family(config)   # an unknown network class is named before run.config is looked for
     if run_config is None:
         run_config = os.path.join(os.path.dirname(os.path.abspath(net_config)), "run.config")
         if not os.path.isfile(run_config):
@@ -106,7 +107,7 @@ def _save(model, net, out_dir: str, result: dict, net_config: str, init: str | N
         atomic_write_text(os.path.join(out_dir, ARCH_NAME), json.dumps(result["preset_arch"]) + "\n")
     path = os.path.join(out_dir, MODEL_NAME)
     save_subnet_model(model, path, arch=net.arch, space=net.space, info=imagenet_info(net.n_classes),
-                      dataset="imagenet", extra={"imported_from": source})
+                      extra={"imported_from": source})
     return path
 
 
