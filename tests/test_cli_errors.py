@@ -7,6 +7,7 @@ TensorFlow's import once, not once per case.
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -161,7 +162,7 @@ def test_bad_input_is_one_error_line_exit_2_and_no_new_file(cli_runner, inputs, 
     for entry in os.listdir(inputs):
         source, target = inputs / entry, tmp_path / entry
         if source.is_dir():
-            target.mkdir()
+            shutil.copytree(source, target)
         else:
             target.write_bytes(source.read_bytes())
     before, workdir_before = snapshot(tmp_path), snapshot(tiny_workdir)

@@ -132,10 +132,10 @@ def main(argv):
         print(f"net.config is a subnet of --space={preset}{inside}")
     if result["model_path"]:
         profile = profile_layout(net.layout, net.arch, net.image_size)
-        weights = FLAGS.init or "random weights (no --init)"
+        weights = f"weights from {FLAGS.init}" if FLAGS.init else "random weights (no --init)"
         print(f"Imported specialized subnet: {net.config['name']}, {len(net.arch['ks']) + 1} blocks, "
               f"{net.image_size} px, {net.n_classes} classes, {profile.params:,} params, {profile.macs:,} MACs, "
-              f"weights {weights} -> {result['model_path']} "
+              f"{weights} -> {result['model_path']} "
               f"(export: python -m ofa_tf.export --model={result['model_path']})")
     return 0
 
