@@ -46,15 +46,16 @@ def _write(directory, config, image_size, state_dict, torch):
 @pytest.fixture(scope="module")
 def specialized(torch, tmp_path_factory):
     """Per family, a directory with a reference static subnet's net.config, run.config and init
-    (a random subnet of depth 2 of a w0.25 supernet, every tensor random) and that torch net."""
+    (a random shallow subnet of a w0.25 supernet, every tensor random) and that torch net."""
     networks, = reference_modules("ofa.imagenet_classification.elastic_nn.networks")
     root, out = tmp_path_factory.mktemp("specialized"), {}
     supernets = {"MobileNetV3": networks.OFAMobileNetV3, "ProxylessNASNets": networks.OFAProxylessNASNets}
     for seed, (name, supernet_class) in enumerate(supernets.items()):
         supernet = supernet_class(n_classes=10, width_mult=0.25, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
-                                  depth_list=[2, 3, 4])
+                                  depth_list=[1, 2])
         supernet.sample_active_subnet()
-        supernet.set_active_subnet(d=2)   # the shallowest: converting to .tflite costs per layer
+        # Shallow (converting to .tflite costs per layer), with one residual block in stage 2.
+        supernet.set_active_subnet(d=[1, 2, 1, 1, 1, 1][:len(supernet.block_group_info)])
         ref = randomize_reference_tensors(torch, supernet.get_active_subnet(preserve_weight=False), seed)
         assert type(ref).__name__ == name
         out[name] = (_write(str(root / name), ref.config, SIZE, ref.state_dict(), torch), ref)
@@ -142,7 +143,8 @@ def test_to_arch_gives_the_preset_arch_whose_reference_subnet_is_the_config(torc
 def test_bad_configs_and_inits_are_refused_naming_the_mismatch(torch, specialized, tmp_path):
     directory, ref = specialized["MobileNetV3"]
     net_config = os.path.join(directory, "net.config")
-    with pytest.raises(NotASubnetError, match=r"mbv3_w1\.0: first_conv\.out is 8 in net\.config, 16 in the space"):
+    with pytest.raises(NotASubnetError, match=r"not a subnet of any preset space: tiny: net\.config has 5 "
+                       r"stages, the space 4; mbv3_w1\.0: stage 1 has 1 blocks, the space allows \[2, 3, 4\]"):
         preset_arch(read_specialized(net_config))
     with open(net_config) as f:
         config = json.load(f)
