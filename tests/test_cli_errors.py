@@ -135,7 +135,8 @@ _SMALL_NET_CONFIG = {
     "name": "MobileNetV3", "first_conv": _conv(3, 8, 3, 2, "h_swish"),
     "blocks": [_block(8, 8, 3, 1, 1, "relu", True), _block(8, 16, 5, 2, 3, "relu", False),
                _block(16, 16, 3, 1, 4, "relu", True)],
-    "final_expand_layer": _conv(16, 48, 1, 1, "h_swish"), "feature_mix_layer": _conv(48, 64, 1, 1, "h_swish", False),
+    "final_expand_layer": _conv(16, 48, 1, 1, "h_swish"),
+    "feature_mix_layer": _conv(48, 64, 1, 1, "h_swish", bn=False),
     "classifier": {"name": "LinearLayer", "in_features": 64, "out_features": 10, "bias": True}}
 
 

@@ -193,10 +193,10 @@ def test_the_reference_published_configs(torch, tmp_path):
             config = json.load(f)
         ref = getattr(networks, config["name"]).build_from_config(copy.deepcopy(config))
         ref = randomize_reference_tensors(torch, ref, seed)
-        directory = _write(str(tmp_path / name), config, read_specialized(os.path.join(root, name, "net.config")).image_size,
-                           ref.state_dict(), torch)
-        result = import_specialized(os.path.join(directory, "net.config"), None, init=os.path.join(directory, "init"),
-                                    to_arch=True)
+        image_size = read_specialized(os.path.join(root, name, "net.config")).image_size
+        directory = _write(str(tmp_path / name), config, image_size, ref.state_dict(), torch)
+        result = import_specialized(os.path.join(directory, "net.config"), None,
+                                    init=os.path.join(directory, "init"), to_arch=True)
         net, model = result["net"], result["model"]
         x = images(1, net.image_size, seed=seed)
         expected = _reference_logits(torch, ref, x)

@@ -43,7 +43,9 @@ _MBCONV_CLASSES = ("MBInvertedConvLayer", "MBConvLayer")
 def read_json_file(path: str, what: str) -> dict:
     """A JSON object from ``path``, with one error naming the file if it is missing or not JSON."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} {path!r} not found" + (" (it is a directory)" if os.path.isdir(path) else ""))
+        if os.path.isdir(path):
+            raise ValueError(f"{what} {path!r} is a directory; pass the file")
+        raise FileNotFoundError(f"{what} {path!r} not found")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -75,7 +77,7 @@ def _field(entry: Mapping, key: str, where: str, kind=int):
 def network_family(config: Mapping) -> str:
     """Our family of a net.config's network class; one error naming an unknown class."""
     name = config.get("name")
-    if name not in NETWORK_FAMILIES:
+    if not isinstance(name, str) or name not in NETWORK_FAMILIES:
         raise ValueError(f"net.config: network class {name!r} is not supported; known: {sorted(NETWORK_FAMILIES)}")
     return NETWORK_FAMILIES[name]
 
@@ -260,10 +262,13 @@ def config_space(config: Mapping, run_config: Mapping | None) -> SpecializedNet:
         raise ValueError(f"net.config is not a network our layout builds: {difference}")
     momentum, eps = DEFAULT_BN[family]
     bn = config.get("bn") or {}
+    if not isinstance(bn, Mapping):
+        raise ValueError(f"net.config: bn must be an object with momentum and eps, got {bn!r}")
     momentum, eps = bn.get("momentum", momentum), bn.get("eps", eps)
     if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (momentum, eps)) \
             or not (0 < momentum < 1 and eps > 0):
-        raise ValueError(f"net.config: bn must hold a momentum in (0, 1) and a positive eps, got {config.get('bn')!r}")
+        raise ValueError("net.config: bn must hold a momentum in (0, 1) and a positive eps, got "
+                         f"{config.get('bn')!r}")
     return SpecializedNet(dict(config), family, image_size, space, arch, layout, 1.0 - float(momentum), float(eps))
 
 
