@@ -18,7 +18,7 @@ from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.networks import OFAProxylessNASNets, family_of
 from ofa_tf.networks.extraction import extract_subnet
-from reference_data import reference_modules
+from reference_data import randomize_reference_tensors, reference_modules
 
 
 # The end-to-end run of the CLIs takes minutes; it runs when this variable is set.
@@ -107,25 +107,9 @@ def test_family_registration_and_sampled_depth_tensors(proxyless_net):
 def _random_reference(torch, networks, seed=0):
     """A small reference ProxylessNAS supernet (w0.25, 10 classes) with every tensor random,
     BN statistics and kernel transform matrices included, in inference mode."""
-    generator = torch.Generator().manual_seed(seed)
     ref = networks.OFAProxylessNASNets(n_classes=10, width_mult=0.25, ks_list=[3, 5, 7],
                                        expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
-    uniform = lambda t, low, high: low + (high - low) * torch.rand(t.shape, generator=generator)  # noqa: E731
-    with torch.no_grad():
-        for name, tensor in ref.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var") or ("bn." in name and name.endswith(".weight")):
-                tensor.copy_(uniform(tensor, 0.5, 1.5) if "point_linear" not in name or "running" in name
-                             else uniform(tensor, 0.1, 0.5))
-            elif name.endswith("_matrix"):
-                tensor.copy_(torch.eye(tensor.shape[0]) + 0.1 * torch.randn(tensor.shape, generator=generator))
-            elif tensor.dim() > 1:
-                scale = 1.5 / float(np.prod(tensor.shape[1:])) ** 0.5
-                tensor.copy_(scale * torch.randn(tensor.shape, generator=generator))
-            else:   # BN beta, running mean, classifier bias
-                tensor.copy_(0.2 * torch.randn(tensor.shape, generator=generator))
-    return ref.eval()
+    return randomize_reference_tensors(torch, ref, seed)
 
 
 @pytest.fixture
