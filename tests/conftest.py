@@ -126,26 +126,3 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield torch
     torch.set_num_threads(threads)
-
-
-def randomize_reference(torch, ref, seed, last_bn):
-    """Every tensor of a reference torch supernet random (BN statistics and kernel transform
-    matrices included), in inference mode. The scales of the BNs whose names contain ``last_bn``
-    (a block's last BN before its residual add) are small, so random logits stay near 1-10."""
-    generator = torch.Generator().manual_seed(seed)
-    uniform = lambda t, low, high: low + (high - low) * torch.rand(t.shape, generator=generator)  # noqa: E731
-    with torch.no_grad():
-        for name, tensor in ref.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var") or ("bn." in name and name.endswith(".weight")):
-                tensor.copy_(uniform(tensor, 0.5, 1.5) if last_bn not in name or "running" in name
-                             else uniform(tensor, 0.1, 0.5))
-            elif name.endswith("_matrix"):
-                tensor.copy_(torch.eye(tensor.shape[0]) + 0.1 * torch.randn(tensor.shape, generator=generator))
-            elif tensor.dim() > 1:
-                scale = 1.5 / float(np.prod(tensor.shape[1:])) ** 0.5
-                tensor.copy_(scale * torch.randn(tensor.shape, generator=generator))
-            else:   # BN beta, running mean, classifier bias
-                tensor.copy_(0.2 * torch.randn(tensor.shape, generator=generator))
-    return ref.eval()

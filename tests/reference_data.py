@@ -34,3 +34,29 @@ def reference_modules(*names: str) -> list:
         return [import_reference(name) for name in names]
     except ImportError as err:
         pytest.skip(f"reference ofa package not importable: {err}")
+
+
+def randomize_reference_tensors(torch, module, seed: int = 0, last_bn: str = "point_linear"):
+    """Every float tensor of a reference torch ``module`` random (BN statistics and kernel
+    transform matrices included; small gammas on the BNs named ``last_bn``, a block's last before
+    its residual add: MBConv's projections, a bottleneck's ``conv3``, keep residual sums near unit
+    scale), in inference mode; returns ``module``."""
+    import numpy as np
+
+    generator = torch.Generator().manual_seed(seed)
+    uniform = lambda t, low, high: low + (high - low) * torch.rand(t.shape, generator=generator)  # noqa: E731
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith("running_var") or ("bn." in name and name.endswith(".weight")):
+                tensor.copy_(uniform(tensor, 0.5, 1.5) if last_bn not in name or "running" in name
+                             else uniform(tensor, 0.1, 0.5))
+            elif name.endswith("_matrix"):
+                tensor.copy_(torch.eye(tensor.shape[0]) + 0.1 * torch.randn(tensor.shape, generator=generator))
+            elif tensor.dim() > 1:
+                scale = 1.5 / float(np.prod(tensor.shape[1:])) ** 0.5
+                tensor.copy_(scale * torch.randn(tensor.shape, generator=generator))
+            else:   # BN beta, running mean, classifier bias
+                tensor.copy_(0.2 * torch.randn(tensor.shape, generator=generator))
+    return module.eval()

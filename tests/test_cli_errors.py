@@ -7,6 +7,7 @@ TensorFlow's import once, not once per case.
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -15,7 +16,8 @@ from ofa_tf.errors import BadInput, MissingDependency, RefusedOverwrite, UserErr
 
 # (id, module, args, fragments the error line must contain). In args, {workdir} is a saved tiny
 # supernet; every case runs in a fresh directory holding afile (a regular file), afile.keras, empty.pth,
-# notes.pth (text), pickled.pth (a torch file holding a Python class) and sub/ (a directory).
+# notes.pth (text), pickled.pth (a torch file holding a Python class), resnet.config (a net.config of
+# an unsupported class), run.config and sub/ (a directory holding a valid net.config, no run.config).
 CASES = [
     # train
     ("train-workdir-is-a-file", "ofa_tf.train", ["--workdir=afile"], ["--workdir=afile", "is a file"]),
@@ -49,6 +51,24 @@ CASES = [
      ["--checkpoint=ofa_mbv3_d234_e346_k357_w1.0", "--out=o"], ["does not download", "https://"]),
     ("import-refuses-overwrite", "ofa_tf.interop.import_torch", ["--checkpoint=notes.pth", "--out={workdir}"],
      ["already holds a supernet", "--overwrite"]),
+    ("specialized-no-net-config", "ofa_tf.interop.import_specialized", ["--net_config=nope/net.config", "--out=o"],
+     ["nope/net.config", "not found"]),
+    ("specialized-net-config-not-json", "ofa_tf.interop.import_specialized", ["--net_config=notes.pth", "--out=o"],
+     ["notes.pth", "not valid JSON"]),
+    ("specialized-unknown-network", "ofa_tf.interop.import_specialized", ["--net_config=resnet.config", "--out=o"],
+     ["'ResNets'", "not supported", "MobileNetV3"]),
+    ("specialized-no-run-config", "ofa_tf.interop.import_specialized", ["--net_config=sub/net.config", "--out=o"],
+     ["no run.config next to", "--run_config"]),
+    ("specialized-init-not-torch", "ofa_tf.interop.import_specialized",
+     ["--net_config=sub/net.config", "--run_config=run.config", "--init=notes.pth", "--out=o"],
+     ["notes.pth", "not a torch.save file"]),
+    ("specialized-out-is-a-file", "ofa_tf.interop.import_specialized",
+     ["--net_config=sub/net.config", "--run_config=run.config", "--out=afile"], ["--out=afile", "is a file"]),
+    ("specialized-not-a-subnet", "ofa_tf.interop.import_specialized",
+     ["--net_config=sub/net.config", "--run_config=run.config", "--to_arch"],
+     ["not a subnet of any preset space", "mbv3_w1.0: net.config has 1 stages, the space 5"]),
+    ("specialized-no-out", "ofa_tf.interop.import_specialized", ["--net_config=sub/net.config"],
+     ["--out is required"]),
     ("export-torch-out-is-a-dir", "ofa_tf.interop.export_torch", ["--supernet={workdir}", "--out=sub"],
      ["--out=sub", "is a directory"]),
     ("export-torch-refuses-overwrite", "ofa_tf.interop.export_torch", ["--supernet={workdir}", "--out=afile"],
@@ -99,6 +119,27 @@ CASES = [
 ]
 
 
+def _conv(cin, cout, k, s, act, bn=True):
+    return {"name": "ConvLayer", "in_channels": cin, "out_channels": cout, "kernel_size": k, "stride": s,
+            "bias": False, "use_bn": bn, "act_func": act}
+
+
+def _block(cin, cout, k, s, e, act, shortcut):
+    conv = {"name": "MBConvLayer", "in_channels": cin, "out_channels": cout, "kernel_size": k, "stride": s,
+            "expand_ratio": e, "act_func": act, "use_se": False}
+    return {"name": "ResidualBlock", "conv": conv, "shortcut": {"name": "IdentityLayer"} if shortcut else None}
+
+
+# A valid static MobileNetV3 net.config (the reference's format) of a stem, 3 blocks and the head.
+_SMALL_NET_CONFIG = {
+    "name": "MobileNetV3", "first_conv": _conv(3, 8, 3, 2, "h_swish"),
+    "blocks": [_block(8, 8, 3, 1, 1, "relu", True), _block(8, 16, 5, 2, 3, "relu", False),
+               _block(16, 16, 3, 1, 4, "relu", True)],
+    "final_expand_layer": _conv(16, 48, 1, 1, "h_swish"),
+    "feature_mix_layer": _conv(48, 64, 1, 1, "h_swish", bn=False),
+    "classifier": {"name": "LinearLayer", "in_features": 64, "out_features": 10, "bias": True}}
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """The files the cases point at, written once and copied into each case's directory."""
@@ -110,6 +151,9 @@ def inputs(tmp_path_factory):
     (root / "notes.pth").write_text("these are notes, not tensors\n")
     torch.save({"state_dict": {"w": torch.zeros(2)}, "model": json.JSONDecoder}, root / "pickled.pth")
     (root / "sub").mkdir()
+    (root / "resnet.config").write_text('{"name": "ResNets", "blocks": []}')
+    (root / "run.config").write_text('{"image_size": 40}')
+    (root / "sub" / "net.config").write_text(json.dumps(_SMALL_NET_CONFIG))
     return root
 
 
@@ -119,7 +163,7 @@ def test_bad_input_is_one_error_line_exit_2_and_no_new_file(cli_runner, inputs, 
     for entry in os.listdir(inputs):
         source, target = inputs / entry, tmp_path / entry
         if source.is_dir():
-            target.mkdir()
+            shutil.copytree(source, target)
         else:
             target.write_bytes(source.read_bytes())
     before, workdir_before = snapshot(tmp_path), snapshot(tiny_workdir)

@@ -4,12 +4,14 @@ holds exactly the operators the arch implies; metadata round-trips; bad input fa
 import dataclasses
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
 import pytest
 
 from cli_harness import run_cli
+from ofa_tf.arch.layout import build_layout
 from ofa_tf.artifacts import build_supernet, load_subnet_model, save_subnet_model, save_supernet
 from ofa_tf.data import DatasetInfo
 from ofa_tf.export import (ExportCheckError, ExportSettings, SubnetExporter, TFLiteModel, arch_hash,
@@ -63,44 +65,52 @@ def _random_archs(space, n, seed):
     return [{**space.sample(rng), "r": [int(rng.choice([32, 40, 48]))]} for _ in range(n)]
 
 
-@needs_metadata
-def test_every_post_training_mode_of_a_random_subnet_meets_its_tolerance(exporter, tiny_space, tmp_path):
-    # One subnet in every mode (the other tests export further random subnets, float32 and int8).
-    for arch in _random_archs(tiny_space, 1, seed=4):
-        for mode in ("float32", "float16", "dynamic_int8", "int8"):
-            result = exporter.export(arch, str(tmp_path), ExportSettings(mode=mode, **FAST))
-            a = result.agreement
-            assert a.n == 100
-            if mode == "float32":
-                assert a.max_abs_diff <= 1e-4, a
-            assert a.top1_agreement >= verify.MIN_TOP1_AGREEMENT.get(mode, 1.0), (mode, a)
-            assert os.path.basename(result.tflite_path).endswith(f"-r{arch['r'][0]}-{mode}.tflite")
-            # The file on disk is what was verified: run it again from the path.
-            runner = TFLiteModel(result.tflite_path)
-            assert runner.input_shape == (1, arch["r"][0], arch["r"][0], 3)
-            sidecar = read_sidecar(result.tflite_path)
-            assert sidecar["arch"] == result.arch and sidecar["mode"] == mode
-            assert sidecar["verification"]["top1_agreement"] == a.top1_agreement
+# The post-training files of one subnet, which the mode, integer-I/O, metadata and client tests
+# share: (mode, io_type) -> ExportResult.
+EXPORTED = (("float32", "float32"), ("float16", "float32"), ("dynamic_int8", "float32"), ("int8", "float32"),
+            ("int8", "int8"), ("int8", "uint8"))
+
+
+@pytest.fixture(scope="module")
+def exported(exporter, tiny_space, tmp_path_factory):
+    if not _metadata_available():
+        pytest.skip("tflite-support or libusb-1.0-0 missing (see README)")
+    arch = {**tiny_space.sample(9), "r": [48]}
+    out = str(tmp_path_factory.mktemp("exported"))
+    return {(mode, io): exporter.export(arch, out, ExportSettings(mode=mode, io_type=io, version="7", **FAST))
+            for mode, io in EXPORTED}
+
+
+def test_every_post_training_mode_meets_its_tolerance(exported):
+    for (mode, io_type), result in exported.items():
+        a = result.agreement
+        assert a.n == 100
+        if mode == "float32":
+            assert a.max_abs_diff <= 1e-4, a
+        assert a.top1_agreement >= verify.MIN_TOP1_AGREEMENT.get(mode, 1.0), (mode, io_type, a)
+        suffix = f"-r48-{mode}" + ("" if io_type == "float32" else f"-io_{io_type}")
+        assert result.tflite_path.endswith(suffix + ".tflite")
+        # The file on disk is what was verified: run it again from the path.
+        runner = TFLiteModel(result.tflite_path)
+        assert runner.input_shape == (1, 48, 48, 3)
+        sidecar = read_sidecar(result.tflite_path)
+        assert sidecar["arch"] == result.arch and sidecar["mode"] == mode
+        assert sidecar["verification"]["top1_agreement"] == a.top1_agreement
     # Quantized files are smaller: float16 about half of float32, the int8 ones under half (the
     # graph and metadata are a fixed overhead in files this small).
-        sizes = {mode: os.path.getsize(p) for p in tmp_path.glob(f"*-r{arch['r'][0]}-*.tflite")
-                 for mode in [read_sidecar(str(p))["mode"]] if os.path.basename(p).startswith(
-                     os.path.basename(result.tflite_path).rsplit("-r", 1)[0])}
-        assert sizes["float16"] < 0.6 * sizes["float32"]
-        assert sizes["dynamic_int8"] < 0.5 * sizes["float32"] and sizes["int8"] < 0.5 * sizes["float32"]
+    sizes = {mode: os.path.getsize(r.tflite_path) for (mode, io), r in exported.items() if io == "float32"}
+    assert sizes["float16"] < 0.6 * sizes["float32"]
+    assert sizes["dynamic_int8"] < 0.5 * sizes["float32"] and sizes["int8"] < 0.5 * sizes["float32"]
 
 
-@needs_metadata
-def test_int8_with_integer_input_and_output(exporter, tiny_space, tmp_path):
-    arch = {**tiny_space.sample(7), "r": [40]}
+def test_int8_with_integer_input_and_output(exported):
     for io_type in ("int8", "uint8"):
-        result = exporter.export(arch, str(tmp_path), ExportSettings(mode="int8", io_type=io_type, **FAST))
+        result = exported["int8", io_type]
         runner = TFLiteModel(result.tflite_path)
         assert np.dtype(runner.input_dtype) == np.dtype(io_type)
         # The input is the raw pixel (uint8) or the pixel - 128 (int8), as a camera hands it over.
         assert runner.input["quantization"] == (1.0, {"uint8": 0, "int8": -128}[io_type])
         assert result.agreement.top1_agreement >= 0.9
-        assert result.tflite_path.endswith(f"-int8-io_{io_type}.tflite")
 
 
 def test_pixels_in_probabilities_or_logits_out(exporter, colour_source, tiny_space, tmp_path):
@@ -170,10 +180,8 @@ def test_direct_conversion_of_get_active_subnet_is_as_clean_as_the_export(traine
         check_graph(tf.lite.TFLiteConverter.from_keras_model(flat).convert())
 
 
-@needs_metadata
-def test_metadata_round_trips(exporter, colour_source, tiny_space, tmp_path):
-    arch = {**tiny_space.sample(3), "r": [32]}
-    result = exporter.export(arch, str(tmp_path), ExportSettings(mode="dynamic_int8", version="7", **FAST))
+def test_metadata_round_trips(exported, colour_source):
+    result = exported["dynamic_int8", "float32"]
     meta = read_metadata(result.tflite_path)
     info = colour_source.info
     # One mean / std for all channels, what MediaPipe Tasks accepts: the model normalizes itself.
@@ -187,25 +195,6 @@ def test_metadata_round_trips(exporter, colour_source, tiny_space, tmp_path):
     assert result.agreement.top1_agreement >= 0.9
 
 
-@needs_metadata
-def test_qat_int8_fine_tunes_a_few_steps_and_converts(exporter, tiny_space, tmp_path):
-    arch = {**tiny_space.sample(5), "r": [32]}
-    settings = ExportSettings(mode="qat_int8", qat_steps=3, qat_batch_size=16, **FAST)
-    result = exporter.export(arch, str(tmp_path), settings)
-    assert len(result.qat_losses) == 3 and all(np.isfinite(result.qat_losses))
-    assert result.agreement.top1_agreement >= 0.9          # against the fake-quantized Keras model
-    assert result.float_agreement.n == 100                  # and reported against the float subnet
-    counts = op_counts(result.tflite_path)
-    assert counts["DEPTHWISE_CONV_2D"] == len(trained_blocks(exporter, arch))
-    assert not set(counts) & verify.FORBIDDEN_OPS
-    runner = TFLiteModel(result.tflite_path)
-    assert runner(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 10)
-
-
-def trained_blocks(exporter, arch):
-    return exporter.supernet.layout.active_blocks(exporter.supernet.space.validate(arch), arch["r"][0])
-
-
 def _client_python(name):
     from ofa_tf.export import clients
 
@@ -215,9 +204,7 @@ def _client_python(name):
         pytest.skip(f"no {name} environment: {err}")
 
 
-@needs_metadata
-def test_mediapipe_and_task_library_classify_with_the_exported_files(exporter, colour_source, tiny_space,
-                                                                    tmp_path):
+def test_mediapipe_and_task_library_classify_with_the_exported_files(exported, colour_source):
     """The real clients (each in its own cached virtual environment, `ofa_tf.export.clients`)
     load float32, int8 and int8 with uint8 I/O files as they are, name the packed labels, and
     agree with LiteRT's top-1 on >= 97 % of 200 validation images of the colour task."""
@@ -225,12 +212,11 @@ def test_mediapipe_and_task_library_classify_with_the_exported_files(exporter, c
 
     for name in clients.CLIENTS:
         _client_python(name)
-    arch = {**tiny_space.sample(9), "r": [48]}
     images, _ = next(iter(colour_source.val(200, 48)))
     pixels = to_pixels(images, colour_source.info).astype(np.uint8)
     class_names = colour_source.info.class_names
     for mode, io_type in (("float32", "float32"), ("int8", "float32"), ("int8", "uint8")):
-        result = exporter.export(arch, str(tmp_path), ExportSettings(mode=mode, io_type=io_type, **FAST))
+        result = exported[mode, io_type]
         litert = TFLiteModel(result.tflite_path)(pixels.astype(np.float32))
         for name in clients.CLIENTS:
             got = clients.classify(name, result.tflite_path, pixels)
@@ -253,16 +239,19 @@ def test_failed_verification_writes_nothing(exporter, tiny_space, tmp_path, monk
     assert not list((tmp_path / "out").iterdir())
 
 
-def test_existing_output_is_kept_without_overwrite(exporter, tiny_space, tmp_path):
-    arch = {**tiny_space.sample(2), "r": [32]}
-    settings = ExportSettings(write_metadata=False, **{**FAST, "n_bn_calibration_images": 0})
-    first = exporter.export(arch, str(tmp_path), settings)
-    before = open(first.tflite_path, "rb").read()
+def test_existing_output_is_kept_without_overwrite(exporter, exported, tmp_path):
+    first = exported["float32", "float32"]
+    stem = os.path.splitext(first.tflite_path)[0]
+    for ext in (".tflite", ".json"):
+        shutil.copy(stem + ext, tmp_path)
+    copy = str(tmp_path / os.path.basename(first.tflite_path))
+    before = open(copy, "rb").read()
+    settings = ExportSettings(version="7", **FAST)
     with pytest.raises(FileExistsError, match="already exists"):
-        exporter.export(arch, str(tmp_path), settings)
-    assert open(first.tflite_path, "rb").read() == before
-    again = exporter.export(arch, str(tmp_path), dataclasses.replace(settings, overwrite=True))
-    assert again.tflite_path == first.tflite_path
+        exporter.export(first.arch, str(tmp_path), settings)
+    assert open(copy, "rb").read() == before
+    again = exporter.export(first.arch, str(tmp_path), dataclasses.replace(settings, overwrite=True))
+    assert again.tflite_path == copy and read_sidecar(copy)["verification"]["n"] == 100
 
 
 def test_output_name_depends_only_on_what_the_subnet_computes(tiny_space):
@@ -360,9 +349,17 @@ def test_saved_subnet_exports_float32_and_qat_with_its_own_statistics(saved_subn
     np.testing.assert_allclose(TFLiteModel(float32.tflite_path)(pixels),
                                keras.ops.softmax(model(normalized, training=False)).numpy(), atol=1e-5)
     assert exporter.verify_file(float32.tflite_path)["verification"]["max_abs_diff"] <= 1e-4
-    qat = exporter.export(None, str(tmp_path), ExportSettings(mode="qat_int8", qat_steps=2,
+    # Quantization-aware: a few fine-tuning steps of the fake-quantized model, then integer.
+    qat = exporter.export(None, str(tmp_path), ExportSettings(mode="qat_int8", qat_steps=3,
                                                               qat_batch_size=16, **FAST))
-    assert qat.agreement.top1_agreement >= 0.9 and len(qat.qat_losses) == 2
+    assert len(qat.qat_losses) == 3 and all(np.isfinite(qat.qat_losses))
+    assert qat.agreement.top1_agreement >= 0.9            # against the fake-quantized Keras model
+    assert qat.float_agreement.n == 100                    # and reported against the float subnet
+    counts = op_counts(qat.tflite_path)
+    blocks = build_layout(tiny_space, 10).active_blocks(tiny_space.validate(arch), 40)
+    assert counts["DEPTHWISE_CONV_2D"] == len(blocks)
+    assert not set(counts) & verify.FORBIDDEN_OPS
+    assert TFLiteModel(qat.tflite_path)(pixels[:2]).shape == (2, 10)
     with pytest.raises(ValueError, match="exports as the subnet it is"):
         exporter.export({**arch, "r": [48]}, str(tmp_path), ExportSettings(**FAST))
 

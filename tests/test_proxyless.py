@@ -12,13 +12,13 @@ import pytest
 import tensorflow as tf
 
 from cli_harness import run_cli
-from conftest import images, randomize_reference, randomize_weights
+from conftest import images, randomize_weights
 from ofa_tf.arch.complexity import layer_counts, profile_arch, profile_model
 from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.networks import OFAProxylessNASNets, family_of
 from ofa_tf.networks.extraction import extract_subnet
-from reference_data import reference_modules
+from reference_data import randomize_reference_tensors, reference_modules
 
 
 # The end-to-end run of the CLIs takes minutes; it runs when this variable is set.
@@ -109,7 +109,7 @@ def _random_reference(torch, networks, seed=0):
     BN statistics and kernel transform matrices included, in inference mode."""
     ref = networks.OFAProxylessNASNets(n_classes=10, width_mult=0.25, ks_list=[3, 5, 7],
                                        expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
-    return randomize_reference(torch, ref, seed, last_bn="point_linear")
+    return randomize_reference_tensors(torch, ref, seed)
 
 
 def test_imported_reference_weights_give_the_reference_logits(torch_one_thread, tmp_path):

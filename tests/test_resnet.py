@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import images, randomize_reference, randomize_weights
+from conftest import images, randomize_weights
 from ofa_tf.arch.complexity import Profile, layer_counts, profile_arch, profile_model
 from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.networks import OFAResNets, family_of
-from reference_data import reference_modules
+from reference_data import randomize_reference_tensors, reference_modules
 
 
 def _middle(space):
@@ -157,7 +157,7 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
     widths = (0.1, 0.15, 0.2)
     ref = networks.OFAResNets(n_classes=10, depth_list=[0, 1, 2], expand_ratio_list=[0.2, 0.25, 0.35],
                               width_mult_list=list(widths))
-    ref = randomize_reference(torch, ref, seed=0, last_bn="conv3")
+    ref = randomize_reference_tensors(torch, ref, seed=0, last_bn="conv3")
     space = SearchSpace.resnet50d(width_mult_list=widths, resolutions=(40, 56))
     net = OFAResNets(space=space, n_classes=10)
     load_reference_state_dict(net, ref.state_dict())

@@ -232,9 +232,11 @@ def export_model(settings, checked_verify) -> int:
     arch, _ = exporter.resolve()
     if not FLAGS.verify:
         check_all_outputs(exporter.space, arch, settings, exporter.source)
+    # The images only feed int8 calibration and verification (no labels), so a data set with other
+    # classes serves, e.g. --dataset=demo for an imported ImageNet model.
     exporter.data = load_data_source(os.path.dirname(meta["_path"]), exporter.info,
                                      FLAGS.dataset or meta.get("dataset"),
-                                     FLAGS.data_dir or meta.get("data_dir"))
+                                     FLAGS.data_dir or meta.get("data_dir"), same_classes=False)
     return run_exports(exporter, arch, settings, checked_verify)
 
 

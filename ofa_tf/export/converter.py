@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
-import tempfile
-
 import keras
 import numpy as np
 import tensorflow as tf
+# TensorFlow's own converter freezes concrete functions with it; it has no public alias.
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 MODES = ("float32", "float16", "dynamic_int8", "int8", "qat_int8")
 IO_TYPES = ("float32", "int8", "uint8")
@@ -80,17 +80,18 @@ def to_tflite(model, mode: str = "float32",
     so that the whole graph runs in int8).
     """
     check_mode(mode, io_type)
-    with tempfile.TemporaryDirectory() as saved_model:
-        if isinstance(model, keras.Model):
-            # Keras 3 models go through a SavedModel, as from_keras_model would take them, but
-            # without its listing of every captured variable on stdout.
-            # The input signature keeps the model's own (fixed) batch size.
-            signature = [tf.TensorSpec(model.inputs[0].shape, tf.float32, name="image")]
-            model.export(saved_model, format="tf_saved_model", verbose=False, input_signature=signature)
-            converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-        else:   # tf_keras (tfmot's quantization-aware models)
-            converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        return _convert(converter, mode, representative_images, io_type)
+    if isinstance(model, keras.Model):
+        # Keras 3 models: one trace of the inference call, its variables frozen into constants,
+        # converted as a graph. The same graph a SavedModel round trip (what from_keras_model
+        # does) gives, operator for operator, in a fraction of the time: no SavedModel to
+        # trace, write and load again. The input signature keeps the model's (fixed) batch size.
+        signature = tf.TensorSpec(model.inputs[0].shape, tf.float32, name="image")
+        inference = tf.function(lambda images: model(images, training=False))
+        frozen = convert_variables_to_constants_v2(inference.get_concrete_function(signature))
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    else:   # tf_keras (tfmot's quantization-aware models)
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    return _convert(converter, mode, representative_images, io_type)
 
 
 def _convert(converter, mode, representative_images, io_type) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import types
 from typing import Mapping
 
 import numpy as np
@@ -196,14 +197,13 @@ def _describe(net) -> str:
 
 
 def _mismatch(net, state_dict: Mapping, problems: list) -> CheckpointMismatchError:
-    listed = "; ".join(problems[:_MAX_LISTED])
-    more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+    listed = listed_problems(problems)
     width = checkpoint_width_mult(state_dict, net.space)
     if width is not None and abs(width - net.space.width_mult) > 1e-6:
         return CheckpointMismatchError(
             f"state_dict was built with width_mult {width:g}, not {net.space.width_mult:g}: import it "
-            f"with width_mult {width:g} (first differences: {listed}{more})")
-    return CheckpointMismatchError(f"state_dict does not fit {_describe(net)}: {listed}{more}")
+            f"with width_mult {width:g} (first differences: {listed})")
+    return CheckpointMismatchError(f"state_dict does not fit {_describe(net)}: {listed}")
 
 
 def load_reference_state_dict(net, state_dict: Mapping) -> None:
@@ -212,9 +212,16 @@ def load_reference_state_dict(net, state_dict: Mapping) -> None:
     Every tensor is checked first; a missing, unexpected or mis-shaped tensor raises one
     :class:`CheckpointMismatchError` naming it, and ``net`` is left untouched.
     """
-    links = reference_links(net)
+    problems = assign_checked(reference_links(net), state_dict)
+    if problems:
+        raise _mismatch(net, state_dict, problems)
+
+
+def assign_checked(links: list, state_dict: Mapping) -> list:
+    """Fill every link's variable from ``state_dict`` if every tensor fits; else change nothing and
+    return the problems (missing, unexpected, mis-shaped or doubly spelled tensors)."""
     given = {}
-    for key, tensor in state_dict.items():
+    for key in state_dict:
         if key.rsplit(".", 1)[-1] == _BN_COUNTER:
             continue
         given.setdefault(canonical_name(key), []).append(key)
@@ -237,10 +244,58 @@ def load_reference_state_dict(net, state_dict: Mapping) -> None:
     for name, keys in given.items():
         if name not in expected:
             problems.append(f"unexpected tensor {keys[0]!r}")
-    if problems:
-        raise _mismatch(net, state_dict, problems)
-    for link, array in values:
-        link.variable.assign(link.to_keras(array).astype(np.float32))
+    if not problems:
+        for link, array in values:
+            link.variable.assign(link.to_keras(array).astype(np.float32))
+    return problems
+
+
+def listed_problems(problems: list) -> str:
+    """The first few problems in one line, and how many more there are."""
+    more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+    return "; ".join(problems[:_MAX_LISTED]) + more
+
+
+class _StaticBlock:
+    """A static model's layers of one block under the names `_block_links` reads from a supernet
+    block (the static builder names its layers as the supernet's sublayers)."""
+
+    def __init__(self, model, spec, position: int):
+        p, get = spec.name, model.get_layer
+        # The reference numbers a static net's blocks in order, and nests no dynamic wrappers.
+        self.spec = dataclasses.replace(spec, index=position, slot=None)
+        if spec.has_expand:
+            self.expand, self.expand_bn = get(f"{p}_expand"), get(f"{p}_expand_bn")
+        depthwise = get(f"{p}_depthwise")
+        self.depthwise = types.SimpleNamespace(kernel=depthwise.kernel, transforms={})
+        self.depthwise_bn = get(f"{p}_depthwise_bn")
+        if spec.use_se:
+            self.se = types.SimpleNamespace(reduce=get(f"{p}_se_reduce"), expand=get(f"{p}_se_expand"))
+        self.project, self.project_bn = get(f"{p}_project"), get(f"{p}_project_bn")
+
+
+class _StaticNet:
+    """A static model (`ofa_tf.networks.static.build_static_model`) as `reference_links` walks a
+    supernet, so one mapping serves both."""
+
+    def __init__(self, model, layout, arch, image_size: int):
+        get = model.get_layer
+        self.layout, self.space = layout, layout.space
+        self.stem_conv, self.stem_bn = get(layout.stem.name), get(f"{layout.stem.name}_bn")
+        self.blocks = [_StaticBlock(model, block.spec, i)
+                       for i, block in enumerate(layout.active_blocks(arch, image_size))]
+        self.classifier = get("logits")
+        self._get = get
+
+    def head_layers(self, spec):
+        return self._get(spec.name), (self._get(f"{spec.name}_bn") if spec.use_bn else None)
+
+
+def static_links(model, layout, arch, image_size: int) -> list:
+    """Every float variable of a static model with its name in the reference's static network
+    (``MobileNetV3`` / ``ProxylessNASNets`` of ``ofa.imagenet_classification.networks``)."""
+    return [dataclasses.replace(link, name=canonical_name(link.name))
+            for link in reference_links(_StaticNet(model, layout, arch, image_size))]
 
 
 def reference_state_dict(net) -> "collections.OrderedDict[str, np.ndarray]":

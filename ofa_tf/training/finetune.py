@@ -43,7 +43,7 @@ from ofa_tf.training.config import check_workdir_config
 from ofa_tf.training.optimizer import ReferenceSGD
 from ofa_tf.training.resumable_fit import fit_from_step
 from ofa_tf.training.schedule import WarmupCosineDecay
-from ofa_tf.training.trainer import soft_cross_entropy
+from ofa_tf.training.trainer import distillation_loss, teacher_targets
 
 # The learning rate per 64 images of the last progressive-shrinking phase (expand2), which the
 # subnet's weights were last trained with; scaled linearly with the batch, as training scales it.
@@ -166,14 +166,9 @@ class DistillingClassifier(keras.Model):
         variables = self.student.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.student(images, training=True)
-            loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
-                tf.one_hot(labels, self.n_classes), logits, from_logits=True,
-                label_smoothing=self.label_smoothing))
-            kd = tf.zeros(())
-            if self.teacher is not None:
-                soft = tf.stop_gradient(tf.nn.softmax(self.teacher(images, training=False)))
-                kd = soft_cross_entropy(soft, logits)
-            total = loss + self.kd_ratio * kd
+            soft = teacher_targets(self.teacher, images) if self.teacher is not None else None
+            total, kd = distillation_loss(tf.one_hot(labels, self.n_classes), logits, soft, self.kd_ratio,
+                                          self.label_smoothing)
         self.optimizer.apply(tape.gradient(total, variables), variables)
         self.loss_tracker.update_state(total)
         self.kd_tracker.update_state(kd)

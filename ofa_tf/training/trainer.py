@@ -21,6 +21,20 @@ def soft_cross_entropy(soft_targets, logits):
     return tf.reduce_mean(tf.reduce_sum(-soft_targets * tf.nn.log_softmax(logits), axis=-1))
 
 
+def teacher_targets(teacher, images):
+    """The frozen teacher's softmax, what the student distils towards (no gradient)."""
+    return tf.stop_gradient(tf.nn.softmax(teacher(images, training=False)))
+
+
+def distillation_loss(one_hot, logits, soft_targets, kd_ratio: float, label_smoothing: float):
+    """OFA's training loss: label-smoothed CE, plus ``kd_ratio`` x soft CE to the teacher's
+    ``soft_targets`` when given (None: no KD). Returns (total, KD term)."""
+    loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
+        one_hot, logits, from_logits=True, label_smoothing=label_smoothing))
+    kd = soft_cross_entropy(soft_targets, logits) if soft_targets is not None else tf.zeros(())
+    return loss + kd_ratio * kd, kd
+
+
 class OFATrainer(keras.Model):
     """Trains ``supernet`` through one phase; the supernet itself is what you keep."""
 
@@ -72,7 +86,7 @@ class OFATrainer(keras.Model):
         images = tf.image.resize(images, tf.stack([resolution, resolution]))
         soft_targets = None
         if self.teacher is not None:
-            soft_targets = tf.stop_gradient(tf.nn.softmax(self.teacher(images, training=False)))
+            soft_targets = teacher_targets(self.teacher, images)
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
         one_hot = tf.one_hot(labels, self.supernet.n_classes)
         variables = self.supernet.trainable_variables
@@ -85,10 +99,7 @@ class OFATrainer(keras.Model):
                 self.supernet.assign_active_subnet(*self.sampler.sample_arch())
             with tf.GradientTape() as tape:
                 logits = self.supernet(images, training=True)
-                loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
-                    one_hot, logits, from_logits=True, label_smoothing=self.label_smoothing))
-                kd = soft_cross_entropy(soft_targets, logits) if soft_targets is not None else tf.zeros(())
-                total = loss + self.kd_ratio * kd
+                total, kd = distillation_loss(one_hot, logits, soft_targets, self.kd_ratio, self.label_smoothing)
                 scaled = total / replicas
             grads = tape.gradient(scaled, variables)
             # A variable the graph never uses gets a zero gradient (torch's zero_grad() semantics).
