@@ -180,3 +180,27 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
     assert checkpoint_family(original) == "resnet"
     assert sorted(exported) == sorted(original)
     assert all(np.array_equal(exported[k], original[k].numpy()) for k in original if "num_batches" not in k)
+
+
+def test_onehot_features_are_the_reference_resnet_encoders():
+    (arch_encoder_module,) = reference_modules("ofa.nas.accuracy_predictor.arch_encoder")
+    from ofa_tf.nas.resnet_encoding import ResNetArchEncoder
+
+    space = SearchSpace.resnet50d()
+    ours = ResNetArchEncoder(space)
+    reference = arch_encoder_module.ResNetArchEncoder(
+        image_size_list=list(space.resolutions), depth_list=list(space.depth_list),
+        expand_list=list(space.expand_ratio_list), width_mult_list=list(space.width_mult_list))
+    assert ours.n_dim == reference.n_dim
+    archs = [space.largest(), space.smallest()] + [space.sample(seed) for seed in range(30)]
+    features = ours.encode(archs)
+    for arch, feature in zip(archs, features):
+        expected = reference.arch2feature({"d": arch["d"], "e": arch["e"], "w": arch["w"], "image_size": arch["r"][0]})
+        np.testing.assert_array_equal(feature, expected)
+        back = ours.feature2arch(feature)
+        np.testing.assert_array_equal(ours.arch2feature(back), feature)
+        assert (back["d"], back["w"], back["r"]) == (arch["d"], arch["w"], arch["r"])
+    with pytest.raises(ValueError, match="no gaps"):
+        broken = features[0].copy()
+        broken[ours.e_offset: ours.e_offset + ours.n_e] = 0   # the first slot of stage 0 off
+        ours.feature2arch(broken)
