@@ -204,3 +204,21 @@ def test_onehot_features_are_the_reference_resnet_encoders():
         broken = features[0].copy()
         broken[ours.e_offset: ours.e_offset + ours.n_e] = 0   # the first slot of stage 0 off
         ours.feature2arch(broken)
+
+
+def test_op_models_and_block_config_round_trip(resnet_net):
+    """The family's op models (what a latency table would time) build with the static layers,
+    and a bottleneck block rebuilds from its config."""
+    from ofa_tf.layers.bottleneck import ElasticBottleneck
+
+    layout = resnet_net.layout
+    family = family_of(layout.space)
+    block = layout.active_blocks(layout.space.smallest(), 32)[-1]
+    model = family.build_op_model(layout, block, 32)
+    assert model.output.shape[1:] == (block.output_size, block.output_size, block.out_channels)
+    assert family.build_op_model(layout, "classifier", 2).output.shape[-1] == 10
+    with pytest.raises(ValueError, match="op must be an ActiveBottleneck or 'classifier'"):
+        family.build_op_model(layout, "stem", 32)
+    layer = resnet_net.blocks[0]
+    clone = ElasticBottleneck.from_config(layer.get_config())
+    assert clone.spec == layer.spec and clone.get_config() == layer.get_config()

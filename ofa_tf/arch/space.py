@@ -298,7 +298,9 @@ class SearchSpace:
         for key in self.arch_keys[:-1] + (("r",) if require_resolution else ()):
             if key not in arch:
                 raise ValueError(f"arch is missing {key!r}")
-        slots = "one per block slot: " + " + ".join(str(len(self.stage_slots(s))) for s in range(self.n_stages))
+        per_stage = [len(self.stage_slots(s)) for s in range(self.n_stages)]
+        slots = "one per block slot: " + (f"{self.n_stages} stages x {per_stage[0]}" if len(set(per_stage)) == 1
+                                          else " + ".join(map(str, per_stage)))
         checked = {
             "ks": lambda: self._check_list(arch, "ks", self.ks_list, self.n_blocks, slots),
             "e": lambda: self._check_list(arch, "e", self.expand_ratio_list, self.n_blocks, slots),
