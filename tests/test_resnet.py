@@ -2,6 +2,8 @@
 against its counters, imported weights against its logits; the supernet against its extracted
 static subnets."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,6 +13,7 @@ from ofa_tf.arch.complexity import Profile, layer_counts, profile_arch, profile_
 from ofa_tf.arch.layout import build_layout
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.networks import OFAResNets, family_of
+from ofa_tf.networks.extraction import extract_subnet
 from reference_data import randomize_reference_tensors, reference_modules
 
 
@@ -149,7 +152,8 @@ def test_channel_sorting_keeps_the_largest_and_moves_important_channels_first(re
 def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
     """Random reference weights and BN statistics in a narrow OFAResNets (width 0.1/0.15/0.2),
     imported: 10 random subnets at 2 resolutions give the reference's logits in inference mode,
-    and the weights export back to the same state_dict."""
+    2 of them also as float32 .tflite (when LiteRT is installed), and the weights export back to
+    the same state_dict."""
     torch = torch_one_thread
     (networks,) = reference_modules("ofa.imagenet_classification.elastic_nn.networks")
     from ofa_tf.interop.reference_mapping import checkpoint_family, load_reference_state_dict, reference_state_dict
@@ -163,7 +167,7 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
     load_reference_state_dict(net, ref.state_dict())
     forward = tf.function(lambda x: net(x, training=False), input_signature=[tf.TensorSpec([None, None, None, 3])])
     rng = np.random.default_rng(4)
-    deltas = []
+    deltas, cases = [], []
     for i in range(10):
         arch = space.sample(rng)
         ref.set_active_subnet(d=arch["d"], e=arch["e"], w=arch["w"])
@@ -174,8 +178,20 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
                 expected = ref(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
             assert np.abs(expected).max() > 0.5
             deltas.append(np.abs(forward(tf.constant(x)).numpy() - expected).max())
+            cases.append((arch, x, expected))
     print(f"ResNet50D w0.1-0.2: 10 archs x 2 resolutions, max |delta logits| = {max(deltas):.2e}")
     assert max(deltas) <= 1e-4
+    # Two of them as float32 .tflite in LiteRT, the shallowest at each resolution.
+    if importlib.util.find_spec("ai_edge_litert") is not None:
+        from ofa_tf.export.converter import to_tflite
+        from ofa_tf.export.verify import TFLiteModel
+
+        for size in space.resolutions:
+            arch, x, expected = min((c for c in cases if c[1].shape[1] == size), key=lambda c: sum(c[0]["d"]))
+            tflite = to_tflite(extract_subnet(net, arch, size, batch_size=1), "float32")
+            delta = np.abs(TFLiteModel(tflite)(x) - expected).max()
+            print(f"float32 .tflite at {size} px: max |delta logits| = {delta:.2e}")
+            assert delta <= 1e-4
     exported, original = reference_state_dict(net), ref.state_dict()
     assert checkpoint_family(original) == "resnet"
     assert sorted(exported) == sorted(original)
