@@ -241,5 +241,5 @@ def test_the_registry_finds_a_space_s_family():
     assert register_family(Family("mobilenet_v3", OFAMobileNetV3, build_static_model, build_op_model)) == family
     with pytest.raises(ValueError, match="already registered"):
         register_family(Family("mobilenet_v3", OFAMobileNetV3, build_op_model, build_static_model))
-    with pytest.raises(ValueError, match="unknown network family 'resnet'; registered: .*mobilenet_v3"):
-        get_family("resnet")
+    with pytest.raises(ValueError, match="unknown network family 'densenet'; registered: .*mobilenet_v3"):
+        get_family("densenet")
