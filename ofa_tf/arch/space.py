@@ -180,7 +180,7 @@ class SearchSpace:
     def resnet_tiny(cls) -> "SearchSpace":
         """ResNet50D's structure with few channels and blocks, for tests at 32-64 px."""
         return cls(ks_list=(3,), expand_ratio_list=(0.2, 0.25, 0.35), depth_list=(0, 1, 2),
-                   resolutions=(32, 40, 48, 56, 64), stages=RESNET_TINY_STAGES, stem_width=16,
+                   resolutions=(32, 40, 48, 56, 64), stages=RESNET_TINY_STAGES, stem_width=48,
                    first_block_width=0, final_expand_width=0, feature_mix_width=0, family="resnet",
                    width_mult_list=(0.65, 0.8, 1.0), skippable_stem=True)
 
