@@ -2,6 +2,7 @@
 classes (every weight loaded by path, the classifier re-initialized), ``--teacher=init``, and the
 start record that binds a workdir to its initial weights and teacher."""
 
+import json
 import shutil
 
 import h5py
@@ -11,9 +12,9 @@ import tensorflow as tf
 
 from cli_harness import snapshot
 from conftest import colour_images
-from ofa_tf.artifacts import WEIGHTS_NAME, load_supernet, read_supernet_meta
+from ofa_tf.artifacts import WEIGHTS_NAME, load_supernet
 from ofa_tf.errors import BadInput
-from ofa_tf.training.config import TrainConfig, check_run_inputs
+from ofa_tf.training.config import START_NAME, TrainConfig, check_run_inputs
 from ofa_tf.training.pipeline import ProgressiveShrinking
 
 COLOURS = ("red", "green", "yellow", "blue")
@@ -49,13 +50,6 @@ def digit_named_folder(tmp_path_factory):
 
 def _config(workdir, **changes):
     return TrainConfig(workdir=str(workdir), **{**RUN, **changes})
-
-
-def _flags(**values):
-    def text(value):
-        return ",".join(map(str, value)) if isinstance(value, tuple) else str(value).lower() \
-            if isinstance(value, bool) else str(value)
-    return [f"--{name}={text(value)}" for name, value in values.items()]
 
 
 def _weights_by_path(model):
@@ -106,29 +100,23 @@ def test_another_architecture_is_one_error_naming_the_weight(tmp_path, tiny_work
     assert not (tmp_path / "w").exists()
 
 
-def test_teacher_init_skips_the_teacher_phase_and_binds_the_workdir(cli_runner, tmp_path, tiny_workdir,
-                                                                   digit_named_folder):
+def test_teacher_init_needs_no_teacher_phase_and_binds_the_workdir(tmp_path, tiny_workdir, digit_named_folder):
     init = str(tmp_path / "digits.weights.h5")
     shutil.copy(tiny_workdir / WEIGHTS_NAME, init)
     workdir = tmp_path / "w"
     data = dict(dataset="folder", data_dir=digit_named_folder)
-    result = cli_runner.run("ofa_tf.train", *_flags(workdir=workdir, **{**RUN, **data}, init_weights=init,
-                                                    teacher="init"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "(10 classes, as the data set's)" in result.stdout
-    assert f"KD from the largest subnet of {init}" in result.stdout
-    start = read_supernet_meta(str(workdir))["start"]
-    assert start["init_weights"] == init and start["teacher"] == "init" and not start["classifier_reinitialized"]
-
-    # A re-invocation distils from the same teacher: the file's largest subnet, every weight.
+    # The kernel phase distils (kd_ratio 1) although the workdir has no teacher phase.
     config = _config(workdir, init_weights=init, teacher="init", **data)
     pipeline = ProgressiveShrinking(config)
+    assert json.loads((workdir / START_NAME).read_text())["teacher"] == "init"
     teacher = pipeline.teacher_for(pipeline.phases["kernel"])
     assert teacher.get_active_arch() == pipeline.supernet.space.largest()
     trained = _weights_by_path(load_supernet(str(tiny_workdir))[0])
     for name, value in _weights_by_path(teacher).items():
         if "active_" not in name:     # the active-subnet choice is the largest, not the file's
             np.testing.assert_array_equal(value, trained[name], err_msg=name)
+    with pytest.raises(ValueError, match="no finished 'teacher' phase; run it first, pass --teacher=init"):
+        check_run_inputs(_config(tmp_path / "v", init_weights=init, **data))
 
     # ... and is refused other initial weights, the same file changed, or another teacher.
     before = snapshot(workdir)
