@@ -310,7 +310,8 @@ class ProgressiveShrinking:
             from_init = self.config.teacher == "init"
             if not from_init and not self.is_done("teacher"):
                 raise ValueError(f"phase {phase.name!r} distils from the teacher, but {self.config.workdir} "
-                                 "has no finished 'teacher' phase; run it first or pass --kd_ratio=0")
+                                 "has no finished 'teacher' phase; run it first, pass --teacher=init (the "
+                                 "largest subnet of --init_weights) or --kd_ratio=0")
             with self.strategy.scope():
                 self._teacher = family_of(self.supernet.space).supernet_class(
                     n_classes=self.info.num_classes, space=self.supernet.space,
