@@ -327,7 +327,7 @@ class SubnetFinetuner:
                else "subnet extracted with the supernet's BN statistics")
         if not self.same_classes:
             student, classifier = with_new_classifier(student, self.supernet, self.arch, self.info.num_classes)
-            how += (f"; the data set's classes are not the supernet's: "
+            how += ("; the data set's classes are not the supernet's: "
                     + reinitialized_message(classifier, self.supernet.n_classes, self.info.num_classes))
         self.reinitialized = not self.same_classes
         self.student = student
