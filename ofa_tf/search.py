@@ -119,7 +119,6 @@ def run_search(workdir: str, constraints, predictor_path: str | None, table_path
     from ofa_tf.arch.space import SearchSpace
     from ofa_tf.artifacts import read_supernet_meta
     from ofa_tf.atomic_files import atomic_write_text
-    from ofa_tf.nas.accuracy_predictor import AccuracyPredictor
     from ofa_tf.nas.accuracy_dataset import workdir_paths
     from ofa_tf.nas.accuracy_predictor import AccuracyPredictor
     from ofa_tf.nas.evolution import EvolutionFinder

@@ -16,7 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 
 from ofa_tf.errors import user_input  # noqa: E402
-from ofa_tf.training.config import SPACE_PRESETS, STRATEGIES, TrainConfig, check_run_inputs  # noqa: E402
+from ofa_tf.training.config import (SPACE_PRESETS, STRATEGIES, TEACHERS, TrainConfig,  # noqa: E402
+                                    check_run_inputs)
 from ofa_tf.training.phases import PHASE_NAMES  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -61,7 +62,13 @@ def define_flags() -> None:
                        "BN momentum, Keras sense (0.9 = PyTorch 0.1).")
     flags.DEFINE_string("init_weights", None,
                         "A supernet .weights.h5 to start the first phase from when the workdir has no "
-                        "finished earlier phase (e.g. imported reference weights).")
+                        "finished earlier phase (e.g. imported reference weights, or a workdir's "
+                        "supernet.weights.h5). Trained on other classes: every weight but the classifier "
+                        "is loaded and the classifier re-initialized. Bound to the workdir (start.json).")
+    flags.DEFINE_enum("teacher", _D["teacher"].default, TEACHERS,
+                      "What the phases after the teacher distil from: 'workdir' (the finished teacher phase) "
+                      "or 'init' (the largest subnet of --init_weights, which must have the data set's "
+                      "classes; the teacher phase may then be skipped).")
     flags.DEFINE_integer("eval_batch_size", _D["eval_batch_size"].default, "Batch size of validation.")
     flags.DEFINE_integer("validate_every", _D["validate_every"].default,
                          "Validate the phase's smallest, middle and largest subnet every this many epochs "

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -36,38 +37,36 @@ def _state(pipeline):
     return [v.numpy() for v in pipeline.supernet.weights]
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path, init_weights, monkeypatch):
     # kernel: a sampled subnet per step (its sampler's state must be restored), dropout on, epochs
-    # of 3 steps, a checkpoint every 2 steps: the crash after step 4 resumes mid-epoch from step 4.
+    # of 3 steps, a checkpoint every 2 steps, a validation after each epoch. The run's workdir is
+    # copied the moment step 4's checkpoint is written: what a crash there leaves on disk. The
+    # copy, resumed mid-epoch from step 4, must end where the uninterrupted run ends.
     # (Several subnets per step run in the mirrored CLI test and in tests/test_trainer.py.)
     common = dict(FAST, phases=("kernel",), kd_ratio=0.0, init_weights=init_weights,
                   epochs_scale=2 / 120, checkpoint_every=2)
-    reference = ProgressiveShrinking(TrainConfig(workdir=str(tmp_path / "a"), **common))
-    done = reference.run()["kernel"]
-    assert done["steps"] == 6  # 2 epochs x 3 steps, no warm-up at this scale
-    expected = _state(reference)
-
+    reference_dir, crashed_dir = str(tmp_path / "a"), str(tmp_path / "b")
     saved = pipeline_module._StepCheckpoint.on_train_batch_end
 
-    def crash_after_step_4(self, batch, logs=None):
+    def snapshot_after_step_4(self, batch, logs=None):
         saved(self, batch, logs)
         if self.run.step == 4:
-            raise _Crash()
+            shutil.copytree(reference_dir, crashed_dir)
 
-    monkeypatch.setattr(pipeline_module._StepCheckpoint, "on_train_batch_end", crash_after_step_4)
-    workdir = str(tmp_path / "b")
-    with pytest.raises(_Crash):
-        ProgressiveShrinking(TrainConfig(workdir=workdir, **common)).run()
+    monkeypatch.setattr(pipeline_module._StepCheckpoint, "on_train_batch_end", snapshot_after_step_4)
+    reference = ProgressiveShrinking(TrainConfig(workdir=reference_dir, **common))
+    done = reference.run()["kernel"]
     monkeypatch.setattr(pipeline_module._StepCheckpoint, "on_train_batch_end", saved)
-    assert not os.path.exists(os.path.join(workdir, "kernel", "done.json"))
+    assert done["steps"] == 6  # 2 epochs x 3 steps, no warm-up at this scale
+    expected = _state(reference)
+    assert not os.path.exists(os.path.join(crashed_dir, "kernel", "done.json"))
 
-    resumed = ProgressiveShrinking(TrainConfig(workdir=workdir, **common))
+    resumed = ProgressiveShrinking(TrainConfig(workdir=crashed_dir, **common))
     done_resumed = resumed.run()["kernel"]
     assert done_resumed["steps"] == done["steps"]
+    for name, result in done["validation"].items():    # the validations agree as well
+        assert done_resumed["validation"][name]["top1"] == pytest.approx(result["top1"], abs=0.2)
+        assert done_resumed["validation"][name]["loss"] == pytest.approx(result["loss"], rel=1e-3)
     for a, b in zip(expected, _state(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # The runs really trained: weights moved away from the initialization.
@@ -76,30 +75,44 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, init_weights, monkeyp
     assert sum(not np.allclose(a, v.numpy()) for a, v in zip(expected, start.weights)) > 10
 
 
-def test_artifacts_and_a_later_invocation_skip_finished_phases(tmp_path, init_weights):
-    workdir = str(tmp_path / "w")
-    config = TrainConfig(workdir=workdir, phases=("teacher",), epochs_scale=1 / 120, **FAST)
+def test_artifacts_then_a_mirrored_cli_run_skips_the_finished_phase(tmp_path):
+    """The teacher phase through the API, its artifacts; then the CLI, with a flagfile and
+    overriding flags, on two replicas (MirroredStrategy on two logical CPUs) in the same
+    workdir: the finished teacher is read back, not retrained, and distils into depth2, whose
+    sampling and summed-gradient loop (2 subnets per step) run under the strategy."""
+    workdir = tmp_path / "w"
+    config = TrainConfig(workdir=str(workdir), phases=("teacher",), epochs_scale=1 / 120, **FAST)
     results = ProgressiveShrinking(config).run()
     teacher = results["teacher"]
     assert teacher["trace_count"] == 1 and set(teacher["validation"]) == {"smallest", "middle", "largest"}
-    meta = read_supernet_meta(workdir)
+    meta = read_supernet_meta(str(workdir))
     assert meta["phases_completed"] == ["teacher"]
     assert meta["data"]["class_names"] == [str(k) for k in range(10)] and len(meta["data"]["mean"]) == 3
-    net, info, _ = load_supernet(workdir)
+    net, info, _ = load_supernet(str(workdir))
     assert info.num_classes == 10 and net.space == SearchSpace.tiny()
     # The phase's last checkpoint holds every weight (the stage blocks' too, which sit in nested
     # lists TF's object graph does not enter): what a teacher or the next phase starts from.
     fresh = OFAMobileNetV3(n_classes=10, space=SearchSpace.tiny(), seed=5)
-    restore_model(fresh, tf.train.latest_checkpoint(os.path.join(workdir, "teacher")))
+    restore_model(fresh, tf.train.latest_checkpoint(str(workdir / "teacher")))
     for a, b in zip(net.weights, fresh.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
-    # Same weights as the run's final checkpoint.
-    again = ProgressiveShrinking(TrainConfig(workdir=workdir, phases=("teacher", "kernel"),
-                                             epochs_scale=1 / 120, **FAST))
-    results = again.run()
-    assert results["teacher"]["steps"] == 3  # read back, not retrained
-    assert results["kernel"]["validation"]["smallest"]["arch"]["ks"][0] == 3
-    assert read_supernet_meta(workdir)["phases_completed"] == ["teacher", "kernel"]
+
+    flagfile = tmp_path / "run.flags"
+    flagfile.write_text("\n".join([
+        f"--workdir={workdir}", "--space=tiny", "--dataset=demo", "--batch_size=8",
+        "--steps_per_epoch=99", f"--epochs_scale={1 / 120!r}", "--n_calibration_images=16",
+        "--calibration_batch_size=16", "--eval_batch_size=500", "--verbose=0", "--image_size_list=32,40",
+        "--notensorboard"]))
+    result = _cli(f"--flagfile={flagfile}", "--steps_per_epoch=3", "--batch_size=4", "--phases=teacher,depth2",
+                  "--strategy=mirrored", "--cpu_devices=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[teacher] already finished" in result.stdout, result.stdout[-3000:]
+    assert "3 steps of 8 images" in result.stdout  # 4 per replica x 2 replicas; flags overrode the file
+    assert "KD from the teacher" in result.stdout and "traced 1 time(s)" in result.stdout
+    assert "| smallest | 32 |" in result.stdout and "| largest | 40 |" in result.stdout
+    assert read_supernet_meta(str(workdir))["phases_completed"] == ["teacher", "depth2"]
+    assert json.loads((workdir / "teacher" / "done.json").read_text())["steps"] == 3   # not retrained
+    assert json.loads((workdir / "config.json").read_text())["global_batch_size"] == 8
 
 
 def test_workdir_from_another_run_is_refused(tmp_path):
@@ -149,21 +162,3 @@ def test_cli_rejects_bad_flags_with_one_message(tmp_path):
     result = _cli(f"--workdir={tmp_path}", "--phases=kernel,teacher")
     assert result.returncode != 0
     assert "progressive-shrinking order" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_cli_mirrored_on_two_logical_cpus_with_a_flagfile(tmp_path, init_weights):
-    """Flagfile + overriding flags, two replicas: the global batch doubles, sampling and the
-    summed-gradient loop run under MirroredStrategy, the final table is printed."""
-    flagfile = tmp_path / "run.flags"
-    flagfile.write_text("\n".join([
-        f"--workdir={tmp_path / 'w'}", "--space=tiny", "--dataset=demo", "--batch_size=4",
-        "--steps_per_epoch=99", "--epochs_scale=0.0001", "--n_calibration_images=16",
-        "--calibration_batch_size=16", "--eval_batch_size=500", "--verbose=0", "--image_size_list=32,40"]))
-    result = _cli(f"--flagfile={flagfile}", "--steps_per_epoch=2", "--phases=depth2", "--kd_ratio=0",
-                  f"--init_weights={init_weights}", "--strategy=mirrored", "--cpu_devices=2")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 steps of 8 images" in result.stdout  # 4 per replica x 2 replicas; flag overrode file
-    assert "traced 1 time(s)" in result.stdout
-    assert "| smallest | 32 |" in result.stdout and "| largest | 40 |" in result.stdout
-    config = json.loads((tmp_path / "w" / "config.json").read_text())
-    assert config["global_batch_size"] == 8

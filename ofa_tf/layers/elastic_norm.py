@@ -3,7 +3,6 @@
 import contextlib
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from ofa_tf.layers.common import channels_of

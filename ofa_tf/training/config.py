@@ -4,12 +4,15 @@ A workdir belongs to one search space, data set and recipe: resuming it with ano
 silently mix two runs, so `check_workdir_config` refuses and names the fields that differ.
 Settings that do not change what is trained (which phases to run now, logging, checkpoint
 frequency, the number of calibration images, the strategy as long as the global batch is
-the same) may change between invocations.
+the same) may change between invocations. What the run starts from, the ``--init_weights`` file
+(its path and content) and the teacher, is bound too, in ``start.json``: a resumed run distils
+from the same teacher and restarts a phase from the same weights.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -21,6 +24,9 @@ from ofa_tf.training.phases import PHASE_NAMES, progressive_shrinking_phases
 SPACE_PRESETS = tuple(PRESETS)
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 CONFIG_NAME = "config.json"
+START_NAME = "start.json"      # what the run starts from: --init_weights (path, sha256), --teacher
+# --teacher: the finished teacher phase in the workdir, or the largest subnet of --init_weights.
+TEACHERS = ("workdir", "init")
 DONE_NAME = "done.json"        # <workdir>/<phase>/done.json marks a finished phase
 
 
@@ -47,6 +53,7 @@ class TrainConfig:
     bn_momentum: float = 0.9
     seed: int = 0
     init_weights: str | None = None
+    teacher: str = "workdir"              # one of TEACHERS
     n_calibration_images: int = 2000
     calibration_batch_size: int = 200
     eval_batch_size: int = 200
@@ -70,6 +77,10 @@ class TrainConfig:
             problems.append(f"space {self.space!r} is not one of {SPACE_PRESETS}")
         if self.strategy not in STRATEGIES:
             problems.append(f"strategy {self.strategy!r} is not one of {STRATEGIES}")
+        if self.teacher not in TEACHERS:
+            problems.append(f"teacher {self.teacher!r} is not one of {TEACHERS}")
+        elif self.teacher == "init" and not self.init_weights:
+            problems.append("teacher 'init' (the largest subnet of the initial weights) needs init_weights")
         unknown = [p for p in self.phases if p not in PHASE_NAMES]
         if unknown or not self.phases:
             problems.append(f"phases {list(self.phases)} must be a non-empty list from {list(PHASE_NAMES)}")
@@ -120,10 +131,31 @@ class TrainConfig:
         return json.loads(json.dumps(out))
 
 
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def start_record(config: TrainConfig) -> dict:
+    """What `START_NAME` binds a workdir to: the initial weights (absolute path and content
+    hash, or none) and the teacher."""
+    init = config.init_weights
+    return {"init_weights": os.path.abspath(init) if init else None,
+            "init_weights_sha256": _sha256(init) if init else None, "teacher": config.teacher}
+
+
+START_REMEDY = ("Rerun with the --init_weights (unchanged) and --teacher it was started with, "
+                "or use a new --workdir.")
+
+
 def check_run_inputs(config: TrainConfig) -> None:
     """Refuse, before anything is created, a run that would fail later: a workdir that is a
-    file, an --init_weights that is not a weights file, or phases whose start weights or
-    teacher neither the workdir nor this run provides."""
+    file, an --init_weights that is not a weights file, a workdir started from other initial
+    weights or another teacher, or phases whose start weights or teacher neither the workdir
+    nor this run provides."""
     workdir = config.workdir
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f"--workdir={workdir} is a file, not a directory")
@@ -134,6 +166,7 @@ def check_run_inputs(config: TrainConfig) -> None:
 
         if not h5py.is_hdf5(config.init_weights):
             raise ValueError(f"--init_weights={config.init_weights} is not a .weights.h5 file (not HDF5)")
+    check_workdir_config(workdir, start_record(config), remedy=START_REMEDY, name=START_NAME, create=False)
     done = {name for name in PHASE_NAMES if os.path.exists(os.path.join(workdir, name, DONE_NAME))}
     phases = progressive_shrinking_phases(config.search_space())
     for name in config.phases:
@@ -144,18 +177,22 @@ def check_run_inputs(config: TrainConfig) -> None:
             raise ValueError(f"phase {name!r} starts from the weights of an earlier phase, but {workdir} "
                              "has no finished phase before it; run the earlier phases first (e.g. "
                              "--phases=teacher,...) or pass --init_weights")
-        if phases[name].use_kd and config.kd_ratio and "teacher" not in done:
+        if phases[name].use_kd and config.kd_ratio and config.teacher == "workdir" and "teacher" not in done:
             raise ValueError(f"phase {name!r} distils from the teacher, but {workdir} has no finished "
-                             "'teacher' phase; run it first or pass --kd_ratio=0")
+                             "'teacher' phase; run it first, pass --teacher=init (the largest subnet of "
+                             "--init_weights) or --kd_ratio=0")
         done.add(name)
 
 
 def check_workdir_config(workdir: str, bound: dict,
-                         remedy: str = "Use a new --workdir, or rerun with the workdir's settings.") -> None:
-    """Record ``bound`` in a new workdir, or refuse a workdir that was made with other values
-    (the error ends with ``remedy``)."""
-    path = os.path.join(workdir, CONFIG_NAME)
+                         remedy: str = "Use a new --workdir, or rerun with the workdir's settings.",
+                         name: str = CONFIG_NAME, create: bool = True) -> None:
+    """Record ``bound`` in ``workdir/name`` when it is not there yet (only with ``create``), or
+    refuse a workdir that was made with other values (the error ends with ``remedy``)."""
+    path = os.path.join(workdir, name)
     if not os.path.exists(path):
+        if not create:
+            return
         os.makedirs(workdir, exist_ok=True)
         atomic_write_text(path, json.dumps(bound, indent=2))
         return

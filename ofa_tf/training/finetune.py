@@ -39,6 +39,7 @@ from ofa_tf.nas.accuracy_dataset import EVAL_SPLITS
 from ofa_tf.nas.subnet_measurement import CALIBRATION_SEED_OFFSET, eval_batches
 from ofa_tf.networks import family_of
 from ofa_tf.networks.extraction import extract_subnet
+from ofa_tf.networks.weight_transfer import copy_weights_by_path, reinitialized_message
 from ofa_tf.training.config import check_workdir_config
 from ofa_tf.training.optimizer import ReferenceSGD
 from ofa_tf.training.resumable_fit import fit_from_step
@@ -204,9 +205,7 @@ def with_new_classifier(model, supernet, arch: Arch, n_classes: int):
         layout, arch, arch.resolution, bn_momentum=supernet.bn_momentum, bn_epsilon=supernet.bn_epsilon,
         name=model.name)
     classifier = rebuilt.layers[-1]   # functional layers come in topological order
-    for layer in rebuilt.layers:
-        if layer.weights and layer is not classifier:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
+    copy_weights_by_path(model, rebuilt, skip=classifier.weights)
     return rebuilt, classifier.name
 
 
@@ -328,8 +327,8 @@ class SubnetFinetuner:
                else "subnet extracted with the supernet's BN statistics")
         if not self.same_classes:
             student, classifier = with_new_classifier(student, self.supernet, self.arch, self.info.num_classes)
-            how += (f"; the data set's {self.info.num_classes} classes are not the supernet's "
-                    f"{self.supernet.n_classes}: classifier {classifier!r} re-initialized")
+            how += ("; the data set's classes are not the supernet's: "
+                    + reinitialized_message(classifier, self.supernet.n_classes, self.info.num_classes))
         self.reinitialized = not self.same_classes
         self.student = student
         use_kd = self.same_classes and config.kd_ratio > 0

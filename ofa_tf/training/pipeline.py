@@ -3,6 +3,7 @@
 Workdir layout::
 
     config.json               the settings the workdir is bound to (see training/config.py)
+    start.json                what it starts from: --init_weights (path, sha256) and --teacher
     <phase>/ckpt-<step>.*     checkpoints of a phase: supernet, optimizer (its step drives the
                               schedule), the sampler's and dropout's RNG states
     <phase>/done.json         written when the phase is finished, with its last validation
@@ -10,7 +11,10 @@ Workdir layout::
     supernet.weights.h5/.json the trained supernet for the export and search tools
 
 Each phase starts from the previous finished phase's final weights (sorted by channel
-importance first when the phase opens the width), and distils from the finished teacher.
+importance first when the phase opens the width), and distils from the finished teacher phase,
+or with ``teacher="init"`` from the largest subnet of ``init_weights``. The first phase run
+starts from ``init_weights`` when given: a supernet trained on other classes gives every weight
+but its classifier, which is re-initialized (`ofa_tf.networks.weight_transfer`).
 Re-running the same command resumes at the last checkpoint: same phase, same step, same
 data position (the training stream is skipped to it), same RNG states.
 """
@@ -32,7 +36,9 @@ from ofa_tf.data import load_dataset
 from ofa_tf.errors import BadInput
 from ofa_tf.evaluation import SubnetValidator
 from ofa_tf.networks import family_of
-from ofa_tf.training.config import DONE_NAME, TrainConfig, check_run_inputs, check_workdir_config
+from ofa_tf.networks.weight_transfer import check_weights_fit, load_weights_fit
+from ofa_tf.training.config import (DONE_NAME, START_NAME, START_REMEDY, TrainConfig, check_run_inputs,
+                                    check_workdir_config, start_record)
 from ofa_tf.training.checkpoints import model_checkpoint, restore_model
 from ofa_tf.training.optimizer import ReferenceSGD
 from ofa_tf.training.phases import (PHASE_NAMES, Phase, phase_validation_archs,
@@ -223,12 +229,15 @@ class ProgressiveShrinking:
         self.source = load_dataset(config.dataset, config.data_dir, **kwargs)
         self.info = self.source.info
         space = config.search_space()
-        check_workdir_config(config.workdir, config.bound_fields(self.global_batch, self.info.class_names))
         self.phases = progressive_shrinking_phases(space)
         with self.strategy.scope():
             self.supernet = family_of(space).supernet_class(
                 n_classes=self.info.num_classes, space=space, dropout_rate=config.dropout,
                 bn_momentum=config.bn_momentum, seed=config.seed)
+        self.init_fit = self._check_init_weights()
+        # Checked before the workdir is created or touched.
+        check_workdir_config(config.workdir, config.bound_fields(self.global_batch, self.info.class_names))
+        check_workdir_config(config.workdir, start_record(config), remedy=START_REMEDY, name=START_NAME)
         self._teacher = None
         self.validator = SubnetValidator(
             self.supernet,
@@ -257,6 +266,23 @@ class ProgressiveShrinking:
             return json.load(f)
 
     # ------------------------------------------------------------ weights
+    def _check_init_weights(self):
+        """How ``init_weights`` fits this run's supernet (one error naming the weight if it does
+        not); a teacher taken from it must have the data set's classes."""
+        config = self.config
+        if not config.init_weights:
+            return None
+        fit = check_weights_fit(self.supernet, config.init_weights, self.info.class_names,
+                                target=f"this run's supernet (space {config.space!r}, "
+                                       f"{self.info.num_classes} classes)")
+        if config.teacher == "init" and config.kd_ratio and not fit.same_classes:
+            names = "other" if fit.file_classes == self.info.num_classes else f"{fit.file_classes}"
+            raise BadInput(f"--teacher=init distils from the largest subnet of --init_weights="
+                           f"{config.init_weights}, which has {names} classes, not the data set's "
+                           f"{self.info.num_classes}; run the teacher phase on this data "
+                           "(--teacher=workdir) or pass --kd_ratio=0")
+        return fit
+
     def _restore_model(self, model, name: str):
         latest = tf.train.latest_checkpoint(self.path(name))
         if latest is None:
@@ -268,14 +294,9 @@ class ProgressiveShrinking:
         if earlier:
             self._restore_model(self.supernet, earlier[-1])
             return f"started from phase {earlier[-1]!r}"
-        if self.config.init_weights:
-            try:
-                self.supernet.load_weights(self.config.init_weights)
-            except (ValueError, KeyError) as err:
-                raise BadInput(f"--init_weights={self.config.init_weights} does not fit this run's "
-                               f"supernet (space {self.config.space!r}, {self.info.num_classes} classes): "
-                               + " ".join(str(err).split())[:300]) from None
-            return f"started from {self.config.init_weights}"
+        if self.init_fit is not None:
+            how = load_weights_fit(self.supernet, self.init_fit)
+            return f"started from {self.config.init_weights} ({how})"
         if phase.name != "teacher":
             raise ValueError(f"phase {phase.name!r} starts from the weights of an earlier phase, but "
                              f"{self.config.workdir} has no finished phase before it; run the earlier "
@@ -286,16 +307,26 @@ class ProgressiveShrinking:
         if not phase.use_kd or self.config.kd_ratio == 0:
             return None
         if self._teacher is None:
-            if not self.is_done("teacher"):
+            from_init = self.config.teacher == "init"
+            if not from_init and not self.is_done("teacher"):
                 raise ValueError(f"phase {phase.name!r} distils from the teacher, but {self.config.workdir} "
-                                 "has no finished 'teacher' phase; run it first or pass --kd_ratio=0")
+                                 "has no finished 'teacher' phase; run it first, pass --teacher=init (the "
+                                 "largest subnet of --init_weights) or --kd_ratio=0")
             with self.strategy.scope():
                 self._teacher = family_of(self.supernet.space).supernet_class(
                     n_classes=self.info.num_classes, space=self.supernet.space,
                     dropout_rate=self.config.dropout, bn_momentum=self.config.bn_momentum, name="teacher")
-            self._restore_model(self._teacher, "teacher")
+            if from_init:
+                load_weights_fit(self._teacher, self.init_fit)   # same classes: checked up front
+            else:
+                self._restore_model(self._teacher, "teacher")
             self._teacher.set_max_net()
         return self._teacher
+
+    def _kd_source(self) -> str:
+        if self.config.teacher == "init":
+            return f"KD from the largest subnet of {self.config.init_weights}"
+        return "KD from the teacher"
 
     # --------------------------------------------------------------- data
     def phase_seed(self, phase: Phase) -> int:
@@ -323,7 +354,7 @@ class ProgressiveShrinking:
             print(f"[{name}] {how}; {plan.epochs} epochs x {plan.steps_per_epoch} steps of "
                   f"{self.global_batch} images, lr {plan.lr:.4g} ({plan.warmup_epochs} warm-up epochs), "
                   f"{phase.dynamic_batch_size} subnet(s) per step, "
-                  f"{'KD from the teacher' if run.trainer.teacher is not None else 'no KD'}", flush=True)
+                  f"{self._kd_source() if run.trainer.teacher is not None else 'no KD'}", flush=True)
             started = time.time()
             run.train()
             results[name] = run.finish()
@@ -332,6 +363,8 @@ class ProgressiveShrinking:
         if self.is_chief:
             save_supernet(self.supernet, self.info, self.config.workdir, extra={
                 "phases_completed": [p for p in PHASE_NAMES if self.is_done(p)],
+                "start": {**start_record(self.config), "classifier_reinitialized":
+                          self.init_fit is not None and not self.init_fit.same_classes},
                 "validation": {name: r["validation"] for name, r in results.items()},
             })
         return results
