@@ -222,9 +222,10 @@ def test_onehot_features_are_the_reference_resnet_encoders():
         ours.feature2arch(broken)
 
 
-def test_op_models_and_block_config_round_trip(resnet_net):
+def test_op_models_config_and_weights_file_round_trip(resnet_net, tmp_path):
     """The family's op models (what a latency table would time) build with the static layers,
-    and a bottleneck block rebuilds from its config."""
+    a bottleneck block rebuilds from its config, and a Keras weights file holds every weight
+    (the stem's and the stage blocks' lists included)."""
     from ofa_tf.layers.bottleneck import ElasticBottleneck
 
     layout = resnet_net.layout
@@ -238,3 +239,9 @@ def test_op_models_and_block_config_round_trip(resnet_net):
     layer = resnet_net.blocks[0]
     clone = ElasticBottleneck.from_config(layer.get_config())
     assert clone.spec == layer.spec and clone.get_config() == layer.get_config()
+    resnet_net.save_weights(str(tmp_path / "supernet.weights.h5"))
+    clone_net = OFAResNets.from_config(resnet_net.get_config())
+    clone_net.load_weights(str(tmp_path / "supernet.weights.h5"))
+    ours = {w.path: w.numpy() for w in resnet_net.weights}
+    theirs = {w.path: w.numpy() for w in clone_net.weights}
+    assert sorted(ours) == sorted(theirs) and all(np.array_equal(ours[k], theirs[k]) for k in ours)
