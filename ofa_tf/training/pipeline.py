@@ -237,7 +237,8 @@ class ProgressiveShrinking:
         self.init_fit = self._check_init_weights()
         # Checked before the workdir is created or touched.
         check_workdir_config(config.workdir, config.bound_fields(self.global_batch, self.info.class_names))
-        check_workdir_config(config.workdir, start_record(config), remedy=START_REMEDY, name=START_NAME)
+        self.start = start_record(config)   # hashed once: recorded now, reported with the supernet
+        check_workdir_config(config.workdir, self.start, remedy=START_REMEDY, name=START_NAME)
         self._teacher = None
         self.validator = SubnetValidator(
             self.supernet,
@@ -363,7 +364,7 @@ class ProgressiveShrinking:
         if self.is_chief:
             save_supernet(self.supernet, self.info, self.config.workdir, extra={
                 "phases_completed": [p for p in PHASE_NAMES if self.is_done(p)],
-                "start": {**start_record(self.config), "classifier_reinitialized":
+                "start": {**self.start, "classifier_reinitialized":
                           self.init_fit is not None and not self.init_fit.same_classes},
                 "validation": {name: r["validation"] for name, r in results.items()},
             })
