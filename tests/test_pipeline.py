@@ -162,3 +162,17 @@ def test_cli_rejects_bad_flags_with_one_message(tmp_path):
     result = _cli(f"--workdir={tmp_path}", "--phases=kernel,teacher")
     assert result.returncode != 0
     assert "progressive-shrinking order" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_shortened_schedule_keeps_the_reference_share_of_warm_up():
+    """Warm-up scales in steps: at full length the reference's 5 warm-up epochs before 120, at the
+    demo's 0.025 about 4 % of the steps instead of none (rounding 0.125 epochs to 0 left the teacher
+    at its full learning rate from the first step)."""
+    phases = pipeline_module.progressive_shrinking_phases(SearchSpace.tiny())
+    full = pipeline_module.plan_phase(phases["teacher"], TrainConfig(workdir="unused", **FAST, epochs_scale=1.0), 6000, 64)
+    assert (full.epochs, full.warmup_steps, full.steps_per_epoch) == (125, 5 * 3, 3)
+    demo = dict(FAST, steps_per_epoch=0)
+    short = pipeline_module.plan_phase(phases["teacher"], TrainConfig(workdir="unused", **demo, epochs_scale=0.025), 6000, 64)
+    assert (short.epochs, short.steps_per_epoch, short.warmup_steps) == (3, 93, 12)
+    no_warmup = pipeline_module.plan_phase(phases["depth1"], TrainConfig(workdir="unused", **demo, epochs_scale=0.025), 6000, 64)
+    assert (no_warmup.epochs, no_warmup.warmup_steps) == (1, 0)

@@ -52,8 +52,8 @@ from ofa_tf.training.trainer import OFATrainer
 class PhasePlan:
     """A phase scaled to this run: epochs, steps and learning rate."""
     phase: Phase
-    epochs: int            # including warm-up epochs
-    warmup_epochs: int
+    epochs: int            # warm-up included
+    warmup_steps: int      # the first steps of the first epoch(s), linear from 0
     steps_per_epoch: int
     lr: float
 
@@ -65,14 +65,19 @@ class PhasePlan:
 def plan_phase(phase: Phase, config: TrainConfig, n_train: int, global_batch: int) -> PhasePlan:
     """Scale a phase's epochs by ``epochs_scale`` (at least one), its learning rate by the global
     batch (linear scaling from ``base_batch_size``, as OFA multiplies by the number of GPUs) and
-    by ``lr_scale``, and cap an epoch at ``steps_per_epoch``."""
+    by ``lr_scale``, and cap an epoch at ``steps_per_epoch``.
+
+    The warm-up is scaled in steps, not whole epochs, so a shortened schedule keeps the
+    reference's share of warm-up (5 of 125 epochs): rounding 5 x 0.025 epochs down to none left
+    the demo's from-scratch teacher at lr 0.06 from its first step, stuck at chance for an epoch.
+    """
     steps = max(1, n_train // global_batch)
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
-    epochs = max(1, round(phase.epochs * config.epochs_scale))
-    warmup = round(phase.warmup_epochs * config.epochs_scale)
+    epochs = max(1, round((phase.epochs + phase.warmup_epochs) * config.epochs_scale))
+    warmup_steps = round(phase.warmup_epochs * config.epochs_scale * steps)
     lr = phase.lr * config.lr_scale * global_batch / config.base_batch_size
-    return PhasePlan(phase, epochs + warmup, warmup, steps, lr)
+    return PhasePlan(phase, epochs, warmup_steps, steps, lr)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -131,8 +136,8 @@ class _PhaseRun:
                                       label_smoothing=self.config.label_smoothing,
                                       resolutions=self.config.resolutions,
                                       seed=pipeline.phase_seed(self.phase))
-            schedule = WarmupCosineDecay(plan.lr, decay_steps=(plan.epochs - plan.warmup_epochs) * plan.steps_per_epoch,
-                                         warmup_steps=plan.warmup_epochs * plan.steps_per_epoch)
+            schedule = WarmupCosineDecay(plan.lr, decay_steps=plan.total_steps - plan.warmup_steps,
+                                         warmup_steps=plan.warmup_steps)
             self.optimizer = ReferenceSGD(schedule, momentum=self.config.momentum,
                                           nesterov=self.config.nesterov, l2_decay=self.config.weight_decay)
             self.trainer.compile(optimizer=self.optimizer, jit_compile=False)
@@ -353,7 +358,7 @@ class ProgressiveShrinking:
             run = _PhaseRun(self, plan)
             how = run.start()
             print(f"[{name}] {how}; {plan.epochs} epochs x {plan.steps_per_epoch} steps of "
-                  f"{self.global_batch} images, lr {plan.lr:.4g} ({plan.warmup_epochs} warm-up epochs), "
+                  f"{self.global_batch} images, lr {plan.lr:.4g} ({plan.warmup_steps} warm-up steps), "
                   f"{phase.dynamic_batch_size} subnet(s) per step, "
                   f"{self._kd_source() if run.trainer.teacher is not None else 'no KD'}", flush=True)
             started = time.time()
