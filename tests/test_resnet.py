@@ -55,9 +55,9 @@ def test_resnet50d_preset_is_the_reference_table():
     assert SearchSpace.from_json(space.to_json()) == space
     arch = space.arch(space.sample(0))
     assert dict(arch) == space.validate(space.sample(0)) and "ks" not in arch
-    # Not a CLI preset until the CLIs take ResNet archs.
-    with pytest.raises(ValueError, match="unknown search space preset 'resnet50d'"):
-        SearchSpace.preset("resnet50d")
+    assert SearchSpace.preset("resnet50d") == space
+    # A uniform arch runs the stem's residual conv only at the largest depth.
+    assert [space.uniform(3, 0.25, d, w=1)["d"][0] for d in (0, 1, 2)] == [0, 0, 2]
     # MBConv spaces keep their JSON (no ResNet fields).
     assert "width_mult_list" not in SearchSpace.tiny().to_dict()
 
@@ -184,7 +184,7 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
     # Two of them as float32 .tflite in LiteRT, the shallowest at each resolution.
     if importlib.util.find_spec("ai_edge_litert") is not None:
         from ofa_tf.export.converter import to_tflite
-        from ofa_tf.export.verify import TFLiteModel
+        from ofa_tf.export.verify import TFLiteModel, check_graph
 
         for size in space.resolutions:
             arch, x, expected = min((c for c in cases if c[1].shape[1] == size), key=lambda c: sum(c[0]["d"]))
@@ -192,6 +192,9 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
             delta = np.abs(TFLiteModel(tflite)(x) - expected).max()
             print(f"float32 .tflite at {size} px: max |delta logits| = {delta:.2e}")
             assert delta <= 1e-4
+            # Its operators are the ones the layout implies (the exporter's graph check).
+            counts = check_graph(tflite, net.layout, arch, size)
+            assert counts["CONV_2D"] == 2 + (arch["d"][0] == 2) + 3 * len(net.layout.active_blocks(arch)) + 4
     exported, original = reference_state_dict(net), ref.state_dict()
     assert checkpoint_family(original) == "resnet"
     assert sorted(exported) == sorted(original)
@@ -209,7 +212,8 @@ def test_onehot_features_are_the_reference_resnet_encoders():
         expand_list=list(space.expand_ratio_list), width_mult_list=list(space.width_mult_list))
     assert ours.n_dim == reference.n_dim
     archs = [space.largest(), space.smallest()] + [space.sample(seed) for seed in range(30)]
-    features = ours.encode(archs)
+    features = ours.encode(ours.to_batch(archs))
+    assert ours.to_archs(ours.to_batch(archs)) == [space.validate(a) for a in archs]
     for arch, feature in zip(archs, features):
         expected = reference.arch2feature({"d": arch["d"], "e": arch["e"], "w": arch["w"], "image_size": arch["r"][0]})
         np.testing.assert_array_equal(feature, expected)
@@ -245,3 +249,75 @@ def test_op_models_config_and_weights_file_round_trip(resnet_net, tmp_path):
     ours = {w.path: w.numpy() for w in resnet_net.weights}
     theirs = {w.path: w.numpy() for w in clone_net.weights}
     assert sorted(ours) == sorted(theirs) and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_phases_sample_depth_stem_expand_and_width_in_the_graph(resnet_net):
+    """The ResNet schedule (no kernel phase, two width phases) and its in-graph sampler: every
+    sampled arch is one of the phase's, assigned as tensors it is the supernet's active arch."""
+    import keras
+
+    from ofa_tf.training import PHASE_NAMES, SubnetSampler, progressive_shrinking_phases
+
+    net, space = resnet_net, resnet_net.space
+    phases = progressive_shrinking_phases(space)
+    assert tuple(phases) == ("teacher",) + PHASE_NAMES[2:]
+    assert [phases[p].width_list for p in phases] == [(2,)] * 5 + [(1, 2), (0, 1, 2)]
+    assert [phases[p].sort_channels for p in phases] == [None, None, None, 0, 1, 2, None]
+    assert phases["teacher"].largest_arch(space) == {k: v for k, v in space.largest().items() if k != "r"}
+    seen = {}
+    for name in ("teacher", "depth1", "width1"):
+        phase = phases[name]
+        sampler = SubnetSampler(space, phase.ks_list, phase.expand_ratio_list, phase.depth_list,
+                                space.resolutions, keras.random.SeedGenerator(1), phase.width_list)
+        assign = tf.function(lambda: net.assign_active_subnet(**sampler.sample_arch()))
+        for _ in range(12):
+            assign()
+            arch = net.get_active_arch()
+            assert space.validate(arch) == arch
+            seen.setdefault(name, set()).add((arch["d"][0], *arch["w"], *arch["d"][1:]))
+        assert assign.experimental_get_tracing_count() == 1
+    stem = {n: {s[0] for s in v} for n, v in seen.items()}
+    widths = {n: {w for s in v for w in s[1:7]} for n, v in seen.items()}
+    assert seen["teacher"] == {(2,) * 11} and stem["depth1"] == {0, 2} and widths["depth1"] == {2}
+    assert widths["width1"] == {1, 2} and stem["width1"] == {0, 2}
+    with pytest.raises(ValueError, match=r"width_list \[3\] must be a non-empty subset"):
+        SubnetSampler(space, (3,), (0.2,), (0,), (32,), keras.random.SeedGenerator(1), (3,))
+
+
+def test_import_and_export_torch_take_a_resnet_checkpoint(torch_one_thread, tmp_path, monkeypatch):
+    """What the import_torch / export_torch command lines run, on a reference OFAResNets
+    checkpoint file: the family is recognised, the supernet saved as a workdir that loads with
+    the reference's logits, and exported back to the same tensors. The released space is
+    swapped for a narrow one (widths 0.1 / 0.15 / 0.2) to keep the test small."""
+    torch = torch_one_thread
+    (networks,) = reference_modules("ofa.imagenet_classification.elastic_nn.networks")
+    from ofa_tf.artifacts import load_supernet
+    from ofa_tf.interop import reference_mapping
+    from ofa_tf.interop.export_torch import export_reference_checkpoint
+    from ofa_tf.interop.import_torch import import_reference_checkpoint
+
+    widths = (0.1, 0.15, 0.2)
+    ref = networks.OFAResNets(n_classes=10, depth_list=[0, 1, 2], expand_ratio_list=[0.2, 0.25, 0.35],
+                              width_mult_list=list(widths))
+    ref = randomize_reference_tensors(torch, ref, seed=1, last_bn="conv3")
+    checkpoint = str(tmp_path / "ofa_resnet_narrow.pth")
+    torch.save({"state_dict": ref.state_dict()}, checkpoint)
+    narrow = SearchSpace.resnet50d(width_mult_list=widths, resolutions=(40,))
+    monkeypatch.setitem(reference_mapping.REFERENCE_SPACES, "resnet", lambda width_mult=1.0: narrow)
+    with pytest.raises(ValueError, match="no width multiplier 1.2; leave out --width_mult"):
+        reference_mapping._resnet50d_space(1.2)
+    import_reference_checkpoint(checkpoint, str(tmp_path / "imported"))
+    net, info, meta = load_supernet(str(tmp_path / "imported"))
+    assert net.space == narrow and info.num_classes == 10 and meta["imported_from"]["width_mult"] == 1.0
+    arch = narrow.sample(3)
+    ref.set_active_subnet(d=arch["d"], e=arch["e"], w=arch["w"])
+    net.set_active_subnet(**arch)
+    x = images(2, 40, seed=2)
+    with torch.no_grad():
+        expected = ref(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    assert np.abs(net(x, training=False).numpy() - expected).max() <= 1e-4
+    out = str(tmp_path / "exported.pth")
+    n_tensors = export_reference_checkpoint(str(tmp_path / "imported"), out)
+    exported, original = torch.load(out, weights_only=True)["state_dict"], ref.state_dict()
+    assert n_tensors == len(exported) and sorted(exported) == sorted(original)
+    assert all(torch.equal(exported[k], original[k]) for k in original if "num_batches" not in k)

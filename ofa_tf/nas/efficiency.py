@@ -25,6 +25,15 @@ from ofa_tf.nas.encoding import ArchBatch, arch_encoder
 from ofa_tf.nas.latency_table import LatencyTable, block_key, head_keys, op_keys, stem_key
 
 
+def check_additive(space: SearchSpace, metric: str) -> None:
+    """One ValueError unless ``space``'s costs are additive as the tables hold them: with elastic
+    width (OFA-ResNet50D) a block's cost depends on the width of its input too."""
+    if space.width_mult_list:
+        raise ValueError(f"the {metric} predictor does not take spaces with elastic width "
+                         f"(width_mult_list {list(space.width_mult_list)}) yet: its per-slot tables "
+                         "assume a block's cost depends on its own choices only")
+
+
 class EfficiencyPredictor:
     """``predict(archs) -> np.ndarray`` of costs in ``unit``; ``predict_batch`` for populations.
 
@@ -104,6 +113,7 @@ class MACsPredictor(EfficiencyPredictor):
     metric, unit, divisor = "mmacs", "MMACs", 1e6
 
     def __init__(self, space: SearchSpace, n_classes: int = 1000):
+        check_additive(space, self.metric)
         self.n_classes = n_classes
         super().__init__(space, *_macs_tables(space, n_classes))
 
@@ -155,6 +165,7 @@ class LatencyPredictor(EfficiencyPredictor):
     metric, unit = "latency_ms", "ms"
 
     def __init__(self, table: LatencyTable, space: SearchSpace, n_classes: int = 1000):
+        check_additive(space, self.metric)
         self.table, self.n_classes, self.space = table, n_classes, space
         self.layout = build_layout(space, n_classes)
         super().__init__(space, *self._tables())
