@@ -165,7 +165,8 @@ def test_a_random_resnet_predictor_imports_with_the_same_outputs(tutorial, tmp_p
     assert np.abs(100 * predictor.predict_acc(archs) - theirs).max() <= 1e-4
     wrong = _run(f"--checkpoint={checkpoint}", "--space=resnet50d", f"--out={tmp_path / 'wrong'}")
     assert wrong.returncode == 2 and not (tmp_path / "wrong").exists()
-    assert "tensor 'layers.0.0.weight' has shape (400, 61), expected (400, 99)" in wrong.stderr
+    assert "reads 61 features, but this space encodes to 99 (resnet_onehot features of its 25 resolutions" \
+        in wrong.stderr
 
 
 def test_the_published_resnet_predictor_predicts_as_the_reference(tutorial):

@@ -118,6 +118,13 @@ def checkpoint_format(state_dict, space, checkpoint: str = "the checkpoint") -> 
             return fmt
     fmt = min(candidates, key=lambda f: len(f.tensor_problems(state_dict, space)))
     problems = fmt.tensor_problems(state_dict, space)
+    first = state_dict.get(fmt.hidden[0][0])
+    if fmt.n_inputs is None and first is not None and len(problems) == 1 and fmt.hidden[0][0] in problems[0]:
+        encoder = fmt._encoder(space)
+        raise ValueError(f"{checkpoint} reads {first.shape[1]} features, but this space encodes to "
+                         f"{encoder.n_dim} ({encoder.name} features of its {len(space.resolutions)} resolutions, "
+                         f"{list(space.resolutions)[:3]} ...): pass a space with the resolutions it was "
+                         "trained on")
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     raise ValueError(f"{checkpoint} is not {fmt.description}: {'; '.join(problems[:3])}{more}")
 
