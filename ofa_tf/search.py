@@ -84,10 +84,10 @@ def parse_constraints(values) -> list[tuple[str, float]]:
 
 
 def efficiency_predictors(space, n_classes: int, metrics, table_path: str | None) -> dict:
-    from ofa_tf.nas.efficiency import LatencyPredictor, MACsPredictor
+    from ofa_tf.nas.efficiency import LatencyPredictor, macs_predictor
     from ofa_tf.nas.latency_table import load_latency_table
 
-    predictors = {"mmacs": MACsPredictor(space, n_classes)}
+    predictors = {"mmacs": macs_predictor(space, n_classes)}
     if table_path:
         predictors["latency_ms"] = LatencyPredictor(load_latency_table(table_path), space, n_classes)
     elif "latency_ms" in metrics:

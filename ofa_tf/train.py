@@ -40,8 +40,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("batch_size", _D["batch_size"].default,
                          "Images per replica per step; the global batch is this times the replicas.")
     flags.DEFINE_list("image_size_list", [], "Training resolutions sampled per batch (default: the space's).")
-    flags.DEFINE_list("phases", list(PHASE_NAMES), "Phases to run now, in order (subset of "
-                      + ",".join(PHASE_NAMES) + "). Finished phases in the workdir are skipped.")
+    flags.DEFINE_list("phases", [], "Phases to run now, in order (default: every phase of the space, from "
+                      + ",".join(PHASE_NAMES) + "; a space without several kernel sizes has no kernel phase, "
+                      "one without elastic width no width phases). Finished phases in the workdir are skipped.")
     flags.DEFINE_float("epochs_scale", _D["epochs_scale"].default,
                        "Multiplies every phase's epochs (and warm-up epochs); each phase keeps >= 1 epoch.")
     flags.DEFINE_integer("steps_per_epoch", _D["steps_per_epoch"].default,

@@ -114,3 +114,73 @@ def test_the_published_tutorial_predictor_imports_with_the_same_outputs(tutorial
     ours = 100 * predictor.predict_acc(archs)
     assert 70 < theirs.min() and theirs.max() < 85          # ImageNet top-1 of w1.2 subnets, in %
     assert np.abs(ours - theirs).max() <= 1e-4
+
+
+# The resolutions the published OFA-ResNet50D predictor's features one-hot (82 features).
+RESNET50D_PREDICTOR_SIZES = (128, 144, 160, 176, 192, 224, 240, 256)
+
+
+def _reference_resnet_predictor(torch, space, state_dict=None):
+    """The ofa package's AccuracyPredictor on its ResNetArchEncoder for ``space``."""
+    encoders, predictors = reference_modules("ofa.nas.accuracy_predictor.arch_encoder",
+                                             "ofa.nas.accuracy_predictor.acc_predictor")
+    encoder = encoders.ResNetArchEncoder(
+        image_size_list=list(space.resolutions), depth_list=list(space.depth_list),
+        expand_list=list(space.expand_ratio_list), width_mult_list=list(space.width_mult_list),
+        base_depth_list=[stage.base_depth for stage in space.stages])
+    predictor = predictors.AccuracyPredictor(encoder, device="cpu")
+    if state_dict is not None:
+        predictor.load_state_dict(state_dict)
+    return predictor
+
+
+def _reference_resnet_top1(torch, predictor, archs):
+    dicts = [{"d": a["d"], "e": a["e"], "w": a["w"], "image_size": a["r"][0]} for a in archs]
+    with torch.no_grad():
+        return 100 * predictor.predict_acc(dicts).numpy().reshape(-1)
+
+
+def test_a_random_resnet_predictor_imports_with_the_same_outputs(tutorial, tmp_path):
+    """The reference's predictor class on ResNet features, randomly initialized and saved as the
+    reference saves it, through the CLI for --space=resnet_tiny."""
+    from ofa_tf.nas.accuracy_predictor import AccuracyPredictor
+
+    torch, _ = tutorial
+    space = SearchSpace.resnet_tiny()
+    torch.manual_seed(0)
+    reference = _reference_resnet_predictor(torch, space)
+    with torch.no_grad():
+        reference.base_acc.fill_(0.6)
+        reference.layers[-1].weight.normal_(0, 0.05)
+    checkpoint = tmp_path / "ofa_resnet_tiny_acc_predictor.pth"
+    torch.save(reference.state_dict(), checkpoint)
+    done = _run(f"--checkpoint={checkpoint}", "--space=resnet_tiny", f"--out={tmp_path / 'nas'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    predictor = AccuracyPredictor.load(str(tmp_path / "nas" / "accuracy_predictor.keras"))
+    assert predictor.encoding == "resnet_onehot" and predictor.space == space
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(200)] + [space.smallest(), space.largest()]
+    theirs = _reference_resnet_top1(torch, reference, archs)
+    assert np.ptp(theirs) > 0.1
+    assert np.abs(100 * predictor.predict_acc(archs) - theirs).max() <= 1e-4
+    wrong = _run(f"--checkpoint={checkpoint}", "--space=resnet50d", f"--out={tmp_path / 'wrong'}")
+    assert wrong.returncode == 2 and not (tmp_path / "wrong").exists()
+    assert "reads 61 features, but this space encodes to 99 (resnet_onehot features of its 25 resolutions" \
+        in wrong.stderr
+
+
+def test_the_published_resnet_predictor_predicts_as_the_reference(tutorial):
+    from ofa_tf.interop.import_predictor import predictor_from_state_dict
+    from ofa_tf.interop.torch_checkpoint import read_state_dict
+
+    torch, _ = tutorial
+    checkpoint = reference_file("ofa", "ofa_resnet50_acc_predictor.pth")
+    space = SearchSpace.resnet50d(resolutions=RESNET50D_PREDICTOR_SIZES)
+    state_dict = read_state_dict(checkpoint)
+    predictor = predictor_from_state_dict(state_dict, space, checkpoint)
+    reference = _reference_resnet_predictor(torch, space, {k: torch.from_numpy(v) for k, v in state_dict.items()})
+    rng = np.random.default_rng(1)
+    archs = [space.sample(rng) for _ in range(200)] + [space.smallest(), space.largest()]
+    theirs = _reference_resnet_top1(torch, reference, archs)
+    assert 70 < theirs.min() and theirs.max() < 85          # ImageNet top-1 of ResNet50D subnets, in %
+    assert np.abs(100 * predictor.predict_acc(archs) - theirs).max() <= 1e-4

@@ -143,7 +143,7 @@ def test_phase_without_its_prerequisites_is_one_clear_error(tmp_path):
 
 @pytest.mark.parametrize("changes, message", [
     ({"phases": ("kernel", "teacher")}, "progressive-shrinking order"),
-    ({"phases": ("width",)}, "must be a non-empty list"),
+    ({"phases": ("width1",)}, r"'width1' is not a phase of space 'tiny'; its phases are \['teacher', 'kernel'"),
     ({"space": "huge"}, "space 'huge' is not one of"),
     ({"image_size_list": (33,)}, r"image_size_list \[33\] has \[33\]"),
     ({"batch_size": 0}, "batch_size must be >= 1"),

@@ -55,9 +55,9 @@ def test_resnet50d_preset_is_the_reference_table():
     assert SearchSpace.from_json(space.to_json()) == space
     arch = space.arch(space.sample(0))
     assert dict(arch) == space.validate(space.sample(0)) and "ks" not in arch
-    # Not a CLI preset until the CLIs take ResNet archs.
-    with pytest.raises(ValueError, match="unknown search space preset 'resnet50d'"):
-        SearchSpace.preset("resnet50d")
+    assert SearchSpace.preset("resnet50d") == space
+    # A uniform arch runs the stem's residual conv only at the largest depth.
+    assert [space.uniform(3, 0.25, d, w=1)["d"][0] for d in (0, 1, 2)] == [0, 0, 2]
     # MBConv spaces keep their JSON (no ResNet fields).
     assert "width_mult_list" not in SearchSpace.tiny().to_dict()
 
@@ -149,20 +149,28 @@ def test_channel_sorting_keeps_the_largest_and_moves_important_channels_first(re
                        np.sort(np.abs(kept).ravel()))
 
 
+# Width multipliers of the reference networks the weight tests build: ResNet50D's structure, few channels.
+NARROW = (0.1, 0.15, 0.2)
+
+
+def _narrow_reference(torch, seed):
+    """The reference's OFAResNets at the `NARROW` widths, 10 classes, every tensor random."""
+    (networks,) = reference_modules("ofa.imagenet_classification.elastic_nn.networks")
+    ref = networks.OFAResNets(n_classes=10, depth_list=[0, 1, 2], expand_ratio_list=[0.2, 0.25, 0.35],
+                              width_mult_list=list(NARROW))
+    return randomize_reference_tensors(torch, ref, seed=seed, last_bn="conv3")
+
+
 def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
     """Random reference weights and BN statistics in a narrow OFAResNets (width 0.1/0.15/0.2),
     imported: 10 random subnets at 2 resolutions give the reference's logits in inference mode,
     2 of them also as float32 .tflite (when LiteRT is installed), and the weights export back to
     the same state_dict."""
     torch = torch_one_thread
-    (networks,) = reference_modules("ofa.imagenet_classification.elastic_nn.networks")
     from ofa_tf.interop.reference_mapping import checkpoint_family, load_reference_state_dict, reference_state_dict
 
-    widths = (0.1, 0.15, 0.2)
-    ref = networks.OFAResNets(n_classes=10, depth_list=[0, 1, 2], expand_ratio_list=[0.2, 0.25, 0.35],
-                              width_mult_list=list(widths))
-    ref = randomize_reference_tensors(torch, ref, seed=0, last_bn="conv3")
-    space = SearchSpace.resnet50d(width_mult_list=widths, resolutions=(40, 56))
+    ref = _narrow_reference(torch, seed=0)
+    space = SearchSpace.resnet50d(width_mult_list=NARROW, resolutions=(40, 56))
     net = OFAResNets(space=space, n_classes=10)
     load_reference_state_dict(net, ref.state_dict())
     forward = tf.function(lambda x: net(x, training=False), input_signature=[tf.TensorSpec([None, None, None, 3])])
@@ -184,7 +192,7 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
     # Two of them as float32 .tflite in LiteRT, the shallowest at each resolution.
     if importlib.util.find_spec("ai_edge_litert") is not None:
         from ofa_tf.export.converter import to_tflite
-        from ofa_tf.export.verify import TFLiteModel
+        from ofa_tf.export.verify import TFLiteModel, check_graph
 
         for size in space.resolutions:
             arch, x, expected = min((c for c in cases if c[1].shape[1] == size), key=lambda c: sum(c[0]["d"]))
@@ -192,6 +200,9 @@ def test_imported_reference_weights_give_the_reference_logits(torch_one_thread):
             delta = np.abs(TFLiteModel(tflite)(x) - expected).max()
             print(f"float32 .tflite at {size} px: max |delta logits| = {delta:.2e}")
             assert delta <= 1e-4
+            # Its operators are the ones the layout implies (the exporter's graph check).
+            counts = check_graph(tflite, net.layout, arch, size)
+            assert counts["CONV_2D"] == 2 + (arch["d"][0] == 2) + 3 * len(net.layout.active_blocks(arch)) + 4
     exported, original = reference_state_dict(net), ref.state_dict()
     assert checkpoint_family(original) == "resnet"
     assert sorted(exported) == sorted(original)
@@ -209,7 +220,8 @@ def test_onehot_features_are_the_reference_resnet_encoders():
         expand_list=list(space.expand_ratio_list), width_mult_list=list(space.width_mult_list))
     assert ours.n_dim == reference.n_dim
     archs = [space.largest(), space.smallest()] + [space.sample(seed) for seed in range(30)]
-    features = ours.encode(archs)
+    features = ours.encode(ours.to_batch(archs))
+    assert ours.to_archs(ours.to_batch(archs)) == [space.validate(a) for a in archs]
     for arch, feature in zip(archs, features):
         expected = reference.arch2feature({"d": arch["d"], "e": arch["e"], "w": arch["w"], "image_size": arch["r"][0]})
         np.testing.assert_array_equal(feature, expected)
@@ -245,3 +257,119 @@ def test_op_models_config_and_weights_file_round_trip(resnet_net, tmp_path):
     ours = {w.path: w.numpy() for w in resnet_net.weights}
     theirs = {w.path: w.numpy() for w in clone_net.weights}
     assert sorted(ours) == sorted(theirs) and all(np.array_equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_phases_sample_depth_stem_expand_and_width_in_the_graph(resnet_net):
+    """The ResNet schedule (no kernel phase, two width phases) and its in-graph sampler: every
+    sampled arch is one of the phase's, assigned as tensors it is the supernet's active arch."""
+    import keras
+
+    from ofa_tf.training import PHASE_NAMES, SubnetSampler, progressive_shrinking_phases
+
+    net, space = resnet_net, resnet_net.space
+    phases = progressive_shrinking_phases(space)
+    assert tuple(phases) == ("teacher",) + PHASE_NAMES[2:]
+    assert [phases[p].width_list for p in phases] == [(2,)] * 5 + [(1, 2), (0, 1, 2)]
+    assert [phases[p].sort_channels for p in phases] == [None, None, None, 0, 1, 2, None]
+    assert phases["teacher"].largest_arch(space) == {k: v for k, v in space.largest().items() if k != "r"}
+    seen = {}
+    for name in ("teacher", "depth1", "width1"):
+        phase = phases[name]
+        sampler = SubnetSampler(space, phase.ks_list, phase.expand_ratio_list, phase.depth_list,
+                                space.resolutions, keras.random.SeedGenerator(1), phase.width_list)
+        assign = tf.function(lambda: net.assign_active_subnet(**sampler.sample_arch()))
+        for _ in range(12):
+            assign()
+            arch = net.get_active_arch()
+            assert space.validate(arch) == arch
+            seen.setdefault(name, set()).add((arch["d"][0], *arch["w"], *arch["d"][1:]))
+        assert assign.experimental_get_tracing_count() == 1
+    stem = {n: {s[0] for s in v} for n, v in seen.items()}
+    widths = {n: {w for s in v for w in s[1:7]} for n, v in seen.items()}
+    assert seen["teacher"] == {(2,) * 11} and stem["depth1"] == {0, 2} and widths["depth1"] == {2}
+    assert widths["width1"] == {1, 2} and stem["width1"] == {0, 2}
+    with pytest.raises(ValueError, match=r"width_list \[3\] must be a non-empty subset"):
+        SubnetSampler(space, (3,), (0.2,), (0,), (32,), keras.random.SeedGenerator(1), (3,))
+
+
+def test_import_and_export_torch_take_a_resnet_checkpoint(torch_one_thread, tmp_path, monkeypatch):
+    """What the import_torch / export_torch command lines run, on a reference OFAResNets
+    checkpoint file: the family is recognised, the supernet saved as a workdir that loads with
+    the reference's logits, and exported back to the same tensors. The released space is
+    swapped for a narrow one (widths 0.1 / 0.15 / 0.2) to keep the test small."""
+    torch = torch_one_thread
+    from ofa_tf.artifacts import load_supernet
+    from ofa_tf.interop import reference_mapping
+    from ofa_tf.interop.export_torch import export_reference_checkpoint
+    from ofa_tf.interop.import_torch import import_reference_checkpoint
+
+    ref = _narrow_reference(torch, seed=1)
+    checkpoint = str(tmp_path / "ofa_resnet_narrow.pth")
+    torch.save({"state_dict": ref.state_dict()}, checkpoint)
+    narrow = SearchSpace.resnet50d(width_mult_list=NARROW, resolutions=(40,))
+    monkeypatch.setitem(reference_mapping.REFERENCE_SPACES, "resnet", lambda width_mult=1.0: narrow)
+    with pytest.raises(ValueError, match="no width multiplier 1.2; leave out --width_mult"):
+        reference_mapping._resnet50d_space(1.2)
+    import_reference_checkpoint(checkpoint, str(tmp_path / "imported"))
+    net, info, meta = load_supernet(str(tmp_path / "imported"))
+    assert net.space == narrow and info.num_classes == 10 and meta["imported_from"]["width_mult"] == 1.0
+    arch = narrow.sample(3)
+    ref.set_active_subnet(d=arch["d"], e=arch["e"], w=arch["w"])
+    net.set_active_subnet(**arch)
+    x = images(2, 40, seed=2)
+    with torch.no_grad():
+        expected = ref(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    assert np.abs(net(x, training=False).numpy() - expected).max() <= 1e-4
+    out = str(tmp_path / "exported.pth")
+    n_tensors = export_reference_checkpoint(str(tmp_path / "imported"), out)
+    exported, original = torch.load(out, weights_only=True)["state_dict"], ref.state_dict()
+    assert n_tensors == len(exported) and sorted(exported) == sorted(original)
+    assert all(torch.equal(exported[k], original[k]) for k in original if "num_batches" not in k)
+
+
+def test_macs_predictor_and_evolution_operators_on_width_choices(resnet_net):
+    """The bottleneck MACs tables give `profile_arch`'s counts for whole populations, and the
+    search's random, mutated and crossed archs are valid archs of the space."""
+    from ofa_tf.nas.accuracy_predictor import AccuracyPredictor, build_accuracy_model
+    from ofa_tf.nas.efficiency import BottleneckMACsPredictor, macs_predictor
+    from ofa_tf.nas.evolution import EvolutionFinder
+
+    space = resnet_net.space
+    predictor = macs_predictor(space, 10)
+    assert isinstance(predictor, BottleneckMACsPredictor)
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(100)] + [space.largest(), space.smallest()]
+    expected = np.array([profile_arch(a, space, 10).macs for a in archs])
+    np.testing.assert_array_equal(predictor.predict_macs(predictor.encoder.to_batch(archs)), expected)
+    assert predictor.cheapest() == (space.smallest(32), profile_arch(space.smallest(32), space, 10).mmacs)
+
+    accuracy = AccuracyPredictor(space, build_accuracy_model(predictor.encoder.n_dim, 0.5))
+    finder = EvolutionFinder(predictor, accuracy)
+    encoder = accuracy.arch_encoder
+    first, second = finder.random_batch(rng, 50), finder.random_batch(rng, 50)
+    for batch in (first, finder.mutate(rng, first), finder.crossover(rng, first, second)):
+        decoded = encoder.to_archs(batch)
+        assert all(space.validate(a) == a for a in decoded)
+        assert {a["d"][0] for a in decoded} == {0, 2} and {w for a in decoded for w in a["w"]} == {0, 1, 2}
+
+
+def test_latency_table_keys_name_every_op_with_what_changes_its_cost(resnet_net):
+    """Our keys for bottleneck ops: one per op in order; a width entry changes the keys of the
+    ops it feeds only, a choice in a skipped slot none, the stem's skip drops its residual conv."""
+    from ofa_tf.nas.latency_table import op_keys
+
+    layout, space = resnet_net.layout, resnet_net.space
+    arch = {"d": [2, 1, 0, 1, 2], "e": [0.25] * space.n_blocks, "w": [1] * space.n_widths, "r": [40]}
+    keys = op_keys(layout, arch)
+    blocks = layout.active_blocks(arch)
+    assert len(keys) == 3 + 1 + len(blocks) + 1 and keys[1].endswith("-residual:1")
+    assert keys[3] == "MaxPool2D-input:20x20x40-output:10x10x40" and keys[-1].startswith("Logits-input:2x2x")
+    assert keys[4] == (f"bottleneck-input:10x10x40-output:10x10x{blocks[0].out_channels}-mid:"
+                       f"{blocks[0].mid_channels}-kernel:3-stride:1-downsample:1")
+    stage2 = [i for i, b in enumerate(blocks, start=4) if b.spec.out_entry == 3]
+    wider = op_keys(layout, {**arch, "w": arch["w"][:3] + [2] + arch["w"][4:]})
+    changed = [i for i, (a, b) in enumerate(zip(keys, wider)) if a != b]
+    assert changed == stage2 + [stage2[-1] + 1]             # stage 2's blocks and the next block's input
+    skipped_slot = space.stage_slots(1)[-1]                  # stage 1 runs 2 of its 3 slots
+    assert op_keys(layout, {**arch, "e": [0.35 if i == skipped_slot else 0.25 for i in range(space.n_blocks)]}) == keys
+    assert op_keys(layout, {**arch, "d": [0] + arch["d"][1:]}) == keys[:1] + keys[2:]

@@ -32,7 +32,7 @@ def _trainer(student, teacher, phase, **kwargs):
 
 def test_phase_table_follows_the_reference(tiny_space):
     phases = progressive_shrinking_phases(tiny_space)
-    assert tuple(phases) == PHASE_NAMES
+    assert tuple(phases) == PHASE_NAMES[:6]      # no width phases without elastic width
     assert [p.dynamic_batch_size for p in phases.values()] == [1, 1, 2, 2, 4, 4]
     assert phases["depth1"].depth_list == (2, 3) and phases["depth2"].depth_list == (1, 2, 3)
     assert phases["expand1"].expand_ratio_list == (4, 6) and phases["expand1"].sort_channels == 0
@@ -91,9 +91,10 @@ def test_summed_gradient_equals_sum_of_single_subnet_gradients(nets, tiny_space)
     soft = tf.nn.softmax(teacher(xr, training=False))
     expected, archs = None, set()
     for _ in range(phase.dynamic_batch_size):
-        ks, e, d = replay.sample_arch()
-        archs.add((tuple(ks.numpy()), tuple(e.numpy()), tuple(d.numpy())))
-        student.assign_active_subnet(ks, e, d)
+        arch = replay.sample_arch()
+        assert list(arch) == ["ks", "e", "d"]
+        archs.add(tuple(tuple(v.numpy()) for v in arch.values()))
+        student.assign_active_subnet(**arch)
         with tf.GradientTape() as tape:
             logits = student(xr, training=True)
             ce = tf.reduce_mean(keras.losses.categorical_crossentropy(

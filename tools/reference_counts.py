@@ -41,6 +41,10 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if space.width_mult_list:
+        print(f"error: --space={args.space} has elastic widths; this tool compares the MBConv spaces "
+              "(tests/test_resnet.py compares OFA-ResNet50D's counts)", file=sys.stderr)
+        return 2
     as_reference = REFERENCE_SPACES[space.family](space.width_mult, space.ks_list, space.expand_ratio_list,
                                                   space.depth_list, space.resolutions)
     if space != as_reference:

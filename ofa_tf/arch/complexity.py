@@ -80,6 +80,15 @@ def _classifier(layout, features: int) -> tuple:
     return ("logits", features * layout.n_classes, features * layout.n_classes + layout.n_classes)
 
 
+def conv_macs(convs) -> int:
+    """MACs of ``(ConvSpec, input size)`` pairs, e.g. `ActiveBottleneck.convs`."""
+    return int(sum(_conv(spec, size)[0] for spec, size in convs))
+
+
+def classifier_macs(layout, features: int) -> int:
+    return _classifier(layout, features)[1]
+
+
 def _bottleneck_counts(layout: ResNetLayout, arch: Mapping, image_size: int | None) -> list:
     """The stem convs, then each bottleneck's convs (pools and adds cost no MACs)."""
     convs = [(conv, size) for conv, size, _ in layout.active_stem(arch, image_size)]

@@ -233,6 +233,15 @@ class SearchSpace:
         """Stage ``stage``'s entry of an arch's ``d``."""
         return depths[stage + int(self.skippable_stem)]
 
+    def stem_depth_for(self, depth: int) -> int:
+        """The stem's ``d`` entry going with stage depth ``depth`` in a uniform arch or a phase's
+        choices: run (the largest) with the largest depth, skip (the smallest) otherwise."""
+        return max(self.depth_list) if depth == max(self.depth_list) else min(self.depth_list)
+
+    def stem_depth_choices(self, depth_list) -> tuple:
+        """The stem's choices when the stages' depths come from ``depth_list`` (a skippable stem)."""
+        return tuple(sorted({self.stem_depth_for(d) for d in depth_list}))
+
     def stem_skipped(self, depths) -> bool:
         """Whether an arch's ``d`` skips the stem's residual conv (a skippable stem only)."""
         return self.skippable_stem and depths[0] != max(self.depth_list)
@@ -381,9 +390,12 @@ class SearchSpace:
 
     def uniform(self, ks, e, d, r=None, w=None) -> dict:
         """An arch with the same choice everywhere (validated); ``w`` (a width index) only in a
-        space with elastic width, where ``ks`` is ignored."""
-        arch = {"ks": [ks] * self.n_blocks, "e": [e] * self.n_blocks,
-                "d": self.fixed_depths([d] * self.n_depths), "w": [w] * self.n_widths}
+        space with elastic width, where ``ks`` is ignored; a skippable stem runs iff ``d`` is the
+        largest depth."""
+        depths = self.fixed_depths([d] * self.n_depths)
+        if self.skippable_stem:
+            depths[0] = self.stem_depth_for(d)
+        arch = {"ks": [ks] * self.n_blocks, "e": [e] * self.n_blocks, "d": depths, "w": [w] * self.n_widths}
         arch = {key: arch[key] for key in self.arch_keys[:-1]}
         if r is not None:
             arch["r"] = [r]
@@ -459,10 +471,9 @@ PRESETS = {"tiny": SearchSpace.tiny,
            "mbv3_w1.0": lambda: SearchSpace.mobilenet_v3(1.0),
            "mbv3_w1.2": lambda: SearchSpace.mobilenet_v3(1.2),
            "proxyless_tiny": SearchSpace.proxyless_tiny,
-           "proxyless_w1.3": lambda: SearchSpace.proxyless(1.3)}
-# OFA-ResNet50D's presets (`SearchSpace.resnet50d`, `SearchSpace.resnet_tiny`) join PRESETS when
-# training, search, export and the latency tables take its arch dicts; until then the CLIs
-# refuse them as unknown presets instead of failing half-way.
+           "proxyless_w1.3": lambda: SearchSpace.proxyless(1.3),
+           "resnet_tiny": SearchSpace.resnet_tiny,
+           "resnet50d": SearchSpace.resnet50d}
 
 
 def arch_from_json(text: str, space: SearchSpace, require_resolution: bool = False) -> dict:

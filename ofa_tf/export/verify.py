@@ -15,7 +15,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from ofa_tf.arch.layout import Layout
+from ofa_tf.arch.layout import Layout, ResNetLayout
 
 # Operators that mean something other than a plain feed-forward conv net reached the graph
 # (the slicing of the supernet, dynamic shapes or control flow).
@@ -48,9 +48,22 @@ def op_counts(tflite: bytes | str) -> collections.Counter:
     return collections.Counter(op["op_name"] for op in interpreter._get_ops_details())
 
 
-def expected_float_op_counts(layout: Layout, arch: Mapping, image_size: int, *,
+def expected_float_op_counts(layout, arch: Mapping, image_size: int, *,
                              pixel_input: bool = False, softmax: bool = False) -> collections.Counter:
-    """The operators a float32 export of ``arch`` must consist of, derived from the layout.
+    """The operators a float32 export of ``arch`` must consist of, derived from the layout (an
+    MBConv `Layout` or a bottleneck `ResNetLayout`, counted by `FLOAT_OP_COUNTERS`). A
+    ``pixel_input`` model (`converter.pixel_model`) adds the per-channel normalization, one MUL
+    and one ADD (not folded into the stem: its zero padding happens after it), and ``softmax``
+    one SOFTMAX."""
+    counts = FLOAT_OP_COUNTERS[type(layout)](layout, arch, image_size)
+    counts["MUL"] += pixel_input
+    counts["ADD"] += pixel_input
+    counts["SOFTMAX"] = int(softmax)
+    return +counts
+
+
+def _mbconv_float_ops(layout: Layout, arch: Mapping, image_size: int) -> collections.Counter:
+    """An MBConv network's float32 operators.
 
     BN is folded into the preceding conv and ReLU / ReLU6 into the conv's fused activation, and
     SE's hard sigmoid becomes conv (+3 folded into the bias, ReLU6 fused) then MUL by 1/6; so:
@@ -58,9 +71,7 @@ def expected_float_op_counts(layout: Layout, arch: Mapping, image_size: int, *,
     (final expand and / or feature mix); one DEPTHWISE_CONV_2D per active block; HARD_SWISH per h-swish activation;
     MUL twice per SE; ADD per residual; MEAN per SE plus the global pool and the classifier's
     squeeze of the 1x1 map; PAD per stride-2 conv whose symmetric padding (the reference's)
-    differs from "SAME"; one FULLY_CONNECTED. A ``pixel_input`` model (`converter.pixel_model`)
-    adds the per-channel normalization, one MUL and one ADD (not folded into the stem: its
-    zero padding happens after it), and ``softmax`` one SOFTMAX.
+    differs from "SAME"; one FULLY_CONNECTED.
     """
     blocks = layout.active_blocks(arch, image_size)
     counts = collections.Counter()
@@ -75,10 +86,32 @@ def expected_float_op_counts(layout: Layout, arch: Mapping, image_size: int, *,
     counts["PAD"] = (_needs_pad(image_size, layout.stem.kernel_size, layout.stem.stride)
                      + sum(_needs_pad(b.input_size, b.kernel_size, b.spec.stride) for b in blocks))
     counts["FULLY_CONNECTED"] = 1
-    counts["MUL"] += pixel_input
-    counts["ADD"] += pixel_input
-    counts["SOFTMAX"] = int(softmax)
-    return +counts
+    return counts
+
+
+
+def _bottleneck_float_ops(layout: ResNetLayout, arch: Mapping, image_size: int) -> collections.Counter:
+    """A bottleneck network's float32 operators. BN is folded into the convs and ReLU fused into
+    them and into the residual ADDs, so: CONV_2D per active stem conv and per block conv (three,
+    plus the shortcut's); ADD per block and for the stem's residual conv when it runs;
+    AVERAGE_POOL_2D per strided shortcut ("SAME" padding, no PAD); PAD per stride-2 conv whose
+    symmetric padding differs from "SAME", and one before the max pool; one MAX_POOL_2D; MEAN
+    for the global pool and the classifier's squeeze, except that on a 1x1 map the converter
+    makes the global pool a RESHAPE (batch 1, as exported); one FULLY_CONNECTED."""
+    stem = layout.active_stem(arch, image_size)
+    blocks = layout.active_blocks(arch, image_size)
+    counts = collections.Counter()
+    counts["CONV_2D"] = len(stem) + sum(3 + b.spec.downsample for b in blocks)
+    counts["ADD"] = len(blocks) + sum(residual for _, _, residual in stem)
+    counts["AVERAGE_POOL_2D"] = sum(b.spec.downsample and b.spec.stride > 1 for b in blocks)
+    counts["PAD"] = (1 + sum(_needs_pad(size, conv.kernel_size, conv.stride) for conv, size, _ in stem)
+                     + sum(_needs_pad(b.input_size, b.spec.kernel_size, b.spec.stride) for b in blocks))
+    counts["MAX_POOL_2D"] = 1
+    one_pixel = blocks[-1].output_size == 1
+    counts["MEAN"] = 2 - one_pixel
+    counts["RESHAPE"] = int(one_pixel)
+    counts["FULLY_CONNECTED"] = 1
+    return counts
 
 
 def _needs_pad(size: int, kernel_size: int, stride: int) -> bool:
@@ -88,6 +121,10 @@ def _needs_pad(size: int, kernel_size: int, stride: int) -> bool:
         return False
     same_total = max((-(-size // stride) - 1) * stride + kernel_size - size, 0)
     return same_total != 2 * (kernel_size // 2)
+
+
+# Layout type -> the operators of its float32 export (see `expected_float_op_counts`).
+FLOAT_OP_COUNTERS = {Layout: _mbconv_float_ops, ResNetLayout: _bottleneck_float_ops}
 
 
 def check_graph(tflite: bytes | str, layout: Layout | None = None, arch: Mapping | None = None,

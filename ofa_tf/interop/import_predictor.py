@@ -12,8 +12,11 @@ writes ``<out>/accuracy_predictor.keras`` + ``.json``; the encoding is saved wit
 In a supernet workdir's ``nas/`` directory it is the search's default predictor.
 
 A checkpoint format is a :class:`PredictorFormat`: the tensors it holds, the spaces it predicts
-and the feature encoding it reads. Other published predictors (the reference's OFA-ResNet50D
-one, with its own encoder) become one more entry of ``FORMATS``.
+and the feature encoding it reads. The reference's OFA-ResNet50D predictor
+(``ofa_resnet50_acc_predictor.pth``, on ``ResNetArchEncoder`` features, ``resnet_onehot`` here) is
+the second entry of ``FORMATS``; its features one-hot the resolution, so it imports for a ResNet
+space with the resolutions it was trained on (128, 144, 160, 176, 192, 224, 240, 256 px for the
+published one).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ PREDICTOR_NAME = "accuracy_predictor.keras"
 @dataclasses.dataclass(frozen=True)
 class PredictorFormat:
     """One published predictor checkpoint: an MLP of ``hidden`` Linear+ReLU layers and a Linear
-    output (``output``), each a (weight, bias) pair of state_dict names, with their shapes."""
+    output (``output``: its weight name, and its bias's if it has one), each a state_dict name,
+    plus (``base``) a tensor holding a base accuracy added to the output. ``n_inputs`` is the
+    first layer's width (None: the encoding's feature count for the space)."""
 
     name: str
     description: str
@@ -42,35 +47,41 @@ class PredictorFormat:
     width_mult: float
     encoding: str
     hidden: tuple           # ((weight name, bias name), ...) of the Linear+ReLU layers
-    output: tuple           # (weight name, bias name) of the last Linear
-    shapes: dict            # tensor name -> shape
+    output: tuple           # (weight name,) or (weight name, bias name) of the last Linear
+    base: str | None = None
+    n_inputs: int | None = None
+    hidden_size: int = 400
 
-    def tensor_problems(self, state_dict) -> list[str]:
-        """What keeps ``state_dict`` from being this format (empty: nothing)."""
-        problems = [f"tensor {name!r} is missing" for name in self.shapes if name not in state_dict]
-        problems += [f"tensor {name!r} is not part of it" for name in state_dict if name not in self.shapes]
+    def shapes(self, n_inputs: int) -> dict:
+        """Tensor name -> shape for a first layer reading ``n_inputs`` features."""
+        shapes, width = {}, n_inputs
+        for weight, bias in self.hidden:
+            shapes[weight], shapes[bias], width = (self.hidden_size, width), (self.hidden_size,), self.hidden_size
+        shapes[self.output[0]] = (1, width)
+        shapes.update({name: (1,) for name in self.output[1:] + ((self.base,) if self.base else ())})
+        return shapes
+
+    def tensor_problems(self, state_dict, space) -> list[str]:
+        """What keeps ``state_dict`` from being this format for ``space`` (empty: nothing)."""
+        shapes = self.shapes(self.n_inputs or self._encoder(space).n_dim)
+        problems = [f"tensor {name!r} is missing" for name in shapes if name not in state_dict]
+        problems += [f"tensor {name!r} is not part of it" for name in state_dict if name not in shapes]
         problems += [f"tensor {name!r} has shape {tuple(state_dict[name].shape)}, expected {shape}"
-                     for name, shape in self.shapes.items()
+                     for name, shape in shapes.items()
                      if name in state_dict and tuple(state_dict[name].shape) != shape]
         return problems
 
-    def check_space(self, space) -> None:
-        """A ValueError unless this predictor predicts subnets of ``space``."""
+    def _encoder(self, space):
         from ofa_tf.nas.encoding import arch_encoder
 
-        arch_encoder(space, self.encoding)   # raises, naming what the features cannot encode
+        return arch_encoder(space, self.encoding)   # raises, naming what the features cannot encode
+
+    def check_space(self, space) -> None:
+        """A ValueError unless this predictor predicts subnets of ``space``."""
+        self._encoder(space)
         if space.family != self.family or space.width_mult != self.width_mult:
             raise ValueError(f"{self.description} predicts subnets of the {self.family} w{self.width_mult} "
                              f"supernet; --space is {space.family} w{space.width_mult}")
-
-
-def _mlp_shapes(n_dim: int, hidden: int, n_layers: int) -> dict:
-    shapes, width = {}, n_dim
-    for i in range(n_layers):
-        shapes[f"{2 * i}.weight"], shapes[f"{2 * i}.bias"] = (hidden, width), (hidden,)
-        width = hidden
-    shapes[f"{2 * n_layers}.weight"], shapes[f"{2 * n_layers}.bias"] = (1, hidden), (1,)
-    return shapes
 
 
 # ofa/tutorial/accuracy_predictor.py: nn.Sequential(Linear(128, 400), ReLU, ..., Linear(400, 1)).
@@ -79,10 +90,20 @@ TUTORIAL_MBV3 = PredictorFormat(
     description="the OFA tutorial's accuracy predictor (acc_predictor.pth)",
     family="mobilenet_v3", width_mult=1.2, encoding="ofa_tutorial",
     hidden=(("0.weight", "0.bias"), ("2.weight", "2.bias"), ("4.weight", "4.bias")),
-    output=("6.weight", "6.bias"),
-    shapes=_mlp_shapes(128, 400, 3))
+    output=("6.weight", "6.bias"), n_inputs=128)
 
-FORMATS = (TUTORIAL_MBV3,)
+# ofa/nas/accuracy_predictor/acc_predictor.py (AccuracyPredictor) on ResNetArchEncoder features:
+# layers = [Sequential(Linear, ReLU)] x 3 + [Linear(400, 1, bias=False)], plus base_acc. The
+# published ofa_resnet50_acc_predictor.pth reads 82 features: 8 resolutions (the reference's
+# ResNet50 example encodes 128, 144, 160, 176, 192, 224, 240 and 256 px).
+OFA_RESNET50 = PredictorFormat(
+    name="ofa_resnet50",
+    description="the reference's OFA-ResNet50D accuracy predictor (ofa_resnet50_acc_predictor.pth)",
+    family="resnet", width_mult=1.0, encoding="resnet_onehot",
+    hidden=tuple((f"layers.{i}.0.weight", f"layers.{i}.0.bias") for i in range(3)),
+    output=("layers.3.weight",), base="base_acc")
+
+FORMATS = (TUTORIAL_MBV3, OFA_RESNET50)
 
 
 def checkpoint_format(state_dict, space, checkpoint: str = "the checkpoint") -> PredictorFormat:
@@ -92,11 +113,18 @@ def checkpoint_format(state_dict, space, checkpoint: str = "the checkpoint") -> 
     if not candidates:
         raise ValueError(f"no published accuracy predictor is known for the {space.family} family")
     for fmt in candidates:
-        if not fmt.tensor_problems(state_dict):
-            fmt.check_space(space)
+        fmt.check_space(space)
+        if not fmt.tensor_problems(state_dict, space):
             return fmt
-    fmt = min(candidates, key=lambda f: len(f.tensor_problems(state_dict)))
-    problems = fmt.tensor_problems(state_dict)
+    fmt = min(candidates, key=lambda f: len(f.tensor_problems(state_dict, space)))
+    problems = fmt.tensor_problems(state_dict, space)
+    first = state_dict.get(fmt.hidden[0][0])
+    if fmt.n_inputs is None and first is not None and len(problems) == 1 and fmt.hidden[0][0] in problems[0]:
+        encoder = fmt._encoder(space)
+        raise ValueError(f"{checkpoint} reads {first.shape[1]} features, but this space encodes to "
+                         f"{encoder.n_dim} ({encoder.name} features of its {len(space.resolutions)} resolutions, "
+                         f"{list(space.resolutions)[:3]} ...): pass a space with the resolutions it was "
+                         "trained on")
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     raise ValueError(f"{checkpoint} is not {fmt.description}: {'; '.join(problems[:3])}{more}")
 
@@ -110,10 +138,11 @@ def predictor_from_state_dict(state_dict, space, checkpoint: str = "the checkpoi
     fmt = checkpoint_format(state_dict, space, checkpoint)
     first_weight = state_dict[fmt.hidden[0][0]]
     hidden_size = int(first_weight.shape[0])
-    output_weight, output_bias = (np.asarray(state_dict[n], np.float32) for n in fmt.output)
-    # The last Linear's bias is our base accuracy (the offset added to the bias-free output layer).
-    model = build_accuracy_model(int(first_weight.shape[1]), float(output_bias[0]), hidden_size,
-                                 len(fmt.hidden), kernel_l2=0.0)
+    output_weight = np.asarray(state_dict[fmt.output[0]], np.float32)
+    # The last Linear's bias and the base tensor make our base accuracy (the offset added to the
+    # bias-free output layer).
+    base = sum(float(np.asarray(state_dict[n], np.float32)[0]) for n in fmt.output[1:] + ((fmt.base,) if fmt.base else ()))
+    model = build_accuracy_model(int(first_weight.shape[1]), base, hidden_size, len(fmt.hidden), kernel_l2=0.0)
     for i, (weight, bias) in enumerate(fmt.hidden):
         model.get_layer(f"hidden_{i}").set_weights([np.asarray(state_dict[weight], np.float32).T,
                                                     np.asarray(state_dict[bias], np.float32)])

@@ -1,12 +1,16 @@
-"""Import the reference's pretrained OFA-MobileNetV3 or OFA-ProxylessNAS (PyTorch) as an ofa_tf supernet.
+"""Import the reference's pretrained OFA-MobileNetV3, OFA-ProxylessNAS or OFA-ResNet50D (PyTorch)
+as an ofa_tf supernet.
 
     python -m ofa_tf.interop.import_torch --checkpoint ofa_mbv3_d234_e346_k357_w1.0 \\
         --width_mult 1.0 --out runs/ofa_mbv3_w1.0
     python -m ofa_tf.interop.import_torch --checkpoint ofa_proxyless_d234_e346_k357_w1.3 \\
         --out runs/ofa_proxyless_w1.3
+    python -m ofa_tf.interop.import_torch \\
+        --checkpoint ofa_resnet50_d0-1-2_e0.2-0.25-0.35_w0.65-0.8-1.0 --out runs/ofa_resnet50d
 
-The family is read from the tensors (ProxylessNAS's feature-mix layer has BN, and it has no
-final expand layer), the width multiplier from the release name or the feature-mix layer.
+The family is read from the tensors (OFA-ResNet50D has an input stem; ProxylessNAS's feature-mix
+layer has BN, and it has no final expand layer), the width multiplier from the release name or
+the feature-mix layer (OFA-ResNet50D's widths are elastic: its space is the released one).
 
 ``--out`` is a directory that receives ``supernet.weights.h5`` + ``supernet.json``, the same
 pair ``python -m ofa_tf.train`` leaves in its workdir, so ``ofa_tf.artifacts.load_supernet``,
@@ -118,10 +122,11 @@ def main(argv):
 def define_flags():
     """The CLI's flags, defined when it runs, so importing this module defines none."""
     flags.DEFINE_string("checkpoint", None, "The reference's checkpoint file (a PyTorch state_dict, or a "
-                        "dict holding it under 'state_dict'), e.g. ofa_mbv3_d234_e346_k357_w1.0 or "
-                        "ofa_proxyless_d234_e346_k357_w1.3.")
+                        "dict holding it under 'state_dict'), e.g. ofa_mbv3_d234_e346_k357_w1.0, "
+                        "ofa_proxyless_d234_e346_k357_w1.3 or ofa_resnet50_d0-1-2_e0.2-0.25-0.35_w0.65-0.8-1.0.")
     flags.DEFINE_float("width_mult", None, "Width multiplier of the checkpoint's supernet (1.0 or 1.2 for the "
-                       "MobileNetV3 releases, 1.3 for ProxylessNAS). Default: read from the checkpoint.")
+                       "MobileNetV3 releases, 1.3 for ProxylessNAS; OFA-ResNet50D has none). Default: read from the "
+                       "checkpoint.")
     flags.DEFINE_string("out", None, "Output directory; gets supernet.weights.h5 and supernet.json.")
     flags.DEFINE_bool("overwrite", False, "Replace a supernet already saved in --out.")
     flags.mark_flags_as_required(["checkpoint", "out"])

@@ -160,7 +160,9 @@ def _as_array(tensor) -> np.ndarray:
 def checkpoint_width_mult(state_dict: Mapping, space: SearchSpace) -> float | None:
     """The width multiplier a reference state_dict was built with, read from its feature-mix
     layer (``make_divisible(space.feature_mix_width * width_mult)`` channels); None if that
-    tensor is absent."""
+    tensor is absent. A space with elastic width (``width_mult_list``) has the one multiplier 1.0."""
+    if space.width_mult_list:
+        return space.width_mult
     by_name = {canonical_name(k): v for k, v in state_dict.items()}
     tensor = by_name.get("feature_mix_layer.conv.weight")
     if tensor is None or len(tensor.shape) != 4:
@@ -172,8 +174,17 @@ def checkpoint_width_mult(state_dict: Mapping, space: SearchSpace) -> float | No
 
 # The reference's supernet families this mapping reads: each one's space at a width, and the
 # reference's class of it (in ofa.imagenet_classification.elastic_nn.networks).
-REFERENCE_SPACES = {"mobilenet_v3": SearchSpace.mobilenet_v3, "proxyless": SearchSpace.proxyless}
-REFERENCE_CLASSES = {"mobilenet_v3": "OFAMobileNetV3", "proxyless": "OFAProxylessNASNets"}
+def _resnet50d_space(width_mult: float = 1.0) -> SearchSpace:
+    """OFA-ResNet50D as released: elastic widths 0.65 / 0.8 / 1.0, so no other one multiplier."""
+    if width_mult != 1.0:
+        raise ValueError(f"OFA-ResNet50D has elastic widths (width_mult_list 0.65, 0.8, 1.0) and no width "
+                         f"multiplier {width_mult:g}; leave out --width_mult")
+    return SearchSpace.resnet50d()
+
+
+REFERENCE_SPACES = {"mobilenet_v3": SearchSpace.mobilenet_v3, "proxyless": SearchSpace.proxyless,
+                    "resnet": _resnet50d_space}
+REFERENCE_CLASSES = {"mobilenet_v3": "OFAMobileNetV3", "proxyless": "OFAProxylessNASNets", "resnet": "OFAResNets"}
 
 
 def checkpoint_family(state_dict: Mapping) -> str:

@@ -15,9 +15,10 @@ import numpy as np
 
 from ofa_tf.atomic_files import atomic_save
 
-# The reference's released MBConv supernets (ofa/model_zoo.py) and their widths.
+# The reference's released supernets (ofa/model_zoo.py) and their width multipliers (OFA-ResNet50D's
+# widths are elastic, 0.65 / 0.8 / 1.0 of its base widths: its one multiplier is 1.0).
 RELEASES = {"ofa_mbv3_d234_e346_k357_w1.0": 1.0, "ofa_mbv3_d234_e346_k357_w1.2": 1.2,
-            "ofa_proxyless_d234_e346_k357_w1.3": 1.3}
+            "ofa_proxyless_d234_e346_k357_w1.3": 1.3, "ofa_resnet50_d0-1-2_e0.2-0.25-0.35_w0.65-0.8-1.0": 1.0}
 RELEASE_URL = "https://raw.githubusercontent.com/han-cai/files/master/ofa/ofa_nets/{name}"
 
 

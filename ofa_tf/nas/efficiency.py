@@ -18,11 +18,20 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ofa_tf.arch.complexity import profile_layout
-from ofa_tf.arch.layout import build_layout
+from ofa_tf.arch.complexity import classifier_macs, conv_macs, profile_layout
+from ofa_tf.arch.layout import ActiveBottleneck, build_layout
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.nas.encoding import ArchBatch, arch_encoder
 from ofa_tf.nas.latency_table import LatencyTable, block_key, head_keys, op_keys, stem_key
+
+
+def check_additive(space: SearchSpace, what: str) -> None:
+    """One ValueError unless ``space``'s costs are additive as the per-slot tables hold them:
+    with elastic width (OFA-ResNet50D) a block's cost depends on the width of its input too."""
+    if space.width_mult_list:
+        raise ValueError(f"{what} does not take spaces with elastic width (width_mult_list "
+                         f"{list(space.width_mult_list)}) yet: its per-slot tables assume a block's "
+                         "cost depends on its own choices only")
 
 
 class EfficiencyPredictor:
@@ -104,6 +113,7 @@ class MACsPredictor(EfficiencyPredictor):
     metric, unit, divisor = "mmacs", "MMACs", 1e6
 
     def __init__(self, space: SearchSpace, n_classes: int = 1000):
+        check_additive(space, f"the {self.metric} predictor")
         self.n_classes = n_classes
         super().__init__(space, *_macs_tables(space, n_classes))
 
@@ -155,6 +165,7 @@ class LatencyPredictor(EfficiencyPredictor):
     metric, unit = "latency_ms", "ms"
 
     def __init__(self, table: LatencyTable, space: SearchSpace, n_classes: int = 1000):
+        check_additive(space, f"the {self.metric} predictor")
         self.table, self.n_classes, self.space = table, n_classes, space
         self.layout = build_layout(space, n_classes)
         super().__init__(space, *self._tables())
@@ -192,3 +203,77 @@ class LatencyPredictor(EfficiencyPredictor):
                     if not self.table.has(key, resolution):
                         return key
         return None
+
+
+class BottleneckMACsPredictor:
+    """MACs in millions of a bottleneck (OFA-ResNet50D) space, exactly as `profile_arch` counts
+    them, for whole populations: with elastic width a block's MACs depend on its input width as
+    well as its own, so its table is per (input width, output width, expand ratio, resolution)::
+
+        macs(arch) = stem[w0, w1, stem runs, r] + classifier[w_last]
+                     + sum over active slots i of per_slot[i, w_in(i), w_out(i), e_i, r]
+
+    MACs grow with every choice, so the cheapest arch is the smallest at the lowest resolution."""
+
+    metric, unit, divisor = "mmacs", "MMACs", 1e6
+
+    def __init__(self, space: SearchSpace, n_classes: int = 1000):
+        self.space, self.n_classes = space, n_classes
+        self.encoder = arch_encoder(space)
+        layout = self.layout = build_layout(space, n_classes)
+        n_w, n_e, n_r = len(space.width_mult_list), len(space.expand_ratio_list), len(space.resolutions)
+        specs = [spec for stage in layout.stages for spec in stage]
+        self._in_entry = np.array([spec.in_entry for spec in specs])
+        self._out_entry = np.array([spec.out_entry for spec in specs])
+        self.per_slot = np.zeros((space.n_blocks, n_w, n_w, n_e, n_r), np.int64)
+        self.stem = np.zeros((n_w, n_w, 2, n_r), np.int64)
+        largest = space.largest()
+        for ri, r in enumerate(space.resolutions):
+            sizes = {b.spec.slot: b.input_size for b in layout.active_blocks(largest, r)}
+            for spec in specs:
+                for wi, w_in in enumerate(spec.in_widths):
+                    for wo, w_out in enumerate(spec.out_widths):
+                        for ei, e in enumerate(space.expand_ratio_list):
+                            block = ActiveBottleneck(spec, w_in, w_out, e, sizes[spec.slot])
+                            self.per_slot[spec.slot, wi, wo, ei, ri] = conv_macs(block.convs())
+            for w0 in range(n_w):
+                for w1 in range(n_w):
+                    for runs, d in enumerate(space.stem_depths):
+                        arch = {**largest, "d": [d] + largest["d"][1:], "w": [w0, w1] + largest["w"][2:]}
+                        self.stem[w0, w1, runs, ri] = conv_macs(
+                            (conv, size) for conv, size, _ in layout.active_stem(arch, r))
+        last = specs[-1]
+        self.classifier = np.array([classifier_macs(layout, width) for width in last.out_widths], np.int64)
+        self._slots = np.arange(space.n_blocks)[None, :]
+
+    def predict_macs(self, batch: ArchBatch) -> np.ndarray:
+        """Exact integer MACs of a population."""
+        runs = (self.encoder.depths(batch)[:, 0] == self.space.max_depth).astype(np.int64)
+        w_in, w_out = batch.w[:, self._in_entry], batch.w[:, self._out_entry]
+        per_slot = self.per_slot[self._slots, w_in, w_out, batch.e, batch.r[:, None]]
+        active = self.encoder.active_mask(batch)
+        return (self.stem[batch.w[:, 0], batch.w[:, 1], runs, batch.r] + self.classifier[batch.w[:, -1]]
+                + np.where(active, per_slot, 0).sum(axis=1))
+
+
+    def predict_batch(self, batch: ArchBatch) -> np.ndarray:
+        return self.predict_macs(batch) / self.divisor
+
+    def predict(self, archs: Sequence[Mapping]) -> np.ndarray:
+        return self.predict_batch(self.encoder.to_batch(archs))
+
+    def get_efficiency(self, arch: Mapping) -> float:
+        return float(self.predict([arch])[0])
+
+    def supported_resolutions(self) -> tuple:
+        return self.space.resolutions
+
+    def cheapest(self, resolutions: Sequence[int] | None = None) -> tuple[dict, float]:
+        resolutions = self.space.resolutions if resolutions is None else tuple(resolutions)
+        arch = self.space.smallest(min(resolutions))
+        return arch, self.get_efficiency(arch)
+
+
+def macs_predictor(space: SearchSpace, n_classes: int = 1000):
+    """The MACs predictor of ``space``: the per-slot tables, or per width too with elastic width."""
+    return (BottleneckMACsPredictor if space.width_mult_list else MACsPredictor)(space, n_classes)

@@ -31,30 +31,39 @@ import numpy as np
 from ofa_tf.arch.space import SearchSpace
 
 
+_FIELDS = ("ks", "e", "d", "r", "w")
+
+
 @dataclasses.dataclass(frozen=True)
 class ArchBatch:
-    """N archs as choice indices: ``ks``/``e`` (N, n_blocks), ``d`` (N, n_stages), ``r`` (N,)."""
+    """N archs as choice indices: ``ks``/``e`` (N, n_blocks), ``d`` (N, n_depths: a skippable
+    stem's entry, then one per stage), ``r`` (N,), ``w`` (N, n_widths; width indices, (N, 0)
+    without elastic width). A space with one kernel size has ``ks`` all 0."""
 
     ks: np.ndarray
     e: np.ndarray
     d: np.ndarray
     r: np.ndarray
+    w: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.w is None:
+            object.__setattr__(self, "w", np.zeros((len(self.r), 0), np.int64))
 
     def __len__(self) -> int:
         return len(self.r)
 
     def take(self, rows) -> "ArchBatch":
         """The archs at ``rows`` (an index array or boolean mask)."""
-        return ArchBatch(self.ks[rows], self.e[rows], self.d[rows], self.r[rows])
+        return ArchBatch(*(getattr(self, f)[rows] for f in _FIELDS))
 
     @staticmethod
     def concatenate(batches: Sequence["ArchBatch"]) -> "ArchBatch":
-        return ArchBatch(*(np.concatenate([getattr(b, f) for b in batches])
-                           for f in ("ks", "e", "d", "r")))
+        return ArchBatch(*(np.concatenate([getattr(b, f) for b in batches]) for f in _FIELDS))
 
     def with_rows(self, rows, other: "ArchBatch") -> "ArchBatch":
         """A copy with the archs at ``rows`` replaced by ``other`` (same length as ``rows``)."""
-        out = {f: getattr(self, f).copy() for f in ("ks", "e", "d", "r")}
+        out = {f: getattr(self, f).copy() for f in _FIELDS}
         for f in out:
             out[f][rows] = getattr(other, f)
         return ArchBatch(**out)
@@ -74,12 +83,18 @@ class ArchCodec:
         self.space = space
         self.n_res, self.n_ks, self.n_e = len(space.resolutions), len(space.ks_list), len(space.expand_ratio_list)
         self.n_blocks, self.n_stages = space.n_blocks, space.n_stages
-        # slot -> its stage and its position in the stage (depth needed to run it)
+        self.n_depths, self.n_widths = space.n_depths, space.n_widths
+        # slot -> its stage and its position in the stage (blocks needed to run it)
         self.slot_stage = np.concatenate([[s] * len(space.stage_slots(s)) for s in range(self.n_stages)])
         self.slot_position = np.concatenate([np.arange(len(space.stage_slots(s))) for s in range(self.n_stages)])
         # A depth index j means depth_list[j]; in a fixed-depth stage every index means its depth,
-        # so sampling and mutating indices needs no knowledge of which stages are fixed.
-        self.depth_values = np.array([space.fixed_depths([d] * self.n_stages) for d in space.depth_list]).T
+        # and a skippable stem's entry means what a uniform arch of that depth gives it (skip or
+        # run), so sampling and mutating indices needs no knowledge of which entries are special.
+        self.depth_values = np.array([space.uniform(space.ks_list[0], space.expand_ratio_list[0], d,
+                                                    w=0 if space.n_widths else None)["d"]
+                                      for d in space.depth_list]).T       # (n_depths, len(depth_list))
+        self.stage_offset = self.n_depths - self.n_stages
+        self.base_depths = np.array([stage.base_depth for stage in space.stages])
         self._values = {"ks": np.array(space.ks_list), "e": np.array(space.expand_ratio_list),
                         "r": np.array(space.resolutions)}
         self._lists = {"ks": space.ks_list, "e": space.expand_ratio_list, "r": space.resolutions}
@@ -93,25 +108,33 @@ class ArchCodec:
             raise ValueError("no archs given")
         rows = [self.space.validate(a, require_resolution=True) for a in archs]
         columns = {key: np.array([[self._lists[key].index(v) for v in row[key]] for row in rows], np.int64)
-                   for key in ("ks", "e", "r")}
-        columns["d"] = np.array([[list(self.depth_values[s]).index(v) for s, v in enumerate(row["d"])]
+                   for key in ("e", "r")}
+        columns["ks"] = (np.array([[self._lists["ks"].index(v) for v in row["ks"]] for row in rows], np.int64)
+                         if "ks" in self.space.arch_keys else np.zeros((len(rows), self.n_blocks), np.int64))
+        columns["d"] = np.array([[list(self.depth_values[i]).index(v) for i, v in enumerate(row["d"])]
                                  for row in rows], np.int64)
-        return ArchBatch(columns["ks"], columns["e"], columns["d"], columns["r"][:, 0])
+        columns["w"] = np.array([row.get("w", []) for row in rows], np.int64).reshape(len(rows), self.n_widths)
+        return ArchBatch(columns["ks"], columns["e"], columns["d"], columns["r"][:, 0], columns["w"])
 
     def to_archs(self, batch: ArchBatch) -> list[dict]:
         """Arch dicts in the reference's format (plain Python numbers)."""
         values = {key: self._values[key][getattr(batch, key)].tolist() for key in ("ks", "e", "r")}
         values["d"] = self.depths(batch).tolist()
-        return [{"ks": values["ks"][i], "e": values["e"][i], "d": values["d"][i], "r": [values["r"][i]]}
+        values["w"] = batch.w.tolist()
+        return [{key: [values["r"][i]] if key == "r" else values[key][i] for key in self.space.arch_keys}
                 for i in range(len(batch))]
 
     def depths(self, batch: ArchBatch) -> np.ndarray:
-        """(N, n_stages) int: each arch's stage depths."""
-        return self.depth_values[np.arange(self.n_stages)[None, :], batch.d]
+        """(N, n_depths) int: each arch's ``d`` (a skippable stem's entry, then the stages')."""
+        return self.depth_values[np.arange(self.n_depths)[None, :], batch.d]
+
+    def stage_lengths(self, batch: ArchBatch) -> np.ndarray:
+        """(N, n_stages) int: the blocks each stage runs."""
+        return self.base_depths[None, :] + self.depths(batch)[:, self.stage_offset:]
 
     def active_mask(self, batch: ArchBatch) -> np.ndarray:
         """(N, n_blocks) bool: which block slots each arch runs."""
-        return self.slot_position[None, :] < self.depths(batch)[:, self.slot_stage]
+        return self.slot_position[None, :] < self.stage_lengths(batch)[:, self.slot_stage]
 
     def arch2feature(self, arch: Mapping) -> np.ndarray:
         """One arch dict -> its feature vector (the reference's method name)."""
@@ -221,9 +244,15 @@ class TutorialArchEncoder(ArchCodec):
 ENCODERS = {encoder.name: encoder for encoder in (MobileNetArchEncoder, TutorialArchEncoder)}
 
 
-# Family (SearchSpace.family) -> the name of its own feature encoding; a family whose archs have
-# other fields (e.g. ResNet's per-stage width) registers its encoder in ENCODERS and names it here.
-FAMILY_ENCODINGS = {"mobilenet_v3": MobileNetArchEncoder.name, "proxyless": MobileNetArchEncoder.name}
+def register_encoder(encoder: type) -> type:
+    """Make a feature encoder (an `ArchCodec` subclass) known by its ``name``."""
+    ENCODERS[encoder.name] = encoder
+    return encoder
+
+
+# Family (SearchSpace.family) -> the name of its own feature encoding (registered in ENCODERS).
+FAMILY_ENCODINGS = {"mobilenet_v3": MobileNetArchEncoder.name, "proxyless": MobileNetArchEncoder.name,
+                    "resnet": "resnet_onehot"}
 
 
 def arch_encoder(space: SearchSpace, name: str | None = None) -> ArchCodec:
@@ -236,3 +265,7 @@ def arch_encoder(space: SearchSpace, name: str | None = None) -> ArchCodec:
     if name not in ENCODERS:
         raise ValueError(f"unknown arch feature encoding {name!r}; known: {sorted(ENCODERS)}")
     return ENCODERS[name](space)
+
+
+# The ResNet features live in their own module, which registers them (it imports this one).
+import ofa_tf.nas.resnet_encoding  # noqa: E402,F401

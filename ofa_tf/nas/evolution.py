@@ -87,27 +87,36 @@ class EvolutionFinder:
     # ------------------------------------------------------------ operators
     def random_batch(self, rng: np.random.Generator, n: int) -> ArchBatch:
         n_ks, n_e, n_d = self._shape
-        blocks, stages = self.space.n_blocks, self.space.n_stages
-        return ArchBatch(rng.integers(n_ks, size=(n, blocks)), rng.integers(n_e, size=(n, blocks)),
-                         rng.integers(n_d, size=(n, stages)), rng.choice(self.resolution_ids, n))
+        space = self.space
+        batch = ArchBatch(rng.integers(n_ks, size=(n, space.n_blocks)), rng.integers(n_e, size=(n, space.n_blocks)),
+                          rng.integers(n_d, size=(n, space.n_depths)), rng.choice(self.resolution_ids, n))
+        if not space.n_widths:
+            return batch
+        return dataclasses.replace(batch, w=rng.integers(len(space.width_mult_list), size=(n, space.n_widths)))
 
     def mutate(self, rng: np.random.Generator, parents: ArchBatch) -> ArchBatch:
-        """Resolution with prob ``resolution_mutate_prob``; each slot's (kernel, expand) pair and
-        each stage's depth with prob ``arch_mutate_prob``, as the reference mutates."""
+        """Resolution with prob ``resolution_mutate_prob``; each slot's (kernel, expand) pair,
+        each depth entry and each width entry with prob ``arch_mutate_prob``, as the reference
+        mutates."""
         n = len(parents)
         fresh = self.random_batch(rng, n)
         r = np.where(rng.random(n) < self.resolution_mutate_prob, fresh.r, parents.r)
         block_mask = rng.random(parents.ks.shape) < self.arch_mutate_prob
         stage_mask = rng.random(parents.d.shape) < self.arch_mutate_prob
+        w = parents.w
+        if parents.w.size:
+            w = np.where(rng.random(parents.w.shape) < self.arch_mutate_prob, fresh.w, parents.w)
         return ArchBatch(np.where(block_mask, fresh.ks, parents.ks), np.where(block_mask, fresh.e, parents.e),
-                         np.where(stage_mask, fresh.d, parents.d), r)
+                         np.where(stage_mask, fresh.d, parents.d), r, w)
 
     @staticmethod
     def crossover(rng: np.random.Generator, first: ArchBatch, second: ArchBatch) -> ArchBatch:
-        """Each gene (slot kernel, slot expand, stage depth, resolution) from either parent."""
+        """Each gene (slot kernel, slot expand, depth entry, resolution, width entry) from either
+        parent."""
         pick = lambda a, b: np.where(rng.random(a.shape) < 0.5, a, b)  # noqa: E731
+        w = pick(first.w, second.w) if first.w.size else first.w
         return ArchBatch(pick(first.ks, second.ks), pick(first.e, second.e), pick(first.d, second.d),
-                         pick(first.r, second.r))
+                         pick(first.r, second.r), w)
 
     def _within(self, draw: Callable[[np.ndarray], ArchBatch], n: int, constraint: float,
                 fallback: Callable[[np.ndarray], ArchBatch]) -> tuple[ArchBatch, np.ndarray]:

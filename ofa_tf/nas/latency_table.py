@@ -33,7 +33,7 @@ from typing import Mapping
 
 import yaml
 
-from ofa_tf.arch.layout import ActiveBlock, ConvSpec, LatencyKeyFormat, Layout, conv_output_size
+from ofa_tf.arch.layout import ActiveBlock, ConvSpec, LatencyKeyFormat, Layout, ResNetLayout, conv_output_size
 from ofa_tf.atomic_files import atomic_write_text
 
 # What an entry keeps: ours write ``var``, the reference's Note10 tables ``std``.
@@ -103,18 +103,52 @@ def head_keys(layout: Layout, feature_size: int) -> list[str]:
     return [key for key, _, _ in head_ops(layout, feature_size)]
 
 
-def op_keys(layout: Layout, arch: Mapping, image_size: int | None = None) -> list[str]:
+def op_keys(layout, arch: Mapping, image_size: int | None = None) -> list[str]:
     """The lookup-table keys of every op ``arch`` runs at ``image_size`` (default ``arch['r']``),
-    in execution order: stem, first block, the active blocks, then the head's ops (`head_ops`).
+    in execution order: for an MBConv `Layout` the stem, first block, the active blocks, then the
+    head's ops (`head_ops`); for a bottleneck `ResNetLayout` the keys of `bottleneck_op_keys`.
 
     The predicted latency of ``arch`` is the sum of the table's means over these keys; a
     table builder must measure exactly these ops.
     """
     arch = layout.space.validate(arch, require_resolution=image_size is None)
     image_size = arch["r"][0] if image_size is None else image_size
+    if isinstance(layout, ResNetLayout):
+        return bottleneck_op_keys(layout, arch, image_size)
     blocks = layout.active_blocks(arch, image_size)
     return [stem_key(layout, image_size)] + [block_key(b, layout.latency_keys) for b in blocks] + \
         head_keys(layout, blocks[-1].output_size)
+
+
+def bottleneck_op_keys(layout: ResNetLayout, arch: Mapping, image_size: int) -> list[str]:
+    """Keys of our own design for OFA-ResNet50D (the reference has no ResNet tables), one per op
+    with everything that changes its cost in the key, in execution order::
+
+        stem_conv-input:64x64x3-output:32x32x24-kernel:3-stride:2-residual:0
+        MaxPool2D-input:32x32x40-output:16x16x40
+        bottleneck-input:16x16x40-output:16x16x168-mid:32-kernel:3-stride:1-downsample:1
+        Logits-input:2x2x1328-output:1000
+
+    ``residual`` marks the stem's skippable conv (it adds its input), ``mid`` is the block's
+    middle width, ``downsample`` its average-pool + 1x1 conv shortcut; the classifier's input is
+    the last feature map, the global pool timed with it."""
+    keys = []
+    for conv, size, residual in layout.active_stem(arch, image_size):
+        out = conv_output_size(size, conv.kernel_size, conv.stride)
+        keys.append(f"{_op_key('stem_conv', _shape(size, size, conv.in_channels), _shape(out, out, conv.out_channels))}"
+                    f"-kernel:{conv.kernel_size}-stride:{conv.stride}-residual:{int(residual)}")
+    size, channels = layout.pool_input_size(arch, image_size), layout.active_stem(arch, image_size)[-1][0].out_channels
+    pooled = conv_output_size(size, layout.pool_kernel_size, layout.pool_stride)
+    keys.append(_op_key("MaxPool2D", _shape(size, size, channels), _shape(pooled, pooled, channels)))
+    blocks = layout.active_blocks(arch, image_size)
+    for block in blocks:
+        size, out = block.input_size, block.output_size
+        keys.append(f"{_op_key('bottleneck', _shape(size, size, block.in_channels), _shape(out, out, block.out_channels))}"
+                    f"-mid:{block.mid_channels}-kernel:{block.spec.kernel_size}-stride:{block.spec.stride}"
+                    f"-downsample:{int(block.spec.downsample)}")
+    last = blocks[-1]
+    keys.append(_op_key("Logits", _shape(last.output_size, last.output_size, last.out_channels), str(layout.n_classes)))
+    return keys
 
 
 def table_file(directory: str, resolution: int) -> str:

@@ -7,20 +7,20 @@ our archs::
       one-hot w, entry 0 .. n_widths-1 (len(width_mult_list) each) |
       one-hot e, block slot 0 .. n_blocks-1 (len(expand_ratio_list) each; zero when skipped) ]
 
-Arch dicts in, features out, and back; the search's index arrays (`ofa_tf.nas.encoding.ArchBatch`)
-do not carry ``w`` yet, so this encoder works on arch dicts.
+Like the MBConv encoders it turns the search's index arrays (`ofa_tf.nas.encoding.ArchBatch`) into
+features, so accuracy predictors of ResNet spaces train and predict as the others do.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
-
 import numpy as np
 
 from ofa_tf.arch.space import SearchSpace
+from ofa_tf.nas.encoding import ArchBatch, ArchCodec, register_encoder
 
 
-class ResNetArchEncoder:
+@register_encoder
+class ResNetArchEncoder(ArchCodec):
     """Features of one width-elastic space (``space.width_mult_list`` and a skippable stem)."""
 
     name = "resnet_onehot"
@@ -29,30 +29,28 @@ class ResNetArchEncoder:
         if not (space.width_mult_list and space.skippable_stem):
             raise ValueError("ResNetArchEncoder needs a space with width_mult_list and a skippable stem "
                              f"(family {space.family!r} has none)")
-        self.space = space
-        self.n_r, self.n_w, self.n_e = len(space.resolutions), len(space.width_mult_list), len(space.expand_ratio_list)
+        super().__init__(space)
+        self.n_r, self.n_w = self.n_res, len(space.width_mult_list)
         self.stem_offset = self.n_r
         self.w_offset = self.stem_offset + 2
         self.e_offset = self.w_offset + space.n_widths * self.n_w
         self.n_dim = self.e_offset + space.n_blocks * self.n_e
 
-    def encode(self, archs: Sequence[Mapping]) -> np.ndarray:
-        """(N, n_dim) float32 features of validated arch dicts (``r`` required)."""
-        space = self.space
-        features = np.zeros((len(archs), self.n_dim), np.float32)
-        for row, given in enumerate(archs):
-            arch = space.arch(given, require_resolution=True)
-            features[row, space.resolutions.index(arch.resolution)] = 1.0
-            features[row, self.stem_offset + int(not space.stem_skipped(arch.d))] = 1.0
-            for entry, index in enumerate(arch.w):
-                features[row, self.w_offset + entry * self.n_w + index] = 1.0
-            for slot in arch.active_slots:
-                features[row, self.e_offset + slot * self.n_e + space.expand_ratio_list.index(arch.e[slot])] = 1.0
+    def encode(self, batch: ArchBatch) -> np.ndarray:
+        """(N, n_dim) float32 features in the reference's layout (module docstring)."""
+        n = len(batch)
+        features = np.zeros((n, self.n_dim), np.float32)
+        rows = np.arange(n)
+        features[rows, batch.r] = 1.0
+        runs = self.depths(batch)[:, 0] == self.space.max_depth
+        features[rows, self.stem_offset + runs.astype(np.int64)] = 1.0
+        entries = np.arange(self.n_widths)[None, :]
+        features[rows[:, None], self.w_offset + entries * self.n_w + batch.w] = 1.0
+        active = self.active_mask(batch)
+        row_grid = np.broadcast_to(rows[:, None], active.shape)
+        slots = np.arange(self.n_blocks)[None, :]
+        features[row_grid[active], (self.e_offset + slots * self.n_e + batch.e)[active]] = 1.0
         return features
-
-    def arch2feature(self, arch: Mapping) -> np.ndarray:
-        """One arch dict -> its feature vector (the reference's method name)."""
-        return self.encode([arch])[0]
 
     def feature2arch(self, feature: np.ndarray) -> dict:
         """The inverse of `arch2feature`; skipped slots come back as the first expand ratio.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ofa_tf.arch.space import SearchSpace
+from ofa_tf.arch.space import STEM_WIDTH_ENTRIES, SearchSpace
 from ofa_tf.layers import activations
 from ofa_tf.layers.bottleneck import ElasticBottleneck
 from ofa_tf.layers.common import choice_variable
@@ -139,6 +139,17 @@ class OFAResNets(SupernetAPI, keras.Model):
         self.active_stem_width.assign([c if v is None else v for c, v in zip(stem, wide["w"][:2])])
         current = self.active_depth.numpy()
         self.active_depth.assign([c if v is None else v for c, v in zip(current, wide["d"])])
+
+    def assign_active_subnet(self, d, e, w):
+        """Activate a subnet given as tensors (``d``: the stem's then per stage; ``e``: per block
+        slot; ``w``: width indices, the stem's two then per stage), e.g. sampled inside a
+        compiled train step. Values are not checked here: sample them from the space's lists."""
+        e, w = tf.cast(e, tf.float32), tf.cast(w, tf.int32)
+        for block in self.blocks:
+            block.active_width.assign(w[block.spec.out_entry])
+            block.active_expand_ratio.assign(e[block.spec.slot])
+        self.active_stem_width.assign(w[:STEM_WIDTH_ENTRIES])
+        self.active_depth.assign(tf.cast(d, tf.int32))
 
     def get_active_arch(self) -> dict:
         """The active subnet as an arch dict, read from the variables."""

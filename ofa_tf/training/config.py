@@ -39,7 +39,7 @@ class TrainConfig:
     tfds_download: bool = False
     batch_size: int = 64                  # per replica
     image_size_list: tuple = ()           # () = the space's resolutions
-    phases: tuple = PHASE_NAMES
+    phases: tuple = ()                    # () = every phase of the space
     epochs_scale: float = 1.0
     steps_per_epoch: int = 0              # 0 = one pass over the training split
     lr_scale: float = 1.0
@@ -81,12 +81,17 @@ class TrainConfig:
             problems.append(f"teacher {self.teacher!r} is not one of {TEACHERS}")
         elif self.teacher == "init" and not self.init_weights:
             problems.append("teacher 'init' (the largest subnet of the initial weights) needs init_weights")
-        unknown = [p for p in self.phases if p not in PHASE_NAMES]
-        if unknown or not self.phases:
-            problems.append(f"phases {list(self.phases)} must be a non-empty list from {list(PHASE_NAMES)}")
-        elif list(self.phases) != sorted(self.phases, key=PHASE_NAMES.index) or len(set(self.phases)) != len(self.phases):
-            problems.append(f"phases {list(self.phases)} must follow the progressive-shrinking order "
-                            f"{list(PHASE_NAMES)} without repeats")
+        if self.space in SPACE_PRESETS:
+            # The space's phases (its elastic dimensions decide which), all of them by default.
+            names = tuple(progressive_shrinking_phases(self.search_space()))
+            object.__setattr__(self, "phases", tuple(self.phases) or names)
+            unknown = [p for p in self.phases if p not in names]
+            if unknown:
+                problems.append(f"phases {list(self.phases)}: {unknown[0]!r} is not a phase of space "
+                                f"{self.space!r}; its phases are {list(names)}")
+            elif list(self.phases) != sorted(self.phases, key=PHASE_NAMES.index) or len(set(self.phases)) != len(self.phases):
+                problems.append(f"phases {list(self.phases)} must follow the progressive-shrinking order "
+                                f"{list(names)} without repeats")
         for name in ("batch_size", "base_batch_size", "n_calibration_images", "calibration_batch_size",
                      "eval_batch_size", "validate_every", "keep_checkpoints"):
             if getattr(self, name) < 1:

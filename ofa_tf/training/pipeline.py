@@ -191,7 +191,7 @@ class _PhaseRun:
     def validate(self):
         archs = phase_validation_archs(self.pipeline.supernet.space, self.phase.ks_list,
                                        self.phase.expand_ratio_list, self.phase.depth_list,
-                                       self.config.resolutions)
+                                       self.config.resolutions, self.phase.width_list)
         started = time.time()
         results = self.pipeline.validator.evaluate_many(archs)
         for name, arch in archs.items():

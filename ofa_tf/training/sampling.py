@@ -14,20 +14,24 @@ from ofa_tf.arch.space import SearchSpace
 
 
 class SubnetSampler:
-    """Uniform per-slot kernel size and expand ratio, per-stage depth, per-batch resolution."""
+    """Uniform per-slot kernel size and expand ratio, per-stage depth (and the skippable stem's),
+    per-stage width index (a space with elastic width), per-batch resolution."""
 
     def __init__(self, space: SearchSpace, ks_list, expand_ratio_list, depth_list, resolutions,
-                 seed_generator: keras.random.SeedGenerator):
+                 seed_generator: keras.random.SeedGenerator, width_list=()):
+        widths = tuple(range(len(space.width_mult_list)))
         for name, values, allowed in (("ks_list", ks_list, space.ks_list),
                                       ("expand_ratio_list", expand_ratio_list, space.expand_ratio_list),
                                       ("depth_list", depth_list, space.depth_list),
-                                      ("resolutions", resolutions, space.resolutions)):
+                                      ("resolutions", resolutions, space.resolutions),
+                                      ("width_list", width_list, widths)):
             bad = [v for v in values if v not in allowed]
-            if not values or bad:
+            if (allowed and not values) or bad:
                 raise ValueError(f"{name} {list(values)} must be a non-empty subset of the space's {list(allowed)}")
         self.space = space
         self.ks_list, self.expand_ratio_list = tuple(ks_list), tuple(expand_ratio_list)
         self.depth_list, self.resolutions = tuple(depth_list), tuple(resolutions)
+        self.width_list = tuple(width_list)
         self.seed_generator = seed_generator
 
     def _pick(self, choices, n, dtype):
@@ -36,11 +40,20 @@ class SubnetSampler:
         index = keras.random.randint((n,), 0, len(choices), dtype="int32", seed=self.seed_generator)
         return tf.gather(tf.constant(choices, dtype), index)
 
-    def sample_arch(self):
-        """(ks [n_blocks] int32, e [n_blocks] float32, d [n_stages] int32) tensors."""
-        return (self._pick(self.ks_list, self.space.n_blocks, tf.int32),
-                self._pick(self.expand_ratio_list, self.space.n_blocks, tf.float32),
-                self._pick(self.depth_list, self.space.n_stages, tf.int32))
+    def _depths(self):
+        stages = self._pick(self.depth_list, self.space.n_stages, tf.int32)
+        if not self.space.skippable_stem:
+            return stages
+        return tf.concat([self._pick(self.space.stem_depth_choices(self.depth_list), 1, tf.int32), stages], 0)
+
+    def sample_arch(self) -> dict:
+        """The supernet's ``assign_active_subnet`` arguments, the space's arch keys but ``r``:
+        ``ks`` / ``e`` [n_blocks] (int32 / float32), ``d`` [n_depths] int32, ``w`` [n_widths] int32."""
+        draw = {"ks": lambda: self._pick(self.ks_list, self.space.n_blocks, tf.int32),
+                "e": lambda: self._pick(self.expand_ratio_list, self.space.n_blocks, tf.float32),
+                "d": self._depths,
+                "w": lambda: self._pick(self.width_list, self.space.n_widths, tf.int32)}
+        return {key: draw[key]() for key in self.space.arch_keys[:-1]}
 
     def sample_resolution(self):
         return self._pick(self.resolutions, 1, tf.int32)[0]

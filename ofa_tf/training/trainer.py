@@ -52,10 +52,9 @@ class OFATrainer(keras.Model):
         space = supernet.space
         self.seed_generator = keras.random.SeedGenerator(seed, name="sampler_seed")
         self.sampler = SubnetSampler(space, phase.ks_list, phase.expand_ratio_list, phase.depth_list,
-                                     resolutions or space.resolutions, self.seed_generator)
+                                     resolutions or space.resolutions, self.seed_generator, phase.width_list)
         # Non-elastic phases train one fixed network: the largest of the phase.
-        supernet.set_active_subnet(ks=max(phase.ks_list), e=max(phase.expand_ratio_list),
-                                   d=max(phase.depth_list))
+        supernet.set_active_subnet(**phase.largest_arch(space))
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.kd_tracker = keras.metrics.Mean(name="kd_loss")
         self.top1 = keras.metrics.SparseCategoricalAccuracy(name="top1")
@@ -96,7 +95,7 @@ class OFATrainer(keras.Model):
 
         def one_subnet():
             if self.phase.is_elastic:
-                self.supernet.assign_active_subnet(*self.sampler.sample_arch())
+                self.supernet.assign_active_subnet(**self.sampler.sample_arch())
             with tf.GradientTape() as tape:
                 logits = self.supernet(images, training=True)
                 total, kd = distillation_loss(one_hot, logits, soft_targets, self.kd_ratio, self.label_smoothing)
