@@ -23,7 +23,6 @@ predictors are trained on::
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -31,33 +30,60 @@ import numpy as np
 from ofa_tf.arch.space import SearchSpace
 
 
-@dataclasses.dataclass(frozen=True)
 class ArchBatch:
-    """N archs as choice indices: ``ks``/``e`` (N, n_blocks), ``d`` (N, n_stages), ``r`` (N,)."""
+    """N archs as choice indices, all in one (N, 2 n_blocks + n_stages + 1) int array ``genes``;
+    ``ks``/``e`` (N, n_blocks), ``d`` (N, n_stages) and ``r`` (N,) are views of its columns, so
+    taking, mutating or crossing archs is one numpy operation on ``genes``."""
 
-    ks: np.ndarray
-    e: np.ndarray
-    d: np.ndarray
-    r: np.ndarray
+    __slots__ = ("genes", "n_blocks", "n_stages")
+
+    def __init__(self, ks, e, d, r):
+        ks, d = np.asarray(ks), np.asarray(d)
+        genes = np.concatenate([ks, np.asarray(e), d, np.asarray(r)[:, None]], axis=1).astype(np.int64)
+        self.genes, self.n_blocks, self.n_stages = genes, ks.shape[1], d.shape[1]
+
+    @classmethod
+    def from_genes(cls, genes: np.ndarray, n_blocks: int, n_stages: int) -> "ArchBatch":
+        batch = object.__new__(cls)
+        batch.genes, batch.n_blocks, batch.n_stages = genes, n_blocks, n_stages
+        return batch
+
+    @property
+    def ks(self) -> np.ndarray:
+        return self.genes[:, : self.n_blocks]
+
+    @property
+    def e(self) -> np.ndarray:
+        return self.genes[:, self.n_blocks: 2 * self.n_blocks]
+
+    @property
+    def d(self) -> np.ndarray:
+        return self.genes[:, 2 * self.n_blocks: 2 * self.n_blocks + self.n_stages]
+
+    @property
+    def r(self) -> np.ndarray:
+        return self.genes[:, -1]
 
     def __len__(self) -> int:
-        return len(self.r)
+        return len(self.genes)
+
+    def like(self, genes: np.ndarray) -> "ArchBatch":
+        """Archs of the same space from other ``genes`` rows."""
+        return ArchBatch.from_genes(genes, self.n_blocks, self.n_stages)
 
     def take(self, rows) -> "ArchBatch":
         """The archs at ``rows`` (an index array or boolean mask)."""
-        return ArchBatch(self.ks[rows], self.e[rows], self.d[rows], self.r[rows])
+        return self.like(self.genes[rows])
 
     @staticmethod
     def concatenate(batches: Sequence["ArchBatch"]) -> "ArchBatch":
-        return ArchBatch(*(np.concatenate([getattr(b, f) for b in batches])
-                           for f in ("ks", "e", "d", "r")))
+        return batches[0].like(np.concatenate([b.genes for b in batches]))
 
     def with_rows(self, rows, other: "ArchBatch") -> "ArchBatch":
         """A copy with the archs at ``rows`` replaced by ``other`` (same length as ``rows``)."""
-        out = {f: getattr(self, f).copy() for f in ("ks", "e", "d", "r")}
-        for f in out:
-            out[f][rows] = getattr(other, f)
-        return ArchBatch(**out)
+        genes = self.genes.copy()
+        genes[rows] = other.genes
+        return self.like(genes)
 
 
 class ArchCodec:
@@ -112,6 +138,13 @@ class ArchCodec:
     def active_mask(self, batch: ArchBatch) -> np.ndarray:
         """(N, n_blocks) bool: which block slots each arch runs."""
         return self.slot_position[None, :] < self.depths(batch)[:, self.slot_stage]
+
+    def feature_codes(self, batch: ArchBatch) -> np.ndarray:
+        """(N, n_blocks + 1) uint16, all that an arch's features depend on in every layout here:
+        each block slot's (kernel, expand) choice + 1 (0 when the slot is skipped), then the
+        resolution index. Archs with equal rows get equal features (and predictions)."""
+        choice = np.where(self.active_mask(batch), batch.ks * self.n_e + batch.e + 1, 0)
+        return np.concatenate([choice, batch.r[:, None]], axis=1).astype(np.uint16)
 
     def arch2feature(self, arch: Mapping) -> np.ndarray:
         """One arch dict -> its feature vector (the reference's method name)."""
