@@ -104,19 +104,21 @@ class EvolutionFinder:
         self.resolution_ids = np.array([self.space.resolutions.index(r) for r in resolutions])
         self.cheapest_arch, self.cheapest_cost = efficiency_predictor.cheapest(resolutions)
         # The genes in mutation groups, as the reference redraws them: each slot's (kernel, expand)
-        # pair, each stage's depth, the resolution. A group's choice c (uniform in its count) sets
-        # gene column j of ArchBatch.genes to _values[j, c].
+        # pair, each stage's depth, the resolution. Group g's choice c (uniform in its count) sets
+        # ArchBatch.genes column _group_columns[g, i] to _group_values[i][g, c] (i = 0, 1; a group
+        # of one gene names its column twice).
         blocks, stages, n_e = self.space.n_blocks, self.space.n_stages, len(self.space.expand_ratio_list)
-        self._layout = (blocks, stages)
+        self._layout, self._n_genes = (blocks, stages), 2 * blocks + stages + 1
         self._group_choices = np.array([len(self.space.ks_list) * n_e] * blocks + [len(self.space.depth_list)] * stages
                                        + [len(self.resolution_ids)])
-        self._group = np.concatenate([np.arange(blocks), np.arange(blocks), blocks + np.arange(stages + 1)])
+        singles = 2 * blocks + np.arange(stages + 1)
+        self._group_columns = np.stack([np.r_[np.arange(blocks), singles], np.r_[blocks + np.arange(blocks), singles]], 1)
         choice = np.arange(self._group_choices.max())
-        self._values = np.concatenate([np.tile(choice // n_e, (blocks, 1)), np.tile(choice % n_e, (blocks, 1)),
-                                       np.tile(choice, (stages + 1, 1))])
-        self._values[-1, : len(self.resolution_ids)] = self.resolution_ids
-        self._values_at = self._values.shape[1] * np.arange(len(self._group))
-        self._values = self._values.ravel()
+        kernel, expand, single = np.tile(choice // n_e, (blocks, 1)), np.tile(choice % n_e, (blocks, 1)), \
+            np.tile(choice, (stages + 1, 1))
+        single[-1, : len(self.resolution_ids)] = self.resolution_ids
+        self._group_values = [np.concatenate([kernel, single]).ravel(), np.concatenate([expand, single]).ravel()]
+        self._group_at = len(choice) * np.arange(len(self._group_choices))   # group g's values start
 
     def _missing_hint(self) -> str:
         find = getattr(self.efficiency_predictor, "missing_key", None)
@@ -124,13 +126,21 @@ class EvolutionFinder:
         return f"; e.g. the table has no entry for {key!r}" if key else ""
 
     # ------------------------------------------------------------ operators
-    def _genes(self, choice: np.ndarray) -> np.ndarray:
-        """(N, n_groups) group choices -> (N, n_genes) ArchBatch.genes."""
-        return self._values.take(choice[:, self._group] + self._values_at)
+    def _set_groups(self, genes: np.ndarray, flat: np.ndarray, choice: np.ndarray) -> None:
+        """Set, in place, group ``flat % n_groups`` of arch ``flat // n_groups`` to ``choice``."""
+        n_groups = len(self._group_choices)
+        groups = flat % n_groups
+        at, row = self._group_at[groups] + choice, (flat // n_groups) * self._n_genes
+        out = genes.reshape(-1)
+        for i, values in enumerate(self._group_values):
+            out[row + self._group_columns[groups, i]] = values[at]
 
     def random_batch(self, rng: np.random.Generator, n: int) -> ArchBatch:
         choice = (rng.random((n, len(self._group_choices))) * self._group_choices).astype(np.int64)
-        return ArchBatch.from_genes(self._genes(choice), *self._layout)
+        genes, at = np.empty((n, self._n_genes), np.int64), choice + self._group_at
+        for i, values in enumerate(self._group_values):
+            genes[:, self._group_columns[:, i]] = values[at]
+        return ArchBatch.from_genes(genes, *self._layout)
 
     def mutate(self, rng: np.random.Generator, parents: ArchBatch) -> ArchBatch:
         """Resolution with prob ``resolution_mutate_prob``; each slot's (kernel, expand) pair and
@@ -138,11 +148,14 @@ class EvolutionFinder:
         prob = np.full(len(self._group_choices), float(self.arch_mutate_prob))
         prob[-1] = self.resolution_mutate_prob   # read at each call: tests change them on a finder
         u = rng.random((len(parents), len(prob)))
-        redraw = u < prob
+        flat = np.flatnonzero(u < prob)
         # Given u < p, u / p is uniform in [0, 1): it draws the group's new choice too.
-        scale = np.divide(self._group_choices, prob, out=np.zeros(len(prob)), where=prob > 0)
-        choice = np.minimum((u * scale).astype(np.int64), self._group_choices - 1)
-        return parents.like(np.where(redraw[:, self._group], self._genes(choice), parents.genes))
+        groups = flat % len(prob)
+        choice = np.minimum((u.reshape(-1)[flat] / prob[groups] * self._group_choices[groups]).astype(np.int64),
+                            self._group_choices[groups] - 1)
+        genes = parents.genes.copy()
+        self._set_groups(genes, flat, choice)
+        return parents.like(genes)
 
     @staticmethod
     def crossover(rng: np.random.Generator, first: ArchBatch, second: ArchBatch) -> ArchBatch:
