@@ -23,6 +23,7 @@ URLs in the README.)
 import argparse
 import os
 import random
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -111,6 +112,8 @@ def main():
             ref_seconds, ref_arch = run_reference(ref_latency, ref_accuracy, constraint, args.population,
                                                   args.generations, seed)
             runs.append((score(result.arch), score(ref_arch), our_seconds, ref_seconds, result.arch, ref_arch))
+            print(f"{constraint:g} ms, seed {seed}: ofa_tf {runs[-1][0][0]:.3f} % in {our_seconds:.2f} s, "
+                  f"reference {runs[-1][1][0]:.3f} % in {ref_seconds:.1f} s", file=sys.stderr, flush=True)
         ours = float(np.mean([run[0][0] for run in runs]))
         theirs = float(np.mean([run[1][0] for run in runs]))
         within = max(max(run[0][1:] + run[1][1:]) for run in runs) <= constraint
