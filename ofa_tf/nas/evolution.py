@@ -30,8 +30,10 @@ from ofa_tf.nas.encoding import ArchBatch
 
 class AccuracyMemo:
     """An accuracy predictor's ``predict_batch`` that computes each distinct arch once (per
-    memo): a converging population's children are mostly archs scored before (85-90 % of them
-    in the OFA tutorial's search), and the predictor's forward pass is most of a generation."""
+    memo): a converging population's children are mostly archs scored before (84-90 % of them
+    in the OFA tutorial's search), and the predictor's forward pass is most of a generation. An
+    arch gets the same number wherever it appears (a float32 forward pass can differ by one ulp
+    with the batch a row is in)."""
 
     def __init__(self, predictor: AccuracyPredictor):
         self.predictor, self.encoder = predictor, predictor.arch_encoder
@@ -162,6 +164,11 @@ class EvolutionFinder:
         """Each gene (slot kernel, slot expand, stage depth, resolution) from either parent."""
         return first.like(np.where(rng.random(first.genes.shape) < 0.5, first.genes, second.genes))
 
+    def _draws_for(self, rate: float) -> int:
+        """Candidates per arch for all but ``REDRAW_MISS`` of the archs to get one that fits,
+        when each fits with probability ``rate`` > 0."""
+        return 1 if rate >= 1 else int(np.ceil(np.log(self.REDRAW_MISS) / np.log1p(-rate)))
+
     def _within(self, draw: Callable[[np.ndarray], ArchBatch], first_draws: np.ndarray, constraint: float,
                 fallback: Callable[[np.ndarray], ArchBatch]) -> tuple[ArchBatch, np.ndarray, np.ndarray]:
         """For each row i < len(first_draws), the first of the candidates ``draw(rows)``
@@ -200,10 +207,7 @@ class EvolutionFinder:
             pending = pending[~found]
             if not pending.size or drawn >= self.max_draws:
                 break
-            if rate > 0:
-                k = 1 if rate >= 1 else int(np.ceil(np.log(self.REDRAW_MISS) / np.log1p(-rate)))
-            else:
-                k = 2 * drawn   # nothing fits yet: double the draws per row
+            k = self._draws_for(rate) if rate > 0 else 2 * drawn   # nothing fits yet: double the draws
             k = max(1, min(k, self.max_draws - drawn, self.MAX_ROUND_DRAWS // pending.size))
             counts = np.full(pending.size, k)
         if pending.size:
@@ -230,7 +234,7 @@ class EvolutionFinder:
                 parts.append(self.crossover(rng, parents.take(first[crossed]), parents.take(second[crossed])))
             return parts[0] if len(parts) == 1 else ArchBatch.concatenate(parts)
 
-        k = 1 if mutation_fit >= 1 else int(np.ceil(np.log(self.REDRAW_MISS) / np.log1p(-max(mutation_fit, 0.05))))
+        k = min(self._draws_for(max(mutation_fit, 0.05)), self.max_draws)
         counts = np.where(np.arange(self.population_size) < n_mutated, k, 1)
         batch, cost, fit = self._within(draw, counts, constraint, lambda rows: parents.take(first[rows]))
         return batch, cost, float(fit[:n_mutated].mean()) if n_mutated else 1.0
