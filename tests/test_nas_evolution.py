@@ -5,7 +5,8 @@ from nas_synthetic import made_up_latency_entries, trained_synthetic_predictor
 from ofa_tf.arch.complexity import profile_arch
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.nas.efficiency import LatencyPredictor, MACsPredictor
-from ofa_tf.nas.evolution import EvolutionFinder
+from ofa_tf.nas.evolution import AccuracyMemo, EvolutionFinder
+from ofa_tf.nas.encoding import ArchBatch
 from ofa_tf.nas.latency_table import LatencyTable
 
 SMALL_BUDGET = {"max_time_budget": 60}  # the reference's population and ratios, fewer generations
@@ -67,9 +68,10 @@ def test_a_constraint_below_the_smallest_subnet_is_an_error_at_once(space, finde
     assert smallest == pytest.approx(0.43008)
 
 
-def test_a_constraint_at_the_smallest_subnet_returns_it(space, finder):
+def test_a_constraint_at_the_smallest_subnet_returns_it(space, accuracy):
     """Random sampling almost never hits the one subnet that fits; the bounded redraw falls
     back to the cheapest subnet instead of looping forever."""
+    finder = EvolutionFinder(MACsPredictor(space, n_classes=10), accuracy, max_draws=100, **SMALL_BUDGET)
     result = finder.run_evolution_search(0.43008, seed=0)
     assert result.arch == space.smallest()
 
@@ -88,6 +90,17 @@ def test_mutation_and_crossover_follow_the_probabilities(space, accuracy):
     child = finder.crossover(rng, parents, other)
     from_first = child.ks == parents.ks
     assert np.all(from_first | (child.ks == other.ks)) and 0.3 < np.mean(from_first) < 0.9
+    # A slot's (kernel, expand) pair is redrawn with prob p, uniformly over its 9 choices (so it
+    # changes with prob 8/9 p); a depth over 3 choices, the resolution over 5.
+    finder.arch_mutate_prob, finder.resolution_mutate_prob = 0.3, 0.2
+    one = parents.take(np.zeros(20_000, np.int64))
+    mutated = finder.mutate(rng, one)
+    pair_changed = (mutated.ks != one.ks) | (mutated.e != one.e)
+    assert abs(pair_changed.mean() - 0.3 * 8 / 9) < 0.01
+    assert abs((mutated.d != one.d).mean() - 0.3 * 2 / 3) < 0.01
+    assert abs((mutated.r != one.r).mean() - 0.2 * 4 / 5) < 0.01
+    shift = ((mutated.ks * 3 + mutated.e) - (one.ks * 3 + one.e)) % 9   # 0: the parent's own pair
+    assert np.all(np.abs(np.bincount(shift[pair_changed], minlength=9)[1:] / pair_changed.sum() - 1 / 8) < 0.01)
 
 
 def test_latency_constrained_search_uses_only_resolutions_the_table_covers(space, accuracy):
@@ -102,3 +115,24 @@ def test_latency_constrained_search_uses_only_resolutions_the_table_covers(space
     bare = LatencyPredictor(LatencyTable({"Conv-input:32x32x3-output:16x16x8": {"mean": 1.0}}), space, 10)
     with pytest.raises(ValueError, match="covers no resolution.*no entry for 'expanded_conv-input:16x16x8"):
         EvolutionFinder(bare, accuracy)
+
+
+def test_accuracy_memo_scores_each_distinct_arch_once(space, accuracy):
+    """The same numbers as the predictor, computed once per arch: archs that differ only in the
+    genes of skipped slots have the same features, and are the same arch to the memo."""
+    finder = EvolutionFinder(MACsPredictor(space, 10), accuracy)
+    batch = finder.random_batch(np.random.default_rng(0), 40)
+    skipped = ~accuracy.arch_encoder.active_mask(batch)
+    hidden = batch.genes.copy()
+    hidden[:, : space.n_blocks][skipped] = (hidden[:, : space.n_blocks][skipped] + 1) % len(space.ks_list)
+    twins = ArchBatch.concatenate([batch, batch.like(hidden), batch.take(np.arange(10))])
+    rows = []
+    memo = AccuracyMemo(accuracy)
+    memo.predictor = type("Counting", (), {"predict_batch": lambda self, b: rows.append(len(b)) or
+                                           accuracy.predict_batch(b)})()
+    once = accuracy.predict_batch(batch)
+    # (a row's float32 forward pass can differ by 1 ulp with the batch it is in; the memo's twins agree)
+    np.testing.assert_array_equal(memo(twins), once[np.r_[0:40, 0:40, 0:10]])
+    np.testing.assert_array_equal(memo(batch.take([3, 3, 5])), once[[3, 3, 5]])
+    np.testing.assert_allclose(memo(twins), accuracy.predict_batch(twins), rtol=1e-6)
+    assert skipped.any() and rows == [40]

@@ -49,14 +49,26 @@ class EfficiencyPredictor:
         self.space = space
         self.encoder = arch_encoder(space)
         self.fixed, self.per_slot = fixed, per_slot
-        self._slots = np.arange(space.n_blocks)[None, :]
+        # One flat table of (slot, kernel, expand, its stage's depth index, resolution) -> cost,
+        # 0 where that depth skips the slot: a population's per-slot costs are one gather.
+        encoder = self.encoder
+        runs = encoder.slot_position[:, None] < encoder.depth_values[encoder.slot_stage]    # (n_blocks, n_d)
+        by_depth = np.where(runs[:, None, None, :, None], per_slot[:, :, :, None, :], 0)
+        self._flat = by_depth.ravel()
+        strides = np.array(by_depth.strides) // by_depth.itemsize
+        self._strides = strides[1:]
+        self._slot_base = strides[0] * np.arange(space.n_blocks)
+        # genes column of each slot's stage depth (after a skippable stem's entry, if any)
+        self._depth_column = 2 * space.n_blocks + encoder.stage_offset + encoder.slot_stage
 
     # ------------------------------------------------------------ prediction
     def table_sum(self, batch: ArchBatch) -> np.ndarray:
         """The tables summed over each arch's active slots (cost x divisor)."""
-        per_slot = self.per_slot[self._slots, batch.ks, batch.e, batch.r[:, None]]
-        active = self.encoder.active_mask(batch)
-        return self.fixed[batch.r] + np.where(active, per_slot, 0).sum(axis=1)
+        genes, blocks = batch.genes, batch.n_blocks
+        ks_stride, e_stride, d_stride, r_stride = self._strides
+        index = (genes[:, :blocks] * ks_stride + genes[:, blocks: 2 * blocks] * e_stride
+                 + genes[:, self._depth_column] * d_stride + (genes[:, -1:] * r_stride + self._slot_base))
+        return self.fixed[genes[:, -1]] + self._flat.take(index).sum(axis=1)
 
     def predict_batch(self, batch: ArchBatch) -> np.ndarray:
         costs = self.table_sum(batch) / self.divisor

@@ -23,7 +23,6 @@ predictors are trained on::
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -31,42 +30,75 @@ import numpy as np
 from ofa_tf.arch.space import SearchSpace
 
 
-_FIELDS = ("ks", "e", "d", "r", "w")
-
-
-@dataclasses.dataclass(frozen=True)
 class ArchBatch:
-    """N archs as choice indices: ``ks``/``e`` (N, n_blocks), ``d`` (N, n_depths: a skippable
-    stem's entry, then one per stage), ``r`` (N,), ``w`` (N, n_widths; width indices, (N, 0)
-    without elastic width). A space with one kernel size has ``ks`` all 0."""
+    """N archs as choice indices, all in one int array ``genes`` of columns
+    ``[ks (n_blocks) | e (n_blocks) | d (n_depths) | w (n_widths) | r]``: ``ks``/``e`` per block
+    slot, ``d`` a skippable stem's entry then one per stage, ``w`` width indices ((N, 0) without
+    elastic width), ``r`` the resolution index. The named fields are views of those columns, so
+    taking, mutating or crossing archs is one numpy operation on ``genes``. A space with one kernel
+    size has ``ks`` all 0."""
 
-    ks: np.ndarray
-    e: np.ndarray
-    d: np.ndarray
-    r: np.ndarray
-    w: np.ndarray | None = None
+    __slots__ = ("genes", "n_blocks", "n_depths", "n_widths")
 
-    def __post_init__(self):
-        if self.w is None:
-            object.__setattr__(self, "w", np.zeros((len(self.r), 0), np.int64))
+    def __init__(self, ks, e, d, r, w=None):
+        ks, d, r = np.asarray(ks), np.asarray(d), np.asarray(r)
+        w = np.zeros((len(r), 0), np.int64) if w is None else np.asarray(w).reshape(len(r), -1)
+        genes = np.concatenate([ks, np.asarray(e), d, w, r[:, None]], axis=1).astype(np.int64)
+        self.genes, self.n_blocks, self.n_depths, self.n_widths = genes, ks.shape[1], d.shape[1], w.shape[1]
+
+    @classmethod
+    def from_genes(cls, genes: np.ndarray, n_blocks: int, n_depths: int, n_widths: int = 0) -> "ArchBatch":
+        batch = object.__new__(cls)
+        batch.genes, batch.n_blocks, batch.n_depths, batch.n_widths = genes, n_blocks, n_depths, n_widths
+        return batch
+
+    @property
+    def layout(self) -> tuple:
+        """``(n_blocks, n_depths, n_widths)``: what :meth:`from_genes` needs besides the genes."""
+        return self.n_blocks, self.n_depths, self.n_widths
+
+    @property
+    def ks(self) -> np.ndarray:
+        return self.genes[:, : self.n_blocks]
+
+    @property
+    def e(self) -> np.ndarray:
+        return self.genes[:, self.n_blocks: 2 * self.n_blocks]
+
+    @property
+    def d(self) -> np.ndarray:
+        start = 2 * self.n_blocks
+        return self.genes[:, start: start + self.n_depths]
+
+    @property
+    def w(self) -> np.ndarray:
+        start = 2 * self.n_blocks + self.n_depths
+        return self.genes[:, start: start + self.n_widths]
+
+    @property
+    def r(self) -> np.ndarray:
+        return self.genes[:, -1]
 
     def __len__(self) -> int:
-        return len(self.r)
+        return len(self.genes)
+
+    def like(self, genes: np.ndarray) -> "ArchBatch":
+        """Archs of the same space from other ``genes`` rows."""
+        return ArchBatch.from_genes(genes, *self.layout)
 
     def take(self, rows) -> "ArchBatch":
         """The archs at ``rows`` (an index array or boolean mask)."""
-        return ArchBatch(*(getattr(self, f)[rows] for f in _FIELDS))
+        return self.like(self.genes[rows])
 
     @staticmethod
     def concatenate(batches: Sequence["ArchBatch"]) -> "ArchBatch":
-        return ArchBatch(*(np.concatenate([getattr(b, f) for b in batches]) for f in _FIELDS))
+        return batches[0].like(np.concatenate([b.genes for b in batches]))
 
     def with_rows(self, rows, other: "ArchBatch") -> "ArchBatch":
         """A copy with the archs at ``rows`` replaced by ``other`` (same length as ``rows``)."""
-        out = {f: getattr(self, f).copy() for f in _FIELDS}
-        for f in out:
-            out[f][rows] = getattr(other, f)
-        return ArchBatch(**out)
+        genes = self.genes.copy()
+        genes[rows] = other.genes
+        return self.like(genes)
 
 
 class ArchCodec:
@@ -135,6 +167,14 @@ class ArchCodec:
     def active_mask(self, batch: ArchBatch) -> np.ndarray:
         """(N, n_blocks) bool: which block slots each arch runs."""
         return self.slot_position[None, :] < self.stage_lengths(batch)[:, self.slot_stage]
+
+    def feature_codes(self, batch: ArchBatch) -> np.ndarray:
+        """(N, n_blocks + n_depths + n_widths + 1) uint16, all that an arch's features depend on
+        in every layout here: each block slot's (kernel, expand) choice + 1 (0 when the slot is
+        skipped), the depth and width indices, then the resolution index. Archs with equal rows
+        get equal features (and predictions)."""
+        choice = np.where(self.active_mask(batch), batch.ks * self.n_e + batch.e + 1, 0)
+        return np.concatenate([choice, batch.d, batch.w, batch.r[:, None]], axis=1).astype(np.uint16)
 
     def arch2feature(self, arch: Mapping) -> np.ndarray:
         """One arch dict -> its feature vector (the reference's method name)."""

@@ -3,15 +3,16 @@
 The reference's regularized evolution (ofa/nas/search_algorithm/evolution.py) with its defaults:
 population 100, 500 generations, the best 25 % are parents, 50 % of the children are mutations
 (per-slot kernel+expand and per-stage depth mutate with prob 0.1, resolution with prob 0.5), the
-rest crossovers (each gene from either parent), and children that break the constraint are
-resampled. Here a generation is a handful of numpy operations on :class:`ArchBatch` arrays:
-all children are drawn, costed and scored together, and only the ones over budget are redrawn.
+rest crossovers (each gene from either parent), and an arch over the constraint is drawn again
+until one fits. Here a generation is a handful of numpy operations on :class:`ArchBatch` arrays:
+all children are drawn and costed together, several candidates at a time for the ones over
+budget, and each distinct arch of a search is scored by the accuracy predictor only once.
 
 Differences from the reference, both to bound the run time: a constraint below the cheapest
-subnet is an error at once (the reference loops forever); redrawing stops after
-``max_resample_rounds`` rounds, and a child still over budget is replaced by a copy of its
-(first) parent, and an initial arch still over budget by the cheapest subnet, all of which
-satisfy the constraint. Seeded with a numpy Generator: the same seed gives the same result.
+subnet is an error at once (the reference loops forever); an arch (initial or child) gets at most
+``max_draws`` candidates, and one with none within budget is replaced by a copy of its (first)
+parent, an initial arch by the cheapest subnet, all of which satisfy the constraint. Seeded with
+a numpy Generator: the same seed gives the same result.
 """
 
 from __future__ import annotations
@@ -25,6 +26,30 @@ from threadpoolctl import threadpool_limits
 from ofa_tf.nas.accuracy_predictor import AccuracyPredictor
 from ofa_tf.nas.efficiency import EfficiencyPredictor
 from ofa_tf.nas.encoding import ArchBatch
+
+
+class AccuracyMemo:
+    """An accuracy predictor's ``predict_batch`` that computes each distinct arch once (per
+    memo): a converging population's children are mostly archs scored before (84-90 % of them
+    in the OFA tutorial's search), and the predictor's forward pass is most of a generation. An
+    arch gets the same number wherever it appears (a float32 forward pass can differ by one ulp
+    with the batch a row is in)."""
+
+    def __init__(self, predictor: AccuracyPredictor):
+        self.predictor, self.encoder = predictor, predictor.arch_encoder
+        self.known: dict[bytes, float] = {}
+
+    def __call__(self, batch: ArchBatch) -> np.ndarray:
+        codes = np.ascontiguousarray(self.encoder.feature_codes(batch))
+        keys = codes.view(np.dtype((np.void, codes.shape[1] * codes.itemsize))).ravel().tolist()
+        known, new = self.known, {}
+        for row, key in enumerate(keys):
+            if key not in known and key not in new:
+                new[key] = row
+        if new:
+            rows = np.fromiter(new.values(), np.int64, len(new))
+            known.update(zip(new, self.predictor.predict_batch(batch.take(rows)).tolist()))
+        return np.array([known[key] for key in keys], np.float32)
 
 
 @dataclasses.dataclass
@@ -50,10 +75,13 @@ class SearchResult:
 class EvolutionFinder:
     """Finds the arch of highest predicted accuracy whose predicted cost is <= a constraint."""
 
+    MAX_ROUND_DRAWS = 1 << 15   # candidates costed in one call while redrawing (bounds memory)
+    REDRAW_MISS = 0.01          # a redraw round aims to leave this fraction of its rows without a fit
+
     def __init__(self, efficiency_predictor: EfficiencyPredictor, accuracy_predictor: AccuracyPredictor,
                  *, population_size: int = 100, max_time_budget: int = 500, parent_ratio: float = 0.25,
                  mutation_ratio: float = 0.5, arch_mutate_prob: float = 0.1,
-                 resolution_mutate_prob: float = 0.5, max_resample_rounds: int = 100):
+                 resolution_mutate_prob: float = 0.5, max_draws: int = 10_000):
         if efficiency_predictor.space != accuracy_predictor.space:
             raise ValueError("the efficiency and accuracy predictors are for different search spaces")
         self.efficiency_predictor, self.accuracy_predictor = efficiency_predictor, accuracy_predictor
@@ -61,7 +89,7 @@ class EvolutionFinder:
         self.population_size, self.max_time_budget = int(population_size), int(max_time_budget)
         self.parent_ratio, self.mutation_ratio = parent_ratio, mutation_ratio
         self.arch_mutate_prob, self.resolution_mutate_prob = arch_mutate_prob, resolution_mutate_prob
-        self.max_resample_rounds = int(max_resample_rounds)
+        self.max_draws = int(max_draws)
         self.parents_size = int(round(parent_ratio * population_size))
         self.mutation_numbers = int(round(mutation_ratio * population_size))
         if self.population_size < 2 or not 1 <= self.parents_size <= self.population_size:
@@ -69,15 +97,35 @@ class EvolutionFinder:
                              "leaves no parents")
         if not 0 <= self.mutation_numbers <= self.population_size:
             raise ValueError(f"mutation_ratio must be in [0, 1], got {mutation_ratio}")
-        if self.max_time_budget < 1 or self.max_resample_rounds < 1:
-            raise ValueError("max_time_budget and max_resample_rounds must be >= 1")
+        if self.max_time_budget < 1 or self.max_draws < 1:
+            raise ValueError("max_time_budget and max_draws must be >= 1")
         resolutions = efficiency_predictor.supported_resolutions()
         if not resolutions:
             raise ValueError(f"the {efficiency_predictor.metric} predictor covers no resolution of the space "
                              f"{list(self.space.resolutions)}" + self._missing_hint())
         self.resolution_ids = np.array([self.space.resolutions.index(r) for r in resolutions])
         self.cheapest_arch, self.cheapest_cost = efficiency_predictor.cheapest(resolutions)
-        self._shape = (len(self.space.ks_list), len(self.space.expand_ratio_list), len(self.space.depth_list))
+        # The genes in mutation groups, as the reference redraws them: each slot's (kernel, expand)
+        # pair, each depth entry (a skippable stem's, then the stages'), each width entry, the
+        # resolution. Group g's choice c (uniform in its count) sets ArchBatch.genes column
+        # _group_columns[g, i] to _group_values[i][g, c] (i = 0, 1; a group of one gene names its
+        # column twice).
+        space = self.space
+        blocks, n_e = space.n_blocks, len(space.expand_ratio_list)
+        n_singles = space.n_depths + space.n_widths + 1
+        self._layout = (blocks, space.n_depths, space.n_widths)
+        self._n_genes = 2 * blocks + n_singles
+        widths = [len(space.width_mult_list)] * space.n_widths if space.n_widths else []
+        self._group_choices = np.array([len(space.ks_list) * n_e] * blocks + [len(space.depth_list)] * space.n_depths
+                                       + widths + [len(self.resolution_ids)])
+        singles = 2 * blocks + np.arange(n_singles)
+        self._group_columns = np.stack([np.r_[np.arange(blocks), singles], np.r_[blocks + np.arange(blocks), singles]], 1)
+        choice = np.arange(self._group_choices.max())
+        kernel, expand, single = np.tile(choice // n_e, (blocks, 1)), np.tile(choice % n_e, (blocks, 1)), \
+            np.tile(choice, (n_singles, 1))
+        single[-1, : len(self.resolution_ids)] = self.resolution_ids
+        self._group_values = [np.concatenate([kernel, single]).ravel(), np.concatenate([expand, single]).ravel()]
+        self._group_at = len(choice) * np.arange(len(self._group_choices))   # group g's values start
 
     def _missing_hint(self) -> str:
         find = getattr(self.efficiency_predictor, "missing_key", None)
@@ -85,59 +133,118 @@ class EvolutionFinder:
         return f"; e.g. the table has no entry for {key!r}" if key else ""
 
     # ------------------------------------------------------------ operators
+    def _set_groups(self, genes: np.ndarray, flat: np.ndarray, choice: np.ndarray) -> None:
+        """Set, in place, group ``flat % n_groups`` of arch ``flat // n_groups`` to ``choice``."""
+        n_groups = len(self._group_choices)
+        groups = flat % n_groups
+        at, row = self._group_at[groups] + choice, (flat // n_groups) * self._n_genes
+        out = genes.reshape(-1)
+        for i, values in enumerate(self._group_values):
+            out[row + self._group_columns[groups, i]] = values[at]
+
     def random_batch(self, rng: np.random.Generator, n: int) -> ArchBatch:
-        n_ks, n_e, n_d = self._shape
-        space = self.space
-        batch = ArchBatch(rng.integers(n_ks, size=(n, space.n_blocks)), rng.integers(n_e, size=(n, space.n_blocks)),
-                          rng.integers(n_d, size=(n, space.n_depths)), rng.choice(self.resolution_ids, n))
-        if not space.n_widths:
-            return batch
-        return dataclasses.replace(batch, w=rng.integers(len(space.width_mult_list), size=(n, space.n_widths)))
+        choice = (rng.random((n, len(self._group_choices))) * self._group_choices).astype(np.int64)
+        genes, at = np.empty((n, self._n_genes), np.int64), choice + self._group_at
+        for i, values in enumerate(self._group_values):
+            genes[:, self._group_columns[:, i]] = values[at]
+        return ArchBatch.from_genes(genes, *self._layout)
 
     def mutate(self, rng: np.random.Generator, parents: ArchBatch) -> ArchBatch:
         """Resolution with prob ``resolution_mutate_prob``; each slot's (kernel, expand) pair,
         each depth entry and each width entry with prob ``arch_mutate_prob``, as the reference
         mutates."""
-        n = len(parents)
-        fresh = self.random_batch(rng, n)
-        r = np.where(rng.random(n) < self.resolution_mutate_prob, fresh.r, parents.r)
-        block_mask = rng.random(parents.ks.shape) < self.arch_mutate_prob
-        stage_mask = rng.random(parents.d.shape) < self.arch_mutate_prob
-        w = parents.w
-        if parents.w.size:
-            w = np.where(rng.random(parents.w.shape) < self.arch_mutate_prob, fresh.w, parents.w)
-        return ArchBatch(np.where(block_mask, fresh.ks, parents.ks), np.where(block_mask, fresh.e, parents.e),
-                         np.where(stage_mask, fresh.d, parents.d), r, w)
+        prob = np.full(len(self._group_choices), float(self.arch_mutate_prob))
+        prob[-1] = self.resolution_mutate_prob   # read at each call: tests change them on a finder
+        u = rng.random((len(parents), len(prob)))
+        flat = np.flatnonzero(u < prob)
+        # Given u < p, u / p is uniform in [0, 1): it draws the group's new choice too.
+        groups = flat % len(prob)
+        choice = np.minimum((u.reshape(-1)[flat] / prob[groups] * self._group_choices[groups]).astype(np.int64),
+                            self._group_choices[groups] - 1)
+        genes = parents.genes.copy()
+        self._set_groups(genes, flat, choice)
+        return parents.like(genes)
 
     @staticmethod
     def crossover(rng: np.random.Generator, first: ArchBatch, second: ArchBatch) -> ArchBatch:
-        """Each gene (slot kernel, slot expand, depth entry, resolution, width entry) from either
+        """Each gene (slot kernel, slot expand, depth entry, width entry, resolution) from either
         parent."""
-        pick = lambda a, b: np.where(rng.random(a.shape) < 0.5, a, b)  # noqa: E731
-        w = pick(first.w, second.w) if first.w.size else first.w
-        return ArchBatch(pick(first.ks, second.ks), pick(first.e, second.e), pick(first.d, second.d),
-                         pick(first.r, second.r), w)
+        return first.like(np.where(rng.random(first.genes.shape) < 0.5, first.genes, second.genes))
 
-    def _within(self, draw: Callable[[np.ndarray], ArchBatch], n: int, constraint: float,
-                fallback: Callable[[np.ndarray], ArchBatch]) -> tuple[ArchBatch, np.ndarray]:
-        """``draw(rows)`` for rows 0..n-1, redrawing the rows over budget (bounded), then
-        ``fallback(rows)`` (archs known to satisfy the constraint) for the rest."""
-        rows = np.arange(n)
-        batch = draw(rows)
-        cost = self.efficiency_predictor.predict_batch(batch)
-        for _ in range(self.max_resample_rounds):
-            over = np.flatnonzero(cost > constraint)
-            if not over.size:
-                return batch, cost
-            redo = draw(over)
-            batch = batch.with_rows(over, redo)
-            cost[over] = self.efficiency_predictor.predict_batch(redo)
-        over = np.flatnonzero(cost > constraint)
-        if over.size:
-            kept = fallback(over)
-            batch = batch.with_rows(over, kept)
-            cost[over] = self.efficiency_predictor.predict_batch(kept)
-        return batch, cost
+    def _draws_for(self, rate: float) -> int:
+        """Candidates per arch for all but ``REDRAW_MISS`` of the archs to get one that fits,
+        when each fits with probability ``rate`` > 0."""
+        return 1 if rate >= 1 else int(np.ceil(np.log(self.REDRAW_MISS) / np.log1p(-rate)))
+
+    def _within(self, draw: Callable[[np.ndarray], ArchBatch], first_draws: np.ndarray, constraint: float,
+                fallback: Callable[[np.ndarray], ArchBatch]) -> tuple[ArchBatch, np.ndarray, np.ndarray]:
+        """For each row i < len(first_draws), the first of the candidates ``draw(rows)``
+        (independent draws for each entry of ``rows``) that is within the constraint: the
+        reference's draw-until-within per arch, in a few batched calls.
+
+        The first round draws ``first_draws[i]`` candidates for row i; each later round as many per
+        row still without one as the acceptance rate seen so far needs for all but
+        ``REDRAW_MISS`` of them to succeed (at most ``MAX_ROUND_DRAWS`` in all). A row with no
+        success in ``max_draws`` candidates gets ``fallback(rows)`` (archs known to satisfy the
+        constraint). Returns the archs, their costs, and each row's fraction of first-round
+        candidates within the constraint."""
+        predict = self.efficiency_predictor.predict_batch
+        n = len(first_draws)
+        pending, counts, drawn = np.arange(n), np.asarray(first_draws, np.int64), 0
+        batch = cost = first_fit = None
+        while True:
+            candidates = draw(np.repeat(pending, counts))
+            candidate_cost = predict(candidates)
+            fits = candidate_cost <= constraint
+            starts = np.cumsum(counts) - counts
+            position = np.where(fits, np.arange(fits.size), fits.size)
+            first = np.minimum.reduceat(position, starts)
+            found = first < fits.size
+            if batch is None:   # the first round: every row, with an over-budget candidate where none fits
+                picked = np.where(found, first, starts)
+                batch, cost = candidates.take(picked), candidate_cost[picked]
+                first_fit = np.add.reduceat(fits, starts) / counts
+                # the rows left are the harder ones: guess half the first round's acceptance for them
+                rate = 0.5 * fits.mean()
+            else:
+                batch = batch.with_rows(pending[found], candidates.take(first[found]))
+                cost[pending[found]] = candidate_cost[first[found]]
+                rate = fits.mean()
+            drawn += int(counts.max())
+            pending = pending[~found]
+            if not pending.size or drawn >= self.max_draws:
+                break
+            k = self._draws_for(rate) if rate > 0 else 2 * drawn   # nothing fits yet: double the draws
+            k = max(1, min(k, self.max_draws - drawn, self.MAX_ROUND_DRAWS // pending.size))
+            counts = np.full(pending.size, k)
+        if pending.size:
+            kept = fallback(pending)
+            batch = batch.with_rows(pending, kept)
+            cost[pending] = predict(kept)
+        return batch, cost, first_fit
+
+    def children(self, rng: np.random.Generator, parents: ArchBatch, constraint: float,
+                 mutation_fit: float) -> tuple[ArchBatch, np.ndarray, float]:
+        """One generation's ``population_size`` children and their costs: ``mutation_numbers``
+        mutations of random parents, then crossovers of random pairs of parents, each drawn until
+        it is within the constraint (the rows of both kinds drawn together). ``mutation_fit``, the
+        last generation's share of mutations within the constraint (returned, for the next),
+        sets how many candidates each mutation gets at first."""
+        n_mutated = self.mutation_numbers
+        first, second = rng.integers(len(parents), size=(2, self.population_size))
+
+        def draw(rows):
+            split = int(np.searchsorted(rows, n_mutated))   # rows ascending: the mutations first
+            mutated, crossed = rows[:split], rows[split:]
+            parts = [self.mutate(rng, parents.take(first[mutated]))] if mutated.size else []
+            if crossed.size:
+                parts.append(self.crossover(rng, parents.take(first[crossed]), parents.take(second[crossed])))
+            return parts[0] if len(parts) == 1 else ArchBatch.concatenate(parts)
+
+        k = min(self._draws_for(max(mutation_fit, 0.05)), self.max_draws)
+        counts = np.where(np.arange(self.population_size) < n_mutated, k, 1)
+        batch, cost, fit = self._within(draw, counts, constraint, lambda rows: parents.take(first[rows]))
+        return batch, cost, float(fit[:n_mutated].mean()) if n_mutated else 1.0
 
     # ------------------------------------------------------------ search
     def check_constraint(self, constraint: float) -> None:
@@ -156,14 +263,13 @@ class EvolutionFinder:
 
     def _evolve(self, constraint: float, seed: int, verbose: bool) -> SearchResult:
         rng = np.random.default_rng(seed)
-        predict_acc = self.accuracy_predictor.predict_batch
+        predict_acc = AccuracyMemo(self.accuracy_predictor)
         cheapest = self.accuracy_predictor.arch_encoder.to_batch([self.cheapest_arch])
-        population, cost = self._within(
-            lambda rows: self.random_batch(rng, len(rows)), self.population_size, constraint,
+        population, cost, _ = self._within(
+            lambda rows: self.random_batch(rng, len(rows)), np.ones(self.population_size, np.int64), constraint,
             lambda rows: cheapest.take(np.zeros(len(rows), np.int64)))
         accuracy = predict_acc(population)
-        best_valids, best = [], None
-        n_cross = self.population_size - self.mutation_numbers
+        best_valids, best, mutation_fit = [], None, 0.5
         for generation in range(self.max_time_budget):
             order = np.argsort(-accuracy, kind="stable")[: self.parents_size]
             parents, parent_acc, parent_cost = population.take(order), accuracy[order], cost[order]
@@ -172,19 +278,10 @@ class EvolutionFinder:
             best_valids.append(best[0])
             if verbose and (generation + 1) % 100 == 0:
                 print(f"generation {generation + 1}: best predicted accuracy {100 * best[0]:.2f} %")
-            mutate_from = rng.integers(self.parents_size, size=self.mutation_numbers)
-            mutated, mutated_cost = self._within(
-                lambda rows: self.mutate(rng, parents.take(mutate_from[rows])), self.mutation_numbers,
-                constraint, lambda rows: parents.take(mutate_from[rows]))
-            first = rng.integers(self.parents_size, size=n_cross)
-            second = rng.integers(self.parents_size, size=n_cross)
-            crossed, crossed_cost = self._within(
-                lambda rows: self.crossover(rng, parents.take(first[rows]), parents.take(second[rows])),
-                n_cross, constraint, lambda rows: parents.take(first[rows]))
-            children = ArchBatch.concatenate([mutated, crossed])
+            children, children_cost, mutation_fit = self.children(rng, parents, constraint, mutation_fit)
             population = ArchBatch.concatenate([parents, children])
             accuracy = np.concatenate([parent_acc, predict_acc(children)])
-            cost = np.concatenate([parent_cost, mutated_cost, crossed_cost])
+            cost = np.concatenate([parent_cost, children_cost])
         top = int(np.argmax(accuracy))  # the last generation's children count too
         if accuracy[top] > best[0]:
             best = (float(accuracy[top]), population.take([top]), float(cost[top]))
