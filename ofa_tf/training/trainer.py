@@ -5,6 +5,11 @@ teacher's soft labels once; then for each of the phase's ``dynamic_batch_size``
 subnets, sample it inside the compiled step, compute label-smoothed CE plus
 ``kd_ratio`` x soft CE against the teacher, and add its gradients; finally one
 optimizer update with the summed gradients (as the reference does).
+
+Under a mixed-precision policy (`ofa_tf.training.precision`) the networks compute in float16
+or bfloat16; logits are cast to float32 before the teacher's softmax, the KD term and the loss,
+and with a loss-scaling optimizer the loss is scaled before the gradient (its ``apply``
+unscales, and skips a step whose gradients overflow).
 """
 
 from __future__ import annotations
@@ -13,22 +18,25 @@ import keras
 import tensorflow as tf
 
 from ofa_tf.training.phases import Phase
+from ofa_tf.training.precision import scale_loss
 from ofa_tf.training.sampling import SubnetSampler
 
 
 def soft_cross_entropy(soft_targets, logits):
-    """Mean over the batch of -sum(p_teacher * log_softmax(student))."""
+    """Mean over the batch of -sum(p_teacher * log_softmax(student)), in float32."""
+    logits = tf.cast(logits, tf.float32)
     return tf.reduce_mean(tf.reduce_sum(-soft_targets * tf.nn.log_softmax(logits), axis=-1))
 
 
 def teacher_targets(teacher, images):
     """The frozen teacher's softmax, what the student distils towards (no gradient)."""
-    return tf.stop_gradient(tf.nn.softmax(teacher(images, training=False)))
+    return tf.stop_gradient(tf.nn.softmax(tf.cast(teacher(images, training=False), tf.float32)))
 
 
 def distillation_loss(one_hot, logits, soft_targets, kd_ratio: float, label_smoothing: float):
     """OFA's training loss: label-smoothed CE, plus ``kd_ratio`` x soft CE to the teacher's
-    ``soft_targets`` when given (None: no KD). Returns (total, KD term)."""
+    ``soft_targets`` when given (None: no KD), in float32. Returns (total, KD term)."""
+    logits = tf.cast(logits, tf.float32)
     loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
         one_hot, logits, from_logits=True, label_smoothing=label_smoothing))
     kd = soft_cross_entropy(soft_targets, logits) if soft_targets is not None else tf.zeros(())
@@ -79,7 +87,8 @@ class OFATrainer(keras.Model):
         """Summed gradients of the step's sampled subnets (nothing is applied).
 
         Returns (mean loss, mean KD loss, gradients aligned with
-        ``supernet.trainable_variables``, logits of the last subnet).
+        ``supernet.trainable_variables``, float32 logits of the last subnet). With a
+        loss-scaling optimizer the gradients are of the scaled loss (``apply`` unscales).
         """
         self.trace_count += 1          # Python side effect: runs once per trace
         resolution = self.sampler.sample_resolution()
@@ -98,9 +107,9 @@ class OFATrainer(keras.Model):
             if self.phase.is_elastic:
                 self.supernet.assign_active_subnet(*self.sampler.sample_arch())
             with tf.GradientTape() as tape:
-                logits = self.supernet(images, training=True)
+                logits = tf.cast(self.supernet(images, training=True), tf.float32)
                 total, kd = distillation_loss(one_hot, logits, soft_targets, self.kd_ratio, self.label_smoothing)
-                scaled = total / replicas
+                scaled = scale_loss(self.optimizer, total / replicas)
             grads = tape.gradient(scaled, variables)
             # A variable the graph never uses gets a zero gradient (torch's zero_grad() semantics).
             grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
