@@ -42,5 +42,11 @@ class SubnetSampler:
                 self._pick(self.expand_ratio_list, self.space.n_blocks, tf.float32),
                 self._pick(self.depth_list, self.space.n_stages, tf.int32))
 
+    def sample_resolution_index(self):
+        """Index into ``resolutions`` of this batch's resolution (the draw `sample_resolution` makes)."""
+        if len(self.resolutions) == 1:
+            return tf.constant(0, tf.int32)
+        return keras.random.randint((1,), 0, len(self.resolutions), dtype="int32", seed=self.seed_generator)[0]
+
     def sample_resolution(self):
-        return self._pick(self.resolutions, 1, tf.int32)[0]
+        return tf.gather(tf.constant(self.resolutions, tf.int32), self.sample_resolution_index())
