@@ -143,6 +143,8 @@ def main():
                                           d=phase.depth_list[0])
             steps = run_steps(trainer, data, args.block)
             first.setdefault(key, steps[0])
+            print(f"  round {r}: {key[0]} {key[1]}{' xla' if key[2] else ''}: "
+                  + " ".join(f"{t * 1000:.0f}" for t in steps) + " ms", flush=True)
             if r >= args.warmup:
                 times[key].extend(steps)
 
