@@ -5,10 +5,15 @@ Full OFA-MBv3 w1.0 space, 1000 classes, batch 32, 2 threads, the reference's opt
     4.6 and 98.5 img/s on this kind of machine);
   * the trace count of the train function over a run of mixed subnets and resolutions
     (kernel/expand/depth sampled per step, resolution 128-224 sampled per batch).
-The two fixed-subnet variants take turns (``--block`` steps each, ``--rounds`` rounds) so that
-machine drift hits both alike; a step is one step of ``model.fit``, timed by a callback.
+The fixed-subnet variants take turns (``--block`` steps each, ``--rounds`` rounds) so that
+machine drift hits all alike; a step is one step of ``model.fit``, timed by a callback.
+``--precisions`` adds the same two subnets trained under other Keras mixed-precision policies
+(one supernet per policy), ``--jit`` the float32 ones with the forward and backward pass
+XLA-compiled (`OFATrainer(jit_compile=True)`; its compile time is reported apart). Each row's
+ratio is against float32 without XLA, measured in the same run.
 
     python benchmarks/bench_train_step.py [--batch 32] [--rounds 4] [--block 3] [--mixed_steps 50]
+    python benchmarks/bench_train_step.py --precisions float32,mixed_bfloat16 --jit --mixed_steps 0
 """
 
 import argparse
@@ -27,6 +32,8 @@ import tensorflow as tf  # noqa: E402
 
 from ofa_tf.networks import OFAMobileNetV3  # noqa: E402
 from ofa_tf.training import OFATrainer, Phase, ReferenceSGD, progressive_shrinking_phases  # noqa: E402
+from ofa_tf.training.config import PRECISIONS  # noqa: E402
+from ofa_tf.training.precision import dtype_policy, optimizer_for  # noqa: E402
 
 REFERENCE_IMG_S = {"largest @224": 4.6, "smallest @128": 98.5}
 
@@ -36,10 +43,10 @@ def fixed_phase(name, ks, e, d):
     return Phase(name, (ks,), (e,), (d,), 1, 1, 0.01, 0, False, None)
 
 
-def trainer_for(net, phase, resolutions, seed=0):
-    trainer = OFATrainer(net, phase, kd_ratio=0.0, resolutions=resolutions, seed=seed)
-    trainer.compile(optimizer=ReferenceSGD(0.01, momentum=0.9, nesterov=True, l2_decay=3e-5),
-                    jit_compile=False)
+def trainer_for(net, phase, resolutions, seed=0, precision="float32", jit=False):
+    trainer = OFATrainer(net, phase, kd_ratio=0.0, resolutions=resolutions, seed=seed, jit_compile=jit)
+    optimizer = ReferenceSGD(0.01, momentum=0.9, nesterov=True, l2_decay=3e-5)
+    trainer.compile(optimizer=optimizer_for(optimizer, precision), jit_compile=False)
     return trainer
 
 
@@ -71,37 +78,10 @@ def batches(batch, size, seed=0):
     return tf.data.Dataset.from_tensors((x, y)).repeat()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--block", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1, help="rounds not counted")
-    parser.add_argument("--mixed_steps", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-
-    net = OFAMobileNetV3(n_classes=1000, width_mult=1.0)
+def run_mixed(net, args):
+    """Mixed subnets and resolutions: the full space sampled every step, one subnet per step.
+    Returns (seconds, distinct subnets seen, traces of the train step)."""
     space = net.space
-    variants = {
-        "largest @224": (fixed_phase("largest", 7, 6, 4), 224),
-        "smallest @128": (fixed_phase("smallest", 3, 3, 2), 128),
-    }
-    runs = {}
-    for name, (phase, size) in variants.items():
-        trainer = trainer_for(net, phase, (size,))
-        runs[name] = (trainer, batches(args.batch, size), phase)
-    times = {name: [] for name in variants}
-    for r in range(args.warmup + args.rounds):
-        for name, (trainer, data, phase) in runs.items():
-            net.set_active_subnet(ks=phase.ks_list[0], e=phase.expand_ratio_list[0], d=phase.depth_list[0])
-            steps = run_steps(trainer, data, args.block)
-            if r >= args.warmup:
-                times[name].extend(steps)
-
-    # Mixed subnets and resolutions: the full space sampled every step, one subnet per step.
     full = progressive_shrinking_phases(space)["expand2"]
     mixed_phase = Phase("mixed", full.ks_list, full.expand_ratio_list, full.depth_list, 1, 1, 0.01, 0,
                         False, None)
@@ -117,19 +97,77 @@ def main():
     start = time.perf_counter()
     mixed.fit(data, epochs=1, steps_per_epoch=args.mixed_steps, callbacks=[RecordArch()], verbose=0,
               shuffle=False)
-    mixed_s = time.perf_counter() - start
-    traces = {name: runs[name][0].trace_count for name in runs}
+    return time.perf_counter() - start, len(seen), mixed.trace_count
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--block", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="rounds not counted")
+    parser.add_argument("--mixed_steps", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precisions", default="float32",
+                        help=f"comma-separated, from {','.join(PRECISIONS)}; float32 always runs")
+    parser.add_argument("--jit", action="store_true", help="also the float32 subnets with XLA")
+    args = parser.parse_args()
+    precisions = ["float32"] + [p for p in args.precisions.split(",") if p and p != "float32"]
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad:
+        parser.error(f"--precisions: {bad} not among {list(PRECISIONS)}")
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+    nets = {}
+    for precision in precisions:
+        with dtype_policy(precision):
+            nets[precision] = OFAMobileNetV3(n_classes=1000, width_mult=1.0)
+    net = nets["float32"]
+    space = net.space
+    subnets = {
+        "largest @224": (fixed_phase("largest", 7, 6, 4), 224),
+        "smallest @128": (fixed_phase("smallest", 3, 3, 2), 128),
+    }
+    modes = [(p, False) for p in precisions] + ([("float32", True)] if args.jit else [])
+    runs = {}   # (subnet, precision, jit) -> (net, trainer, data, phase)
+    for name, (phase, size) in subnets.items():
+        for precision, jit in modes:
+            trainer = trainer_for(nets[precision], phase, (size,), precision=precision, jit=jit)
+            runs[name, precision, jit] = (nets[precision], trainer, batches(args.batch, size), phase)
+    times = {key: [] for key in runs}
+    first = {}   # the first step of each variant: trace (and XLA compile)
+    for r in range(args.warmup + args.rounds):
+        for key, (variant_net, trainer, data, phase) in runs.items():
+            variant_net.set_active_subnet(ks=phase.ks_list[0], e=phase.expand_ratio_list[0],
+                                          d=phase.depth_list[0])
+            steps = run_steps(trainer, data, args.block)
+            first.setdefault(key, steps[0])
+            print(f"  round {r}: {key[0]} {key[1]}{' xla' if key[2] else ''}: "
+                  + " ".join(f"{t * 1000:.0f}" for t in steps) + " ms", flush=True)
+            if r >= args.warmup:
+                times[key].extend(steps)
+
+    mixed = run_mixed(net, args) if args.mixed_steps else None
+    traces = {f"{name} {precision}{' xla' if jit else ''}": run[1].trace_count
+              for (name, precision, jit), run in runs.items()}
 
     print(f"OFA-MBv3 w1.0, 1000 classes, batch {args.batch}, {args.threads} threads, "
-          f"{args.rounds} rounds x {args.block} steps, allocator: {active_allocator()}")
-    print(f"  {'variant':<16s} {'median ms':>10s} {'img/s':>7s} {'reference img/s':>16s} {'ratio':>6s}")
-    for name, t in times.items():
+          f"{args.rounds} rounds x {args.block} steps, allocator: {active_allocator()}, "
+          f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"  {'subnet':<14s} {'precision':<15s} {'xla':<4s} {'median ms':>10s} {'img/s':>7s} "
+          f"{'vs float32':>10s} {'first step s':>12s} {'reference img/s':>16s} {'ratio':>6s}")
+    for (name, precision, jit), t in times.items():
         med = statistics.median(t)
+        base = statistics.median(times[name, "float32", False])
         ips = args.batch / med
         ref = REFERENCE_IMG_S[name]
-        print(f"  {name:<16s} {med * 1000:10.1f} {ips:7.1f} {ref:16.1f} {ips / ref:6.2f}x")
-    print(f"  mixed subnets/resolutions: {args.mixed_steps} steps in {mixed_s:.0f}s (fit), {len(seen)} distinct "
-          f"subnets, train step traced {mixed.trace_count} time(s)")
+        print(f"  {name:<14s} {precision:<15s} {'yes' if jit else 'no':<4s} {med * 1000:10.1f} {ips:7.1f} "
+              f"{base / med:9.2f}x {first[name, precision, jit]:12.1f} {ref:16.1f} {ips / ref:6.2f}x")
+    if mixed is not None:
+        mixed_s, n_seen, mixed_traces = mixed
+        print(f"  mixed subnets/resolutions: {args.mixed_steps} steps in {mixed_s:.0f}s (fit), {n_seen} distinct "
+              f"subnets, train step traced {mixed_traces} time(s)")
     print(f"  fixed-subnet trainers traced: {traces}")
 
 

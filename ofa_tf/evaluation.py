@@ -96,7 +96,8 @@ class SubnetValidator:
             self._eval_batch_fn, input_signature=[_IMAGES, tf.TensorSpec([None], tf.int32)])
 
     def _eval_batch_fn(self, images, labels):
-        logits = self.supernet(images, training=False)
+        # float32 whatever the supernet computes in (a mixed-precision run validates it as it trains).
+        logits = tf.cast(self.supernet(images, training=False), tf.float32)
         labels = tf.cast(labels, tf.int32)
         top5 = tf.math.top_k(logits, k=min(5, self.supernet.n_classes)).indices
         hits = tf.equal(top5, labels[:, None])

@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 
 from ofa_tf.errors import user_input  # noqa: E402
-from ofa_tf.training.config import (SPACE_PRESETS, STRATEGIES, TEACHERS, TrainConfig,  # noqa: E402
-                                    check_run_inputs)
+from ofa_tf.training.config import (PRECISIONS, SPACE_PRESETS, STRATEGIES, TEACHERS,  # noqa: E402
+                                    TrainConfig, check_run_inputs)
 from ofa_tf.training.phases import PHASE_NAMES  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -82,6 +82,10 @@ def define_flags() -> None:
                       "multi_worker (from TF_CONFIG).")
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (0: leave as is); "
                          "with --strategy=mirrored this trains data-parallel on one machine without GPUs.")
+    flags.DEFINE_enum("precision", _D["precision"].default, PRECISIONS,
+                      "Compute dtype of training: float32, or a Keras mixed-precision policy (variables, "
+                      "BN statistics, softmax and loss stay float32; mixed_float16 adds dynamic loss "
+                      "scaling). Saved weights and exports are float32 either way. Bound to the workdir.")
     flags.DEFINE_bool("tensorboard", _D["tensorboard"].default, "Write TensorBoard scalars under <workdir>/logs.")
     flags.DEFINE_integer("verbose", _D["verbose"].default,
                          "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")

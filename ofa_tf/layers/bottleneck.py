@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from ofa_tf.arch.layout import BottleneckSpec
 from ofa_tf.layers import activations
-from ofa_tf.layers.common import checked_choice, choice_variable, importance_order, nearest_choice
+from ofa_tf.layers.common import (checked_choice, choice_numpy, choice_variable, importance_order,
+                                  nearest_choice, reads_choices_now)
 from ofa_tf.layers.elastic_conv import ElasticConv2D
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
 
@@ -71,13 +72,14 @@ class ElasticBottleneck(keras.layers.Layer):
 
     def active_choice(self):
         """(width index, expand ratio) as Python numbers, the ratio as in the space."""
-        return (int(keras.ops.convert_to_numpy(self.active_width)),
+        return (int(choice_numpy(self.active_width)),
                 nearest_choice(self.active_expand_ratio, self.spec.expand_ratios))
 
     def _active_widths(self):
-        """(output channels, middle channels): ints eagerly, tensors in a graph."""
+        """(output channels, middle channels): ints eagerly (and under `static_choices`), tensors
+        in a graph."""
         spec = self.spec
-        if tf.executing_eagerly():
+        if reads_choices_now():
             w, e = self.active_choice()
             return spec.out_widths[w], spec.mid_channels(spec.out_widths[w], e)
         ratios = tf.constant([float(e) for e in spec.expand_ratios], tf.float32)

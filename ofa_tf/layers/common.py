@@ -1,6 +1,7 @@
 """Small pieces every elastic layer needs: active channel counts, OFA's init, the order of
 channels by importance."""
 
+import contextlib
 import math
 
 import keras
@@ -14,12 +15,41 @@ def channels_of(x):
     return int(static) if static is not None else tf.shape(x)[-1]
 
 
+_static_choices = 0   # nesting depth of `static_choices`
+
+
+@contextlib.contextmanager
+def static_choices():
+    """While active, a function being traced reads the active choices (kernel size, expand
+    ratio, depth, width) as Python values, as eager code does: the graph is that one subnet,
+    with static shapes (which XLA needs), and holds only while the choices do not change."""
+    global _static_choices
+    _static_choices += 1
+    try:
+        yield
+    finally:
+        _static_choices -= 1
+
+
+def reads_choices_now() -> bool:
+    """Whether layers read their active choices as Python values: eagerly, or while tracing
+    under `static_choices`."""
+    return tf.executing_eagerly() or _static_choices > 0
+
+
+def choice_numpy(variable):
+    """A choice variable's current value as numpy, also while a function is traced."""
+    with tf.init_scope():
+        return keras.ops.convert_to_numpy(variable)
+
+
 def static_int(value):
-    """The Python int behind ``value`` when it can be read now (eagerly), else None."""
+    """The Python int behind ``value`` when it can be read now (eagerly, or a choice variable
+    under `static_choices`), else None."""
     if isinstance(value, int):
         return value
-    if tf.executing_eagerly():
-        return int(keras.ops.convert_to_numpy(value))
+    if tf.executing_eagerly() or (_static_choices and isinstance(value, keras.Variable)):
+        return int(choice_numpy(value))
     return None
 
 
@@ -67,5 +97,5 @@ def checked_choice(layer_name: str, what: str, value, choices):
 
 def nearest_choice(variable, choices):
     """The entry of ``choices`` nearest to a float choice variable's value (as the space spells it)."""
-    value = float(keras.ops.convert_to_numpy(variable))
+    value = float(choice_numpy(variable))
     return min(choices, key=lambda c: abs(c - value))

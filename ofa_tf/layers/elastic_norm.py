@@ -27,12 +27,15 @@ class ElasticBatchNormalization(keras.layers.Layer):
 
     def build(self, input_shape=None):
         shape = (self.channels,)
-        self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones")
-        self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros")
+        # Never autocast: under a mixed-precision policy the fused kernel takes float16 or
+        # bfloat16 activations with float32 parameters and statistics, and computes the
+        # statistics in float32.
+        self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones", autocast=False)
+        self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros", autocast=False)
         self.moving_mean = self.add_weight(name="moving_mean", shape=shape, initializer="zeros",
-                                           trainable=False)
+                                           trainable=False, autocast=False)
         self.moving_variance = self.add_weight(name="moving_variance", shape=shape, initializer="ones",
-                                               trainable=False)
+                                               trainable=False, autocast=False)
 
     def call(self, inputs, training=None):
         c = channels_of(inputs)

@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from ofa_tf.arch.layout import BlockSpec
 from ofa_tf.layers import activations
-from ofa_tf.layers.common import (checked_choice, choice_variable, importance_order, nearest_choice,
-                                  static_int)
+from ofa_tf.layers.common import (checked_choice, choice_numpy, choice_variable, importance_order,
+                                  nearest_choice, reads_choices_now, static_int)
 from ofa_tf.layers.elastic_conv import ElasticDepthwiseConv2D, ElasticPointwiseConv2D
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
 from ofa_tf.layers.elastic_se import ElasticSqueezeExcite
@@ -68,13 +68,14 @@ class ElasticMBConv(keras.layers.Layer):
 
     def active_choice(self):
         """(kernel_size, expand_ratio) as Python numbers, expand ratio as in the space."""
-        return (int(keras.ops.convert_to_numpy(self.active_kernel_size)),
+        return (int(choice_numpy(self.active_kernel_size)),
                 nearest_choice(self.active_expand_ratio, self.spec.expand_ratios))
 
     def _active_widths(self):
-        """(middle channels, SE channels) for the active expand ratio: ints eagerly, tensors in a graph."""
+        """(middle channels, SE channels) for the active expand ratio: ints eagerly (and under
+        `static_choices`), tensors in a graph."""
         spec = self.spec
-        if tf.executing_eagerly():
+        if reads_choices_now():
             mid = spec.mid_channels(self.active_choice()[1])
             return mid, spec.se_channels(mid)
         ratios = tf.constant([float(e) for e in spec.expand_ratios], tf.float32)

@@ -10,7 +10,7 @@ import tensorflow as tf
 from ofa_tf.arch.layout import ConvSpec
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.layers import activations
-from ofa_tf.layers.common import choice_variable, he_fan_out
+from ofa_tf.layers.common import choice_numpy, choice_variable, he_fan_out, reads_choices_now
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
 from ofa_tf.layers.mbconv import ElasticMBConv
 from ofa_tf.networks.registry import Family, register_family
@@ -108,8 +108,8 @@ class OFAMobileNetV3(SupernetAPI, keras.Model):
         x = tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         x = activations.apply(self.stem_bn(self.stem_conv(x), training=training), self.layout.stem.act)
         x = self.first_block(x, training=training)
-        eager = tf.executing_eagerly()
-        depths = self.active_depth.numpy() if eager else self.active_depth
+        eager = reads_choices_now()
+        depths = choice_numpy(self.active_depth) if eager else self.active_depth
         for s, stage in enumerate(self.stage_blocks):
             min_depth = min(self.space.stage_depths(s))
             for j, block in enumerate(stage):

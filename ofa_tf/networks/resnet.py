@@ -16,7 +16,7 @@ import tensorflow as tf
 from ofa_tf.arch.space import STEM_WIDTH_ENTRIES, SearchSpace
 from ofa_tf.layers import activations
 from ofa_tf.layers.bottleneck import ElasticBottleneck
-from ofa_tf.layers.common import choice_variable
+from ofa_tf.layers.common import choice_numpy, choice_variable, reads_choices_now
 from ofa_tf.layers.elastic_conv import ElasticConv2D, ElasticDense
 from ofa_tf.layers.elastic_norm import ElasticBatchNormalization
 from ofa_tf.networks.registry import Family, register_family
@@ -86,14 +86,14 @@ class OFAResNets(SupernetAPI, keras.Model):
 
     # ----------------------------------------------------------------- forward
     def _stem_width(self, spec):
+        if reads_choices_now():
+            return spec.out_widths[int(choice_numpy(self.active_stem_width)[spec.width_entry])]
         index = self.active_stem_width[spec.width_entry]
-        if tf.executing_eagerly():
-            return spec.out_widths[int(index.numpy())]
         return tf.gather(tf.constant(spec.out_widths, tf.int32), index)
 
     def call(self, inputs, training=None):
-        eager = tf.executing_eagerly()
-        depths = self.active_depth.numpy() if eager else self.active_depth
+        eager = reads_choices_now()
+        depths = choice_numpy(self.active_depth) if eager else self.active_depth
         x = inputs
         for spec, conv, norm in zip(self.layout.stem, self.stem_convs, self.stem_norms):
             apply = lambda x, spec=spec, conv=conv, norm=norm: activations.apply(  # noqa: E731

@@ -23,6 +23,8 @@ from ofa_tf.training.phases import PHASE_NAMES, progressive_shrinking_phases
 
 SPACE_PRESETS = tuple(PRESETS)
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
+# Compute dtypes of training (Keras dtype policies); see training/precision.py.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 CONFIG_NAME = "config.json"
 START_NAME = "start.json"      # what the run starts from: --init_weights (path, sha256), --teacher
 # --teacher: the finished teacher phase in the workdir, or the largest subnet of --init_weights.
@@ -61,13 +63,16 @@ class TrainConfig:
     checkpoint_every: int = 500           # steps; 0 = at the end of each epoch only
     keep_checkpoints: int = 2
     strategy: str = "one_device"
+    precision: str = "float32"            # one of PRECISIONS
     tensorboard: bool = True
     verbose: int = 1
 
     # Fields that bind a workdir (plus the derived global batch and the space's definition).
     BOUND = ("space", "dataset", "image_size_list", "epochs_scale", "steps_per_epoch", "lr_scale",
              "base_batch_size", "momentum", "nesterov", "weight_decay", "label_smoothing",
-             "kd_ratio", "dropout", "bn_momentum", "seed")
+             "kd_ratio", "dropout", "bn_momentum", "seed", "precision")
+    # What a bound field missing from an older workdir's config.json was then (so it resumes).
+    BOUND_BEFORE = {"precision": "float32"}
 
     def __post_init__(self):
         problems = []
@@ -77,6 +82,8 @@ class TrainConfig:
             problems.append(f"space {self.space!r} is not one of {SPACE_PRESETS}")
         if self.strategy not in STRATEGIES:
             problems.append(f"strategy {self.strategy!r} is not one of {STRATEGIES}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision {self.precision!r} is not one of {PRECISIONS}")
         if self.teacher not in TEACHERS:
             problems.append(f"teacher {self.teacher!r} is not one of {TEACHERS}")
         elif self.teacher == "init" and not self.init_weights:
@@ -191,9 +198,10 @@ def check_run_inputs(config: TrainConfig) -> None:
 
 def check_workdir_config(workdir: str, bound: dict,
                          remedy: str = "Use a new --workdir, or rerun with the workdir's settings.",
-                         name: str = CONFIG_NAME, create: bool = True) -> None:
+                         name: str = CONFIG_NAME, create: bool = True, missing_means: dict | None = None) -> None:
     """Record ``bound`` in ``workdir/name`` when it is not there yet (only with ``create``), or
-    refuse a workdir that was made with other values (the error ends with ``remedy``)."""
+    refuse a workdir that was made with other values (the error ends with ``remedy``). A key
+    the stored file lacks (written before the field existed) counts as ``missing_means[key]``."""
     path = os.path.join(workdir, name)
     if not os.path.exists(path):
         if not create:
@@ -206,6 +214,7 @@ def check_workdir_config(workdir: str, bound: dict,
             stored = json.load(f)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not valid JSON ({err}); is {workdir} an ofa_tf workdir?") from None
+    stored = {**(missing_means or {}), **stored}
     differing = sorted(k for k in set(stored) | set(bound) if stored.get(k) != bound.get(k))
     if differing:
         details = ", ".join(f"{k}: workdir has {short_json(stored.get(k))}, now {short_json(bound.get(k))}"

@@ -43,6 +43,7 @@ from ofa_tf.training.checkpoints import model_checkpoint, restore_model
 from ofa_tf.training.optimizer import ReferenceSGD
 from ofa_tf.training.phases import (PHASE_NAMES, Phase, phase_validation_archs,
                                     progressive_shrinking_phases)
+from ofa_tf.training.precision import dtype_policy, optimizer_for
 from ofa_tf.training.resumable_fit import fit_from_step
 from ofa_tf.training.schedule import WarmupCosineDecay
 from ofa_tf.training.trainer import OFATrainer
@@ -138,8 +139,10 @@ class _PhaseRun:
                                       seed=pipeline.phase_seed(self.phase))
             schedule = WarmupCosineDecay(plan.lr, decay_steps=plan.total_steps - plan.warmup_steps,
                                          warmup_steps=plan.warmup_steps)
-            self.optimizer = ReferenceSGD(schedule, momentum=self.config.momentum,
-                                          nesterov=self.config.nesterov, l2_decay=self.config.weight_decay)
+            self.optimizer = optimizer_for(ReferenceSGD(schedule, momentum=self.config.momentum,
+                                                        nesterov=self.config.nesterov,
+                                                        l2_decay=self.config.weight_decay),
+                                           self.config.precision)
             self.trainer.compile(optimizer=self.optimizer, jit_compile=False)
         rng_states = [self.trainer.seed_generator.state] + [
             layer.seed_generator.state for layer in supernet._flatten_layers()
@@ -235,13 +238,14 @@ class ProgressiveShrinking:
         self.info = self.source.info
         space = config.search_space()
         self.phases = progressive_shrinking_phases(space)
-        with self.strategy.scope():
+        with self.strategy.scope(), dtype_policy(config.precision):
             self.supernet = family_of(space).supernet_class(
                 n_classes=self.info.num_classes, space=space, dropout_rate=config.dropout,
                 bn_momentum=config.bn_momentum, seed=config.seed)
         self.init_fit = self._check_init_weights()
         # Checked before the workdir is created or touched.
-        check_workdir_config(config.workdir, config.bound_fields(self.global_batch, self.info.class_names))
+        check_workdir_config(config.workdir, config.bound_fields(self.global_batch, self.info.class_names),
+                             missing_means=TrainConfig.BOUND_BEFORE)
         self.start = start_record(config)   # hashed once: recorded now, reported with the supernet
         check_workdir_config(config.workdir, self.start, remedy=START_REMEDY, name=START_NAME)
         self._teacher = None
@@ -318,7 +322,7 @@ class ProgressiveShrinking:
                 raise ValueError(f"phase {phase.name!r} distils from the teacher, but {self.config.workdir} "
                                  "has no finished 'teacher' phase; run it first, pass --teacher=init (the "
                                  "largest subnet of --init_weights) or --kd_ratio=0")
-            with self.strategy.scope():
+            with self.strategy.scope(), dtype_policy(self.config.precision):
                 self._teacher = family_of(self.supernet.space).supernet_class(
                     n_classes=self.info.num_classes, space=self.supernet.space,
                     dropout_rate=self.config.dropout, bn_momentum=self.config.bn_momentum, name="teacher")

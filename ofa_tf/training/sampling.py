@@ -55,5 +55,11 @@ class SubnetSampler:
                 "w": lambda: self._pick(self.width_list, self.space.n_widths, tf.int32)}
         return {key: draw[key]() for key in self.space.arch_keys[:-1]}
 
+    def sample_resolution_index(self):
+        """Index into ``resolutions`` of this batch's resolution (the draw `sample_resolution` makes)."""
+        if len(self.resolutions) == 1:
+            return tf.constant(0, tf.int32)
+        return keras.random.randint((1,), 0, len(self.resolutions), dtype="int32", seed=self.seed_generator)[0]
+
     def sample_resolution(self):
-        return self._pick(self.resolutions, 1, tf.int32)[0]
+        return tf.gather(tf.constant(self.resolutions, tf.int32), self.sample_resolution_index())
