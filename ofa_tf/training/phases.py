@@ -7,6 +7,7 @@ docs/search_space_and_training.md); the trainer scales epochs and learning rates
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping
 
 from ofa_tf.arch.space import SearchSpace
 
@@ -31,8 +32,9 @@ class Phase:
         return max(len(self.ks_list), len(self.expand_ratio_list), len(self.depth_list)) > 1
 
 
-def progressive_shrinking_phases(space: SearchSpace) -> dict:
-    """Phase name -> Phase, in training order, for ``space``'s choice lists."""
+def progressive_shrinking_phases(space: SearchSpace, overrides: Mapping[str, Phase] | None = None) -> dict:
+    """Phase name -> Phase, in training order, for ``space``'s choice lists; ``overrides``
+    replaces phases by name (each must be named as the phase it replaces)."""
     ks, es, ds = space.ks_list, space.expand_ratio_list, space.depth_list
     k_max, e_max, d_max = (max(ks),), (max(es),), (max(ds),)
     phases = [
@@ -45,7 +47,13 @@ def progressive_shrinking_phases(space: SearchSpace) -> dict:
         Phase("expand1", ks, es[-2:], ds, 4, 25, 2.5e-3, 0, True, 0),
         Phase("expand2", ks, es, ds, 4, 120, 7.5e-3, 5, True, 1),
     ]
-    return {p.name: p for p in phases}
+    table = {p.name: p for p in phases}
+    for name, phase in (overrides or {}).items():
+        if name not in table or phase.name != name:
+            raise ValueError(f"phase override {name!r} -> {phase.name!r}: an override must replace one of "
+                             f"{list(PHASE_NAMES)} under its own name")
+        table[name] = phase
+    return table
 
 
 def phase_validation_archs(space: SearchSpace, ks_list, expand_ratio_list, depth_list,
