@@ -41,8 +41,9 @@ import numpy as np  # noqa: E402
 
 from ofa_tf.arch.complexity import profile_arch  # noqa: E402
 from ofa_tf.artifacts import subnet_sidecar_path  # noqa: E402
-from ofa_tf.atomic_files import atomic_save, atomic_save_dir, atomic_write_text  # noqa: E402
+from ofa_tf.atomic_files import atomic_save_dir, atomic_write_text  # noqa: E402
 from ofa_tf.data import load_dataset  # noqa: E402
+from ofa_tf.nas.pareto_plot import save_figure  # noqa: E402
 from ofa_tf.nas.subnet_measurement import make_validator  # noqa: E402
 from ofa_tf.networks import family_of  # noqa: E402
 from ofa_tf.training.config import DONE_NAME, TrainConfig  # noqa: E402
@@ -236,14 +237,16 @@ def measure(pipeline, archs: dict, args, config: TrainConfig, seed: int) -> dict
     return {name: validator.evaluate(arch)["top1"] for name, arch in archs.items()}
 
 
-def run_supernet_regime(regime: str, config: TrainConfig, archs: dict, args, seed: int, overrides=None) -> dict:
+def run_supernet_regime(regime: str, config: TrainConfig, archs: dict, args, seed: int, overrides=None,
+                        shared=()) -> dict:
     """Train (or resume) a supernet regime and measure ``archs``; the record is kept in
-    ``<workdir>/result.json`` so a rerun reuses it."""
+    ``<workdir>/result.json`` so a rerun reuses it. ``shared``: phases another regime trained."""
     path = os.path.join(config.workdir, "result.json")
     record = read_json(path)
     if record is not None and record["archs"] == archs and record["eval_images"] == args.eval_images:
         return record
-    resumed = any(os.path.exists(os.path.join(config.workdir, p, DONE_NAME)) for p in PHASE_NAMES)
+    resumed = any(os.path.exists(os.path.join(config.workdir, p, DONE_NAME)) for p in config.phases
+                  if p not in shared)
     started = time.time()
     pipeline = ProgressiveShrinking(config, phase_overrides=overrides)
     pipeline.run()
@@ -382,16 +385,11 @@ def save_plot(path: str, table) -> None:
         err = np.array([[s["mean"] - s["min"] for s in stats], [s["max"] - s["mean"] for s in stats]])
         ax.errorbar(x, mean, yerr=err, fmt=markers[regime], ms=5, capsize=3, lw=1,
                     label=REGIME_TITLES[regime])
-    ax.set_xlabel("MMACs")
-    ax.set_ylabel("top-1 (%), min–max over seeds")
-    ax.set_title("Progressive shrinking ablation (demo data)")
+    ax.set(xlabel="MMACs", ylabel="top-1 (%), min–max over seeds",
+           title="Progressive shrinking ablation (demo data)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    try:
-        atomic_save(path, lambda tmp: fig.savefig(tmp, format="png"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 def seconds_text(record) -> str:
@@ -403,12 +401,11 @@ def main(argv=None):
     args = parse_args(argv)
     settings = args.settings
     base = TrainConfig(workdir=args.workdir, **settings)
-    n_train = load_dataset(base.dataset, base.data_dir).info.n_train
-    budget = plan_budget(base, n_train, args.no_ps_lr)
+    info = load_dataset(base.dataset, base.data_dir).info
+    budget = plan_budget(base, info.n_train, args.no_ps_lr)
     archs = chosen_archs(base, args.n_random, args.arch_seed)
     space = base.search_space()
-    n_classes = load_dataset(base.dataset, base.data_dir).info.num_classes
-    mmacs = {name: profile_arch(arch, space, n_classes=n_classes).mmacs for name, arch in archs.items()}
+    mmacs = {name: profile_arch(arch, space, n_classes=info.num_classes).mmacs for name, arch in archs.items()}
     scratch_names = list(CORNERS) + [f"random{i}" for i in range(1, args.n_scratch_random + 1)]
     text = budget_lines(budget)
     print("\n".join(["Budgets per seed:", *text]), flush=True)
@@ -424,7 +421,7 @@ def main(argv=None):
               flush=True)
         share_teacher(ps_config.workdir, no_ps_config.workdir)
         no_ps = run_supernet_regime("no_ps", no_ps_config, archs, args, seed,
-                                    overrides={"expand2": budget.no_ps_phase})
+                                    overrides={"expand2": budget.no_ps_phase}, shared=("teacher",))
         print(f"[seed {seed}] No PS: {no_ps['train_seconds']:.0f}s training (teacher shared with PS), "
               f"{no_ps['measure_seconds']:.0f}s measuring", flush=True)
         started = time.time()
