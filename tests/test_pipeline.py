@@ -176,3 +176,24 @@ def test_a_shortened_schedule_keeps_the_reference_share_of_warm_up():
     assert (short.epochs, short.steps_per_epoch, short.warmup_steps) == (3, 93, 12)
     no_warmup = pipeline_module.plan_phase(phases["depth1"], TrainConfig(workdir="unused", **demo, epochs_scale=0.025), 6000, 64)
     assert (no_warmup.epochs, no_warmup.warmup_steps) == (1, 0)
+
+
+def test_a_phase_override_replaces_its_slot_of_the_schedule(tmp_path, init_weights):
+    """An ablation's phase stands in for a schedule's phase under its name: the run plans and
+    checks it, not the schedule's. Here kernel without KD needs no finished teacher, and its
+    doubled epochs double its steps. (Running a phase is covered by the tests above.)"""
+    import dataclasses
+
+    space = SearchSpace.tiny()
+    kernel = pipeline_module.progressive_shrinking_phases(space)["kernel"]
+    no_kd = dataclasses.replace(kernel, use_kd=False, epochs=2 * 125 - kernel.warmup_epochs)
+    config = TrainConfig(workdir=str(tmp_path / "w"), phases=("kernel",), init_weights=init_weights,
+                         epochs_scale=1 / 125, **FAST)
+    with pytest.raises(ValueError, match="no finished 'teacher' phase"):
+        ProgressiveShrinking(config)
+    pipeline = ProgressiveShrinking(config, phase_overrides={"kernel": no_kd})
+    assert pipeline.phases["kernel"] == no_kd and pipeline.phases["depth1"].use_kd
+    plan = pipeline_module.plan_phase(pipeline.phases["kernel"], config, 6000, 8)
+    assert plan.total_steps == 2 * 3       # the schedule's kernel phase: 1 epoch of 3 steps
+    with pytest.raises(ValueError, match="under its own name"):
+        ProgressiveShrinking(config, phase_overrides={"depth1": no_kd})

@@ -47,6 +47,13 @@ def save_pareto_plot(path: str, costs: np.ndarray, accuracies: np.ndarray,
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: str) -> None:
+    """Lay ``fig`` out, write it atomically as PNG to ``path`` and close it (also on failure)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
         atomic_save(path, lambda tmp: fig.savefig(tmp, format="png"))

@@ -163,11 +163,11 @@ START_REMEDY = ("Rerun with the --init_weights (unchanged) and --teacher it was 
                 "or use a new --workdir.")
 
 
-def check_run_inputs(config: TrainConfig) -> None:
+def check_run_inputs(config: TrainConfig, phases: dict | None = None) -> None:
     """Refuse, before anything is created, a run that would fail later: a workdir that is a
     file, an --init_weights that is not a weights file, a workdir started from other initial
     weights or another teacher, or phases whose start weights or teacher neither the workdir
-    nor this run provides."""
+    nor this run provides. ``phases``: the run's phase table (default: the schedule's)."""
     workdir = config.workdir
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f"--workdir={workdir} is a file, not a directory")
@@ -180,7 +180,7 @@ def check_run_inputs(config: TrainConfig) -> None:
             raise ValueError(f"--init_weights={config.init_weights} is not a .weights.h5 file (not HDF5)")
     check_workdir_config(workdir, start_record(config), remedy=START_REMEDY, name=START_NAME, create=False)
     done = {name for name in PHASE_NAMES if os.path.exists(os.path.join(workdir, name, DONE_NAME))}
-    phases = progressive_shrinking_phases(config.search_space())
+    phases = phases or progressive_shrinking_phases(config.search_space())
     for name in config.phases:
         if name in done:
             continue

@@ -10,6 +10,7 @@ the reference trains only OFA-MobileNetV3, so their recipe is the expand phases'
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping
 
 from ofa_tf.arch.space import SearchSpace
 
@@ -42,8 +43,9 @@ class Phase:
                              w=max(self.width_list) if self.width_list else None)
 
 
-def progressive_shrinking_phases(space: SearchSpace) -> dict:
-    """Phase name -> Phase, in training order, for ``space``'s choice lists."""
+def progressive_shrinking_phases(space: SearchSpace, overrides: Mapping[str, Phase] | None = None) -> dict:
+    """Phase name -> Phase, in training order, for ``space``'s choice lists; ``overrides``
+    replaces phases by name (each must be named as the phase it replaces)."""
     ks, es, ds = space.ks_list, space.expand_ratio_list, space.depth_list
     ws = tuple(range(len(space.width_mult_list)))    # () without elastic width
     k_max, e_max, d_max, w_max = (max(ks),), (max(es),), (max(ds),), ws[-1:]
@@ -62,7 +64,13 @@ def progressive_shrinking_phases(space: SearchSpace) -> dict:
         Phase("width2", ks, es, ds, 4, 120, 7.5e-3, 5, True, None, ws),
     ]
     opened = {"kernel": len(ks) > 1, "width1": len(ws) > 1, "width2": len(ws) > 1}
-    return {p.name: p for p in phases if opened.get(p.name, True)}
+    table = {p.name: p for p in phases if opened.get(p.name, True)}
+    for name, phase in (overrides or {}).items():
+        if name not in table or phase.name != name:
+            raise ValueError(f"phase override {name!r} -> {phase.name!r}: an override must replace one of "
+                             f"{list(table)} under its own name")
+        table[name] = phase
+    return table
 
 
 def phase_validation_archs(space: SearchSpace, ks_list, expand_ratio_list, depth_list,

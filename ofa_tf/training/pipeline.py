@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import time
+from typing import Mapping
 
 import keras
 import tensorflow as tf
@@ -224,9 +225,13 @@ class _PhaseRun:
 class ProgressiveShrinking:
     """Runs ``config.phases`` in ``config.workdir``; see the module docstring."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, phase_overrides: Mapping[str, Phase] | None = None):
+        """``phase_overrides`` replaces entries of the schedule by name (an ablation's own
+        phase, e.g. every choice open from the teacher on, for as long as the schedule it stands
+        in for); each keeps its slot in the phase order, and so its workdir directory."""
         self.config = config
-        check_run_inputs(config)
+        self.phases = progressive_shrinking_phases(config.search_space(), phase_overrides)
+        check_run_inputs(config, self.phases)
         # Weight initialization (Keras' global seed) follows --seed too, so a run is repeatable.
         keras.utils.set_random_seed(config.seed)
         self.strategy = make_strategy(config.strategy)
@@ -237,7 +242,6 @@ class ProgressiveShrinking:
         self.source = load_dataset(config.dataset, config.data_dir, **kwargs)
         self.info = self.source.info
         space = config.search_space()
-        self.phases = progressive_shrinking_phases(space)
         with self.strategy.scope(), dtype_policy(config.precision):
             self.supernet = family_of(space).supernet_class(
                 n_classes=self.info.num_classes, space=space, dropout_rate=config.dropout,
