@@ -230,7 +230,8 @@ class ProgressiveShrinking:
         phase, e.g. every choice open from the teacher on, for as long as the schedule it stands
         in for); each keeps its slot in the phase order, and so its workdir directory."""
         self.config = config
-        self.phases = progressive_shrinking_phases(config.search_space(), phase_overrides)
+        space = config.search_space()
+        self.phases = progressive_shrinking_phases(space, phase_overrides)
         check_run_inputs(config, self.phases)
         # Weight initialization (Keras' global seed) follows --seed too, so a run is repeatable.
         keras.utils.set_random_seed(config.seed)
@@ -241,7 +242,6 @@ class ProgressiveShrinking:
         kwargs = {"download": True} if config.tfds_download else {}
         self.source = load_dataset(config.dataset, config.data_dir, **kwargs)
         self.info = self.source.info
-        space = config.search_space()
         with self.strategy.scope(), dtype_policy(config.precision):
             self.supernet = family_of(space).supernet_class(
                 n_classes=self.info.num_classes, space=space, dropout_rate=config.dropout,
