@@ -49,7 +49,7 @@ setup(
         # The tests exercise export, the PyTorch import and the plots. The on-device clients
         # (mediapipe: absl-py 2; the Task Library: protobuf 3) cannot be installed next to
         # TensorFlow and tfmot: ofa_tf.export.clients gives each its own cached venv.
-        "test": ["pytest", "pytest-timeout"] + EXPORT + TORCH + PLOT,
+        "test": ["pytest", "pytest-timeout", "pytest-xdist"] + EXPORT + TORCH + PLOT,
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -72,16 +72,35 @@ def colour_source():
     return ArraySource(x_train, y_train, x_val, y_val, [f"colour_{i}" for i in range(10)], name="colours")
 
 
+# (CLI, faults injected, runs that recovered, stray temporaries) of every fault-injection test,
+# gathered from the test reports: under pytest-xdist the tests run in worker processes, and
+# only their reports reach the process that prints the summary.
+_FAULT_TALLY: list = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if call.when == "call":
+        from cli_harness import TALLY
+
+        report.user_properties.extend(("fault_tally", tuple(entry)) for entry in TALLY)
+        TALLY.clear()
+    return report
+
+
+def pytest_runtest_logreport(report):
+    _FAULT_TALLY.extend(tuple(value) for key, value in report.user_properties if key == "fault_tally")
+
+
 def pytest_terminal_summary(terminalreporter):
     """The fault-injection tally (tests/test_fault_injection.py), when those tests ran."""
-    from cli_harness import TALLY
-
-    if TALLY:
-        injected = sum(t[1] for t in TALLY)
-        survived = sum(t[2] for t in TALLY)
-        strays = sum(t[3] for t in TALLY)
+    if _FAULT_TALLY:
+        injected = sum(t[1] for t in _FAULT_TALLY)
+        survived = sum(t[2] for t in _FAULT_TALLY)
+        strays = sum(t[3] for t in _FAULT_TALLY)
         terminalreporter.write_sep("-", "fault injection (kill -9 at writes, then re-run)")
-        for name, n, ok, stray in TALLY:
+        for name, n, ok, stray in _FAULT_TALLY:
             terminalreporter.write_line(f"{name}: {n} faults injected, {ok} survived, {stray} stray files")
         terminalreporter.write_line(f"total: {injected} faults injected / {survived} survived, "
                                     f"{strays} stray files")
