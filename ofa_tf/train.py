@@ -128,7 +128,8 @@ def main(argv):
           + (f" of {pipeline.info.n_val}; the others could not be read" if n_val != pipeline.info.n_val else "")
           + f") after phase {last!r}, BN recalibrated on {config.n_calibration_images} training images:\n")
     print(format_results_table(validation))
-    print(f"\nTrained supernet: {os.path.join(config.workdir, 'supernet.json')}")
+    written = "" if pipeline.is_chief else " (written by the chief; this worker kept its copies in .scratch/)"
+    print(f"\nTrained supernet: {os.path.join(config.workdir, 'supernet.json')}{written}")
     return 0
 
 

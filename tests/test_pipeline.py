@@ -197,3 +197,17 @@ def test_a_phase_override_replaces_its_slot_of_the_schedule(tmp_path, init_weigh
     assert plan.total_steps == 2 * 3       # the schedule's kernel phase: 1 epoch of 3 steps
     with pytest.raises(ValueError, match="under its own name"):
         ProgressiveShrinking(config, phase_overrides={"depth1": no_kd})
+
+
+@pytest.mark.parametrize("flagfile", ["imagenet_mbv3_w1.0.flags", "imagenet_mbv3_w1.0_8gpu.flags"])
+def test_the_shipped_imagenet_flagfiles_parse_into_a_valid_run(flagfile, tmp_path):
+    """Every flag is known and every value valid (run from the repository's root, as their
+    comments say): the run gets as far as looking for the data."""
+    from cli_harness import REPO
+
+    missing = tmp_path / "no_imagenet_here"
+    result = run_cli("ofa_tf.train", f"--flagfile=configs/{flagfile}", f"--data_dir={missing}",
+                     f"--workdir={tmp_path / 'w'}", cwd=REPO)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"error: image folder {missing} does not exist" in result.stderr
+    assert not (tmp_path / "w").exists()

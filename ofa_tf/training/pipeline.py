@@ -96,6 +96,13 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {name!r}")
 
 
+def local_replicas(strategy) -> int:
+    """Replicas this process runs (all of them, except across several workers)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return len(strategy.extended.worker_devices)
+    return strategy.num_replicas_in_sync
+
+
 def _is_chief(strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
@@ -156,8 +163,9 @@ class _PhaseRun:
 
     @property
     def trace_count(self) -> int:
-        """Traces of the train step; a distributed step is traced once per replica, counted once."""
-        return self.trainer.trace_count // self.pipeline.strategy.num_replicas_in_sync
+        """Traces of the train step; a distributed step is traced once per replica of this
+        worker, counted once."""
+        return self.trainer.trace_count // local_replicas(self.pipeline.strategy)
 
     @property
     def step(self) -> int:
@@ -248,10 +256,12 @@ class ProgressiveShrinking:
                 bn_momentum=config.bn_momentum, seed=config.seed)
         self.init_fit = self._check_init_weights()
         # Checked before the workdir is created or touched.
+        # Only the chief records them; every worker checks what is there.
         check_workdir_config(config.workdir, config.bound_fields(self.global_batch, self.info.class_names),
-                             missing_means=TrainConfig.BOUND_BEFORE)
+                             missing_means=TrainConfig.BOUND_BEFORE, create=self.is_chief)
         self.start = start_record(config)   # hashed once: recorded now, reported with the supernet
-        check_workdir_config(config.workdir, self.start, remedy=START_REMEDY, name=START_NAME)
+        check_workdir_config(config.workdir, self.start, remedy=START_REMEDY, name=START_NAME,
+                             create=self.is_chief)
         self._teacher = None
         self.validator = SubnetValidator(
             self.supernet,

@@ -48,6 +48,12 @@ def distillation_loss(one_hot, logits, soft_targets, kd_ratio: float, label_smoo
     return loss + kd_ratio * kd, kd
 
 
+def _across_workers(strategy) -> bool:
+    """Whether ``strategy`` spans several worker processes (as Keras tells them apart)."""
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())
+
+
 class OFATrainer(keras.Model):
     """Trains ``supernet`` through one phase; the supernet itself is what you keep."""
 
@@ -169,6 +175,22 @@ class OFATrainer(keras.Model):
             self._compiled[resolution] = tf.function(forward_backward, jit_compile=True)
         return self._compiled[resolution]
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """What Keras does before ``fit``, without its cross-replica reduce of the first batch.
+
+        Keras 3 reduces that distributed batch eagerly only to read its shapes; under
+        ``MultiWorkerMirroredStrategy`` the eager reduce fails ("Attempt to convert a value
+        (PerReplica...)", keras-team/keras#20585), so ``fit`` could not start on several
+        workers. The first local replica's batch has the same shapes."""
+        if iterator is not None and self._distribute_strategy is not None:
+            for _, _, batches in iterator:
+                first = next(batches)
+                data_batch = tf.nest.map_structure(
+                    lambda v: (self._distribute_strategy.experimental_local_results(v)[0]
+                               if isinstance(v, tf.distribute.DistributedValues) else v), first)
+                break
+        return super()._maybe_symbolic_build(data_batch=data_batch)
+
     def train_step(self, data):
         images, labels = data[0], data[1]
         loss, kd, grads, logits, labels = self.compute_gradients(images, labels)
@@ -176,4 +198,9 @@ class OFATrainer(keras.Model):
         self.loss_tracker.update_state(loss)
         self.kd_tracker.update_state(kd)
         self.top1.update_state(labels, logits)
-        return {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in self.metrics}
+        if _across_workers(tf.distribute.get_strategy()):
+            # Keras averages a multi-worker step's logs with reduce(MEAN, axis=0), which a
+            # scalar does not have: one-element vectors average to the same scalar.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
