@@ -52,7 +52,7 @@ def _finish(started, kill_after_first=None):
     peer died waits on its collectives until the coordination service gives up)."""
     codes = []
     try:
-        for i, (process, out) in enumerate(started):
+        for process, _ in started:
             timeout = WORKER_TIMEOUT if not codes or kill_after_first is None else kill_after_first
             try:
                 codes.append(process.wait(timeout=timeout))
