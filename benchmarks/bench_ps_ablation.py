@@ -48,7 +48,7 @@ from ofa_tf.nas.subnet_measurement import make_validator  # noqa: E402
 from ofa_tf.networks import family_of  # noqa: E402
 from ofa_tf.training.config import DONE_NAME, TrainConfig  # noqa: E402
 from ofa_tf.training.finetune import FinetuneConfig, SubnetFinetuner  # noqa: E402
-from ofa_tf.training.phases import PHASE_NAMES, phase_validation_archs, progressive_shrinking_phases  # noqa: E402
+from ofa_tf.training.phases import phase_validation_archs, progressive_shrinking_phases  # noqa: E402
 from ofa_tf.training.pipeline import ProgressiveShrinking, plan_phase  # noqa: E402
 
 REGIMES = ("ps", "no_ps", "scratch")
@@ -167,9 +167,10 @@ def plan_budget(config: TrainConfig, n_train: int, no_ps_lr: float | None) -> Bu
     chosen so that its plan has exactly PS's steps after the teacher."""
     phases = progressive_shrinking_phases(config.search_space())
     global_batch = config.batch_size
-    plans = {name: plan_phase(phases[name], config, n_train, global_batch) for name in PHASE_NAMES}
+    names = list(phases)   # the space's phases in training order (no width phases in MBv3 spaces)
+    plans = {name: plan_phase(phases[name], config, n_train, global_batch) for name in names}
     steps_per_epoch = plans["teacher"].steps_per_epoch
-    target_epochs = sum(plans[name].epochs for name in PHASE_NAMES[1:])
+    target_epochs = sum(plans[name].epochs for name in names[1:])
     expand2 = phases["expand2"]
     # plan_phase scales (epochs + warm-up) by epochs_scale and rounds: invert it.
     guess = round(target_epochs / config.epochs_scale) - NO_PS_WARMUP_EPOCHS
@@ -181,7 +182,7 @@ def plan_budget(config: TrainConfig, n_train: int, no_ps_lr: float | None) -> Bu
     else:
         raise ValueError(f"no phase length gives {target_epochs} epochs at epochs_scale {config.epochs_scale}")
     return Budget(steps_per_epoch, global_batch, {n: p.total_steps for n, p in plans.items()},
-                  sum(plans[n].total_steps * phases[n].dynamic_batch_size for n in PHASE_NAMES), no_ps)
+                  sum(plans[n].total_steps * phases[n].dynamic_batch_size for n in names), no_ps)
 
 
 def budget_lines(budget: Budget) -> list:

@@ -1,8 +1,9 @@
 """Throughput of the progressive-shrinking train step (`OFATrainer`, as `model.fit` runs it).
 
 Full OFA-MBv3 w1.0 space, 1000 classes, batch 32, 2 threads, the reference's optimizer:
-  * images/s for the largest subnet @224 and the smallest @128 (the PyTorch reference did
-    4.6 and 98.5 img/s on this kind of machine);
+  * images/s for the largest subnet @224 and the smallest @128, and the same for the PyTorch
+    reference's own train step measured in the same run, taking turns with ours
+    (``--no_reference`` skips it; it needs torch and the ``ofa`` package);
   * the trace count of the train function over a run of mixed subnets and resolutions
     (kernel/expand/depth sampled per step, resolution 128-224 sampled per batch).
 The fixed-subnet variants take turns (``--block`` steps each, ``--rounds`` rounds) so that
@@ -30,12 +31,59 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from ofa_tf.interop.reference_package import import_reference  # noqa: E402
 from ofa_tf.networks import OFAMobileNetV3  # noqa: E402
 from ofa_tf.training import OFATrainer, Phase, ReferenceSGD, progressive_shrinking_phases  # noqa: E402
 from ofa_tf.training.config import PRECISIONS  # noqa: E402
 from ofa_tf.training.precision import dtype_policy, optimizer_for  # noqa: E402
 
-REFERENCE_IMG_S = {"largest @224": 4.6, "smallest @128": 98.5}
+SUBNETS = {"largest @224": (7, 6, 4, 224), "smallest @128": (3, 3, 2, 128)}   # ks, e, d, resolution
+
+
+class ReferenceTrainStep:
+    """The reference's train step on one subnet, as ``progressive_shrinking.train_one_epoch``
+    runs it with KD off and one subnet per step: ``set_active_subnet``, ``zero_grad``, forward,
+    label-smoothed cross entropy (0.1), backward, ``optimizer.step()``. The ``ofa`` package's
+    torch ``OFAMobileNetV3`` (CPU) and its ``build_optimizer`` (SGD, Nesterov momentum 0.9, weight
+    decay 3e-5 except BN parameters and biases), as our step's `ReferenceSGD` settings. The batch
+    arrives at the subnet's resolution (no resize, which our step does)."""
+
+    def __init__(self, net, ks, e, d, size, batch, seed=0):
+        import torch
+        utils = import_reference("ofa.utils")
+        self.torch, self.net, self.arch = torch, net, {"ks": ks, "e": e, "d": d}
+        keys = ["bn", "bias"]
+        groups = [list(net.get_parameters(keys, mode="exclude")), list(net.get_parameters(keys, mode="include"))]
+        self.optimizer = utils.build_optimizer(groups, "sgd", {"momentum": 0.9, "nesterov": True}, 0.01, 3e-5,
+                                               "bn#bias")
+        self.criterion = utils.cross_entropy_with_label_smoothing
+        rng = np.random.default_rng(seed)
+        self.images = torch.from_numpy(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
+        self.labels = torch.from_numpy(rng.integers(0, 1000, batch).astype(np.int64))
+
+    def run(self, steps):
+        times = []
+        self.net.train()
+        for _ in range(steps):
+            start = time.perf_counter()
+            self.net.set_active_subnet(**self.arch)
+            self.net.zero_grad()
+            loss = self.criterion(self.net(self.images), self.labels, label_smoothing=0.1)
+            loss.backward()
+            self.optimizer.step()
+            times.append(time.perf_counter() - start)
+        return times
+
+
+def reference_supernet(threads):
+    """The reference's torch OFA-MBv3 w1.0 supernet (1000 classes), torch on ``threads`` threads."""
+    import torch
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(threads)
+    torch.manual_seed(0)
+    networks = import_reference("ofa.imagenet_classification.elastic_nn.networks")
+    return networks.OFAMobileNetV3(n_classes=1000, dropout_rate=0, width_mult=1.0, ks_list=[3, 5, 7],
+                                   expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
 
 
 def fixed_phase(name, ks, e, d):
@@ -111,6 +159,8 @@ def main():
     parser.add_argument("--precisions", default="float32",
                         help=f"comma-separated, from {','.join(PRECISIONS)}; float32 always runs")
     parser.add_argument("--jit", action="store_true", help="also the float32 subnets with XLA")
+    parser.add_argument("--no_reference", action="store_true",
+                        help="skip the PyTorch reference's train step (needs torch and the ofa package)")
     args = parser.parse_args()
     precisions = ["float32"] + [p for p in args.precisions.split(",") if p and p != "float32"]
     bad = [p for p in precisions if p not in PRECISIONS]
@@ -125,10 +175,12 @@ def main():
             nets[precision] = OFAMobileNetV3(n_classes=1000, width_mult=1.0)
     net = nets["float32"]
     space = net.space
-    subnets = {
-        "largest @224": (fixed_phase("largest", 7, 6, 4), 224),
-        "smallest @128": (fixed_phase("smallest", 3, 3, 2), 128),
-    }
+    subnets = {name: (fixed_phase(name.split()[0], ks, e, d), size) for name, (ks, e, d, size) in SUBNETS.items()}
+    reference = {}
+    if not args.no_reference:
+        torch_net = reference_supernet(args.threads)
+        reference = {name: ReferenceTrainStep(torch_net, ks, e, d, size, args.batch)
+                     for name, (ks, e, d, size) in SUBNETS.items()}
     modes = [(p, False) for p in precisions] + ([("float32", True)] if args.jit else [])
     runs = {}   # (subnet, precision, jit) -> (net, trainer, data, phase)
     for name, (phase, size) in subnets.items():
@@ -136,8 +188,15 @@ def main():
             trainer = trainer_for(nets[precision], phase, (size,), precision=precision, jit=jit)
             runs[name, precision, jit] = (nets[precision], trainer, batches(args.batch, size), phase)
     times = {key: [] for key in runs}
+    reference_times = {name: [] for name in reference}
     first = {}   # the first step of each variant: trace (and XLA compile)
     for r in range(args.warmup + args.rounds):
+        for name, step in reference.items():
+            steps = step.run(args.block)
+            print(f"  round {r}: {name} reference (torch): " + " ".join(f"{t * 1000:.0f}" for t in steps) + " ms",
+                  flush=True)
+            if r >= args.warmup:
+                reference_times[name].extend(steps)
         for key, (variant_net, trainer, data, phase) in runs.items():
             variant_net.set_active_subnet(ks=phase.ks_list[0], e=phase.expand_ratio_list[0],
                                           d=phase.depth_list[0])
@@ -161,9 +220,15 @@ def main():
         med = statistics.median(t)
         base = statistics.median(times[name, "float32", False])
         ips = args.batch / med
-        ref = REFERENCE_IMG_S[name]
-        print(f"  {name:<14s} {precision:<15s} {'yes' if jit else 'no':<4s} {med * 1000:10.1f} {ips:7.1f} "
-              f"{base / med:9.2f}x {first[name, precision, jit]:12.1f} {ref:16.1f} {ips / ref:6.2f}x")
+        line = (f"  {name:<14s} {precision:<15s} {'yes' if jit else 'no':<4s} {med * 1000:10.1f} {ips:7.1f} "
+                f"{base / med:9.2f}x {first[name, precision, jit]:12.1f}")
+        if name in reference_times:
+            ref = args.batch / statistics.median(reference_times[name])
+            line += f" {ref:16.1f} {ips / ref:5.2f}x"
+        print(line)
+    for name, t in reference_times.items():
+        med = statistics.median(t)
+        print(f"  {name:<14s} {'torch reference':<15s} {'':<4s} {med * 1000:10.1f} {args.batch / med:7.1f}")
     if mixed is not None:
         mixed_s, n_seen, mixed_traces = mixed
         print(f"  mixed subnets/resolutions: {args.mixed_steps} steps in {mixed_s:.0f}s (fit), {n_seen} distinct "

@@ -86,3 +86,20 @@ def arch_in_space(arch: dict, space) -> dict:
     if "r" in arch:
         wide["r"] = arch["r"] if isinstance(arch["r"], list) else [arch["r"]]
     return space.validate(wide)
+
+
+def define_resolutions_flag(help_text: str) -> None:
+    """--resolutions: comma-separated input sizes replacing the space's (empty: keep them)."""
+    _define("list", "resolutions", [], help_text)
+
+
+
+def flag_resolutions() -> list | None:
+    """The sizes --resolutions gives (None when empty); one ValueError naming a non-integer."""
+    if not FLAGS.resolutions:
+        return None
+    try:
+        return [int(v) for v in FLAGS.resolutions]
+    except ValueError:
+        raise ValueError(f"--resolutions={','.join(FLAGS.resolutions)} must be comma-separated integers "
+                         "(input sizes in px)") from None

@@ -325,6 +325,17 @@ def test_import_and_export_torch_take_a_resnet_checkpoint(torch_one_thread, tmp_
     exported, original = torch.load(out, weights_only=True)["state_dict"], ref.state_dict()
     assert n_tensors == len(exported) and sorted(exported) == sorted(original)
     assert all(torch.equal(exported[k], original[k]) for k in original if "num_batches" not in k)
+    # Other input sizes (as an accuracy predictor one-hots): the same weights, that space saved.
+    import_reference_checkpoint(checkpoint, str(tmp_path / "resized"), resolutions=(48, 32))
+    resized, _, _ = load_supernet(str(tmp_path / "resized"))
+    assert resized.space == narrow.with_resolutions((32, 48)) and resized.space.resolutions == (32, 48)
+    def learned(model):   # weights and BN statistics, not the active-subnet choices
+        return {v.path: v.numpy() for v in model.weights
+                if v.path.rsplit("/", 1)[-1] in ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance")}
+
+    theirs, ours = learned(net), learned(resized)
+    assert len(ours) > 50 and sorted(ours) == sorted(theirs)
+    assert all(np.array_equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_macs_predictor_and_evolution_operators_on_width_choices(resnet_net):

@@ -270,6 +270,11 @@ class SearchSpace:
         """The resolution of an arch given without ``r``: the largest (the supernet's own)."""
         return max(self.resolutions)
 
+    def with_resolutions(self, resolutions) -> "SearchSpace":
+        """This space at other input resolutions (the weights do not depend on them): e.g. the
+        8 resolutions the reference's OFA-ResNet50D accuracy predictor one-hots."""
+        return dataclasses.replace(self, resolutions=resolutions)
+
     def check_resolution(self, resolution) -> int:
         """``resolution`` if it is one of the space's; one ValueError naming it otherwise."""
         if isinstance(resolution, bool) or not isinstance(resolution, numbers.Integral) \

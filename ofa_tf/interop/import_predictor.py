@@ -152,9 +152,11 @@ def predictor_from_state_dict(state_dict, space, checkpoint: str = "the checkpoi
     return AccuracyPredictor(space, model, {"imported_from": source}, encoding=fmt.encoding)
 
 
-def import_predictor(checkpoint: str, space_name: str, out_dir: str, overwrite: bool = False) -> str:
+def import_predictor(checkpoint: str, space_name: str, out_dir: str, overwrite: bool = False,
+                     resolutions=None) -> str:
     """Read, check and convert ``checkpoint``; write it to ``out_dir``. Returns the .keras path.
-    Every check (file, space, output, tensors) comes before anything is written."""
+    ``resolutions`` replaces the preset's input sizes. Every check (file, space, output, tensors)
+    comes before anything is written."""
     from ofa_tf.arch.space import SearchSpace
     from ofa_tf.errors import RefusedOverwrite, user_input
     from ofa_tf.interop.torch_checkpoint import check_checkpoint_exists, read_state_dict
@@ -162,6 +164,8 @@ def import_predictor(checkpoint: str, space_name: str, out_dir: str, overwrite: 
     with user_input():
         check_checkpoint_exists(checkpoint)
         space = SearchSpace.preset(space_name)
+        if resolutions is not None:
+            space = space.with_resolutions(resolutions)
         if os.path.isfile(out_dir) or out_dir.endswith(".keras"):
             raise ValueError(f"--out takes a directory (it gets {PREDICTOR_NAME} and its .json), got {out_dir!r}")
         path = os.path.join(out_dir, PREDICTOR_NAME)
@@ -183,11 +187,21 @@ def define_flags() -> None:
     flags.DEFINE_string("out", None, f"Output directory; gets {PREDICTOR_NAME} and {PREDICTOR_NAME}.json "
                         "(a supernet workdir's nas/ makes it that supernet's default predictor).")
     flags.DEFINE_bool("overwrite", False, "Replace a predictor already saved in --out.")
+    from ofa_tf.cli_flags import define_resolutions_flag
+
+    define_resolutions_flag("Input sizes replacing the preset's, comma-separated: the ones the predictor "
+                            "encodes, e.g. 128,144,160,176,192,224,240,256 for the reference's OFA-ResNet50D "
+                            "predictor with --space=resnet50d (the supernet is imported with the same).")
     flags.mark_flags_as_required(["checkpoint", "out"])
 
 
 def import_from_flags() -> None:
-    path = import_predictor(FLAGS.checkpoint, FLAGS.space, FLAGS.out, FLAGS.overwrite)
+    from ofa_tf.cli_flags import flag_resolutions
+    from ofa_tf.errors import user_input
+
+    with user_input():
+        resolutions = flag_resolutions()
+    path = import_predictor(FLAGS.checkpoint, FLAGS.space, FLAGS.out, FLAGS.overwrite, resolutions)
     print(f"Imported {FLAGS.checkpoint} ({FLAGS.space}) -> {path}")
 
 

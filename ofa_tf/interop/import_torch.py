@@ -58,9 +58,10 @@ def _n_classes(state_dict) -> int:
 
 
 def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float | None = None,
-                                overwrite: bool = False):
+                                overwrite: bool = False, resolutions=None):
     """Read ``checkpoint``, load it into a new supernet of its family and save it to ``out_dir``.
-    Returns ``(supernet, path of supernet.json)``."""
+    ``resolutions`` replaces the released space's input sizes (128-224 px, step 4), e.g. for the
+    8 sizes an accuracy predictor one-hots. Returns ``(supernet, path of supernet.json)``."""
     # Inputs and the output are checked before TensorFlow loads and the checkpoint is read.
     from ofa_tf.artifacts import META_NAME, WEIGHTS_NAME
     from ofa_tf.errors import RefusedOverwrite
@@ -96,6 +97,8 @@ def import_reference_checkpoint(checkpoint: str, out_dir: str, width_mult: float
         raise ValueError(f"--width_mult {width_mult:g} does not match the release "
                          f"{os.path.basename(checkpoint)}, which has width_mult {released:g}")
     space = reference_space(float(width_mult))
+    if resolutions is not None:
+        space = space.with_resolutions(resolutions)
     net = family_of(space).supernet_class(space=space, n_classes=_n_classes(state_dict))
     load_reference_state_dict(net, state_dict)
     source = {"checkpoint": os.path.abspath(checkpoint), "reference": "mit-han-lab/once-for-all",
@@ -110,9 +113,12 @@ def main(argv):
     if FLAGS.out.endswith(".h5"):
         raise BadInput(f"--out takes a directory (it gets supernet.weights.h5 and supernet.json), "
                        f"got {FLAGS.out!r}")
+    from ofa_tf.cli_flags import flag_resolutions
+
     with user_input():   # reading and checking the checkpoint; the conversion itself is not input
+        resolutions = flag_resolutions()
         net, meta_path = import_reference_checkpoint(FLAGS.checkpoint, FLAGS.out, FLAGS.width_mult,
-                                                     FLAGS.overwrite)
+                                                     FLAGS.overwrite, resolutions)
     n_weights = sum(int(v.numpy().size) for v in net.weights if "float" in str(v.dtype))
     print(f"Imported {FLAGS.checkpoint} ({n_weights:,} values, width_mult {net.space.width_mult:g}, "
           f"{net.n_classes} classes) -> {os.path.dirname(meta_path)}")
@@ -129,6 +135,12 @@ def define_flags():
                        "checkpoint.")
     flags.DEFINE_string("out", None, "Output directory; gets supernet.weights.h5 and supernet.json.")
     flags.DEFINE_bool("overwrite", False, "Replace a supernet already saved in --out.")
+    from ofa_tf.cli_flags import define_resolutions_flag
+
+    define_resolutions_flag("Input sizes of the imported supernet's space, comma-separated (default: the "
+                            "release's 128-224 px, step 4). The reference's OFA-ResNet50D accuracy predictor "
+                            "one-hots 128,144,160,176,192,224,240,256: import with those for ofa_tf.search "
+                            "--predictor to take it.")
     flags.mark_flags_as_required(["checkpoint", "out"])
 
 
