@@ -1,9 +1,11 @@
 """Throughput of the progressive-shrinking train step (`OFATrainer`, as `model.fit` runs it).
 
-Full OFA-MBv3 w1.0 space, 1000 classes, batch 32, 2 threads, the reference's optimizer:
-  * images/s for the largest subnet @224 and the smallest @128, and the same for the PyTorch
-    reference's own train step measured in the same run, taking turns with ours
-    (``--no_reference`` skips it; it needs torch and the ``ofa`` package);
+Full OFA-MBv3 w1.0 space (``--spaces`` adds e.g. resnet50d), 1000 classes, batch 32, 2 threads,
+the reference's optimizer:
+  * images/s for the largest subnet @224 and the smallest @128 of each space, and the same for
+    the PyTorch reference's own train step on its own supernet class measured in the same run,
+    taking turns with ours (``--no_reference`` skips it; it needs torch and the ``ofa`` package);
+  * per space, the smallest/largest step-time ratio next to their MACs ratio;
   * the trace count of the train function over a run of mixed subnets and resolutions
     (kernel/expand/depth sampled per step, resolution 128-224 sampled per batch).
 The fixed-subnet variants take turns (``--block`` steps each, ``--rounds`` rounds) so that
@@ -15,9 +17,12 @@ ratio is against float32 without XLA, measured in the same run.
 
     python benchmarks/bench_train_step.py [--batch 32] [--rounds 4] [--block 3] [--mixed_steps 50]
     python benchmarks/bench_train_step.py --precisions float32,mixed_bfloat16 --jit --mixed_steps 0
+    python benchmarks/bench_train_step.py --spaces mbv3_w1.0,resnet50d --mixed_steps 0
 """
 
 import argparse
+import dataclasses
+import json
 import os
 import statistics
 import time
@@ -32,12 +37,16 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ofa_tf.interop.reference_package import import_reference  # noqa: E402
-from ofa_tf.networks import OFAMobileNetV3  # noqa: E402
+from ofa_tf.arch.complexity import profile_arch  # noqa: E402
+from ofa_tf.arch.space import SearchSpace  # noqa: E402
+from ofa_tf.networks import family_of  # noqa: E402
 from ofa_tf.training import OFATrainer, Phase, ReferenceSGD, progressive_shrinking_phases  # noqa: E402
 from ofa_tf.training.config import PRECISIONS  # noqa: E402
 from ofa_tf.training.precision import dtype_policy, optimizer_for  # noqa: E402
 
-SUBNETS = {"largest @224": (7, 6, 4, 224), "smallest @128": (3, 3, 2, 128)}   # ks, e, d, resolution
+SUBNETS = {"largest @224": ("largest", 224), "smallest @128": ("smallest", 128)}
+# The reference's supernet class of each family, with the released choice lists.
+REFERENCE_CLASSES = {"mobilenet_v3": "OFAMobileNetV3", "resnet": "OFAResNets"}
 
 
 class ReferenceTrainStep:
@@ -48,10 +57,11 @@ class ReferenceTrainStep:
     decay 3e-5 except BN parameters and biases), as our step's `ReferenceSGD` settings. The batch
     arrives at the subnet's resolution (no resize, which our step does)."""
 
-    def __init__(self, net, ks, e, d, size, batch, seed=0):
+    def __init__(self, net, arch, size, batch, seed=0):
         import torch
         utils = import_reference("ofa.utils")
-        self.torch, self.net, self.arch = torch, net, {"ks": ks, "e": e, "d": d}
+        self.torch, self.net = torch, net
+        self.arch = {key: value for key, value in arch.items() if key != "r"}
         keys = ["bn", "bias"]
         groups = [list(net.get_parameters(keys, mode="exclude")), list(net.get_parameters(keys, mode="include"))]
         self.optimizer = utils.build_optimizer(groups, "sgd", {"momentum": 0.9, "nesterov": True}, 0.01, 3e-5,
@@ -75,20 +85,26 @@ class ReferenceTrainStep:
         return times
 
 
-def reference_supernet(threads):
-    """The reference's torch OFA-MBv3 w1.0 supernet (1000 classes), torch on ``threads`` threads."""
+def reference_supernet(space: SearchSpace):
+    """The reference's torch supernet of ``space`` (1000 classes, no dropout)."""
     import torch
-    torch.set_num_threads(threads)
-    torch.set_num_interop_threads(threads)
     torch.manual_seed(0)
     networks = import_reference("ofa.imagenet_classification.elastic_nn.networks")
-    return networks.OFAMobileNetV3(n_classes=1000, dropout_rate=0, width_mult=1.0, ks_list=[3, 5, 7],
-                                   expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    lists = {"depth_list": list(space.depth_list), "expand_ratio_list": list(space.expand_ratio_list)}
+    if space.family == "resnet":
+        return networks.OFAResNets(n_classes=1000, dropout_rate=0, width_mult_list=list(space.width_mult_list),
+                                   **lists)
+    return networks.OFAMobileNetV3(n_classes=1000, dropout_rate=0, width_mult=space.width_mult,
+                                   ks_list=list(space.ks_list), **lists)
 
 
-def fixed_phase(name, ks, e, d):
-    """A one-subnet phase (nothing sampled) for timing one subnet through the real train step."""
-    return Phase(name, (ks,), (e,), (d,), 1, 1, 0.01, 0, False, None)
+def fixed_phase(name, space, corner):
+    """A one-subnet phase (nothing sampled) training ``space``'s largest or smallest subnet
+    through the real train step."""
+    pick = max if corner == "largest" else min
+    width = (len(space.width_mult_list) - 1 if corner == "largest" else 0,) if space.width_mult_list else ()
+    return Phase(name, (pick(space.ks_list),), (pick(space.expand_ratio_list),), (pick(space.depth_list),),
+                 1, 1, 0.01, 0, False, None, width)
 
 
 def trainer_for(net, phase, resolutions, seed=0, precision="float32", jit=False):
@@ -130,17 +146,15 @@ def run_mixed(net, args):
     """Mixed subnets and resolutions: the full space sampled every step, one subnet per step.
     Returns (seconds, distinct subnets seen, traces of the train step)."""
     space = net.space
-    full = progressive_shrinking_phases(space)["expand2"]
-    mixed_phase = Phase("mixed", full.ks_list, full.expand_ratio_list, full.depth_list, 1, 1, 0.01, 0,
-                        False, None)
+    full = list(progressive_shrinking_phases(space).values())[-1]   # every choice open
+    mixed_phase = dataclasses.replace(full, name="mixed", dynamic_batch_size=1, use_kd=False, sort_channels=None)
     mixed = trainer_for(net, mixed_phase, space.resolutions, seed=1)
     data = batches(args.batch, max(space.resolutions))
     seen = set()
 
     class RecordArch(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            arch = net.get_active_arch()
-            seen.add((tuple(arch["ks"]), tuple(arch["e"]), tuple(arch["d"])))
+            seen.add(json.dumps(net.get_active_arch(), sort_keys=True))
 
     start = time.perf_counter()
     mixed.fit(data, epochs=1, steps_per_epoch=args.mixed_steps, callbacks=[RecordArch()], verbose=0,
@@ -154,8 +168,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--block", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1, help="rounds not counted")
-    parser.add_argument("--mixed_steps", type=int, default=50)
+    parser.add_argument("--mixed_steps", type=int, default=50, help="steps over the whole first space (0: skip)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--spaces", default="mbv3_w1.0",
+                        help="comma-separated presets (supernets with 1000 classes), e.g. mbv3_w1.0,resnet50d")
     parser.add_argument("--precisions", default="float32",
                         help=f"comma-separated, from {','.join(PRECISIONS)}; float32 always runs")
     parser.add_argument("--jit", action="store_true", help="also the float32 subnets with XLA")
@@ -166,73 +182,97 @@ def main():
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         parser.error(f"--precisions: {bad} not among {list(PRECISIONS)}")
+    try:
+        spaces = {name: SearchSpace.preset(name) for name in args.spaces.split(",") if name}
+    except ValueError as err:
+        parser.error(f"--spaces: {err}")
+    if not spaces:
+        parser.error("--spaces names no preset")
+    if not args.no_reference:
+        unsupported = [n for n, sp in spaces.items() if sp.family not in REFERENCE_CLASSES]
+        if unsupported:
+            parser.error(f"--spaces {unsupported}: no reference supernet class here; pass --no_reference")
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-
-    nets = {}
-    for precision in precisions:
-        with dtype_policy(precision):
-            nets[precision] = OFAMobileNetV3(n_classes=1000, width_mult=1.0)
-    net = nets["float32"]
-    space = net.space
-    subnets = {name: (fixed_phase(name.split()[0], ks, e, d), size) for name, (ks, e, d, size) in SUBNETS.items()}
-    reference = {}
     if not args.no_reference:
-        torch_net = reference_supernet(args.threads)
-        reference = {name: ReferenceTrainStep(torch_net, ks, e, d, size, args.batch)
-                     for name, (ks, e, d, size) in SUBNETS.items()}
+        import torch
+        torch.set_num_threads(args.threads)
+        torch.set_num_interop_threads(args.threads)
+
     modes = [(p, False) for p in precisions] + ([("float32", True)] if args.jit else [])
-    runs = {}   # (subnet, precision, jit) -> (net, trainer, data, phase)
-    for name, (phase, size) in subnets.items():
-        for precision, jit in modes:
-            trainer = trainer_for(nets[precision], phase, (size,), precision=precision, jit=jit)
-            runs[name, precision, jit] = (nets[precision], trainer, batches(args.batch, size), phase)
+    runs = {}        # (space, subnet, precision, jit) -> (net, trainer, data, arch)
+    reference = {}   # (space, subnet) -> ReferenceTrainStep
+    mmacs = {}       # (space, subnet) -> MMACs at its resolution
+    mixed_net = None
+    for space_name, space in spaces.items():
+        nets = {}
+        for precision in precisions:
+            with dtype_policy(precision):
+                nets[precision] = family_of(space).supernet_class(space=space, n_classes=1000)
+        mixed_net = mixed_net or nets["float32"]
+        torch_net = None if args.no_reference else reference_supernet(space)
+        for name, (corner, size) in SUBNETS.items():
+            phase = fixed_phase(name.split()[0], space, corner)
+            arch = phase.largest_arch(space)
+            mmacs[space_name, name] = profile_arch({**arch, "r": [size]}, space, n_classes=1000).mmacs
+            for precision, jit in modes:
+                trainer = trainer_for(nets[precision], phase, (size,), precision=precision, jit=jit)
+                runs[space_name, name, precision, jit] = (nets[precision], trainer, batches(args.batch, size), arch)
+            if torch_net is not None:
+                reference[space_name, name] = ReferenceTrainStep(torch_net, arch, size, args.batch)
     times = {key: [] for key in runs}
-    reference_times = {name: [] for name in reference}
+    reference_times = {key: [] for key in reference}
     first = {}   # the first step of each variant: trace (and XLA compile)
     for r in range(args.warmup + args.rounds):
-        for name, step in reference.items():
+        for key, step in reference.items():
             steps = step.run(args.block)
-            print(f"  round {r}: {name} reference (torch): " + " ".join(f"{t * 1000:.0f}" for t in steps) + " ms",
-                  flush=True)
+            print(f"  round {r}: {key[0]} {key[1]} reference (torch): "
+                  + " ".join(f"{t * 1000:.0f}" for t in steps) + " ms", flush=True)
             if r >= args.warmup:
-                reference_times[name].extend(steps)
-        for key, (variant_net, trainer, data, phase) in runs.items():
-            variant_net.set_active_subnet(ks=phase.ks_list[0], e=phase.expand_ratio_list[0],
-                                          d=phase.depth_list[0])
+                reference_times[key].extend(steps)
+        for key, (variant_net, trainer, data, arch) in runs.items():
+            variant_net.set_active_subnet(**arch)
             steps = run_steps(trainer, data, args.block)
             first.setdefault(key, steps[0])
-            print(f"  round {r}: {key[0]} {key[1]}{' xla' if key[2] else ''}: "
+            print(f"  round {r}: {key[0]} {key[1]} {key[2]}{' xla' if key[3] else ''}: "
                   + " ".join(f"{t * 1000:.0f}" for t in steps) + " ms", flush=True)
             if r >= args.warmup:
                 times[key].extend(steps)
 
-    mixed = run_mixed(net, args) if args.mixed_steps else None
-    traces = {f"{name} {precision}{' xla' if jit else ''}": run[1].trace_count
-              for (name, precision, jit), run in runs.items()}
+    mixed = run_mixed(mixed_net, args) if args.mixed_steps else None
+    traces = {" ".join(map(str, key[:3])) + (" xla" if key[3] else ""): run[1].trace_count
+              for key, run in runs.items()}
 
-    print(f"OFA-MBv3 w1.0, 1000 classes, batch {args.batch}, {args.threads} threads, "
-          f"{args.rounds} rounds x {args.block} steps, allocator: {active_allocator()}, "
-          f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"  {'subnet':<14s} {'precision':<15s} {'xla':<4s} {'median ms':>10s} {'img/s':>7s} "
+    print(f"1000 classes, batch {args.batch}, {args.threads} threads, {args.rounds} rounds x {args.block} steps, "
+          f"allocator: {active_allocator()}, load average at the end: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"  {'space':<10s} {'subnet':<14s} {'precision':<15s} {'xla':<4s} {'median ms':>10s} {'img/s':>7s} "
           f"{'vs float32':>10s} {'first step s':>12s} {'reference img/s':>16s} {'ratio':>6s}")
-    for (name, precision, jit), t in times.items():
+    for (space_name, name, precision, jit), t in times.items():
         med = statistics.median(t)
-        base = statistics.median(times[name, "float32", False])
+        base = statistics.median(times[space_name, name, "float32", False])
         ips = args.batch / med
-        line = (f"  {name:<14s} {precision:<15s} {'yes' if jit else 'no':<4s} {med * 1000:10.1f} {ips:7.1f} "
-                f"{base / med:9.2f}x {first[name, precision, jit]:12.1f}")
-        if name in reference_times:
-            ref = args.batch / statistics.median(reference_times[name])
+        line = (f"  {space_name:<10s} {name:<14s} {precision:<15s} {'yes' if jit else 'no':<4s} {med * 1000:10.1f} "
+                f"{ips:7.1f} {base / med:9.2f}x {first[space_name, name, precision, jit]:12.1f}")
+        if (space_name, name) in reference_times:
+            ref = args.batch / statistics.median(reference_times[space_name, name])
             line += f" {ref:16.1f} {ips / ref:5.2f}x"
         print(line)
-    for name, t in reference_times.items():
+    for (space_name, name), t in reference_times.items():
         med = statistics.median(t)
-        print(f"  {name:<14s} {'torch reference':<15s} {'':<4s} {med * 1000:10.1f} {args.batch / med:7.1f}")
+        print(f"  {space_name:<10s} {name:<14s} {'torch reference':<15s} {'':<4s} {med * 1000:10.1f} "
+              f"{args.batch / med:7.1f}")
+    for space_name in spaces:
+        small, large = (statistics.median(times[space_name, n, "float32", False])
+                        for n in ("smallest @128", "largest @224"))
+        macs_ratio = mmacs[space_name, "smallest @128"] / mmacs[space_name, "largest @224"]
+        print(f"  {space_name}: MMACs largest@224 {mmacs[space_name, 'largest @224']:.1f}, smallest@128 "
+              f"{mmacs[space_name, 'smallest @128']:.1f}; step time smallest/largest {small / large:.3f} against "
+              f"MACs ratio {macs_ratio:.3f} ({small / large / macs_ratio:.2f}x it)")
     if mixed is not None:
         mixed_s, n_seen, mixed_traces = mixed
-        print(f"  mixed subnets/resolutions: {args.mixed_steps} steps in {mixed_s:.0f}s (fit), {n_seen} distinct "
-              f"subnets, train step traced {mixed_traces} time(s)")
+        print(f"  mixed subnets/resolutions ({next(iter(spaces))}): {args.mixed_steps} steps in {mixed_s:.0f}s (fit), "
+              f"{n_seen} distinct subnets, train step traced {mixed_traces} time(s)")
     print(f"  fixed-subnet trainers traced: {traces}")
 
 
