@@ -19,7 +19,15 @@ Writes ``ablation.md`` (mean and min-max over seeds), ``ablation.json`` and ``ab
 (top-1 against MMACs) to ``--out``. Re-running resumes: finished phases, finished scratch
 subnets and finished measurements are reused.
 
+``--teacher_scale=K`` trains the shared teacher K times longer (the phases after it unchanged),
+for the question the default budget leaves open: does PS win once the full network has
+converged, as the reference's (a released, fully trained network) has? ``--regimes`` runs a
+subset (PS always). A workdir keeps its settings (``ablation_settings.json``); other ones are
+refused there.
+
     python benchmarks/bench_ps_ablation.py [--seeds=0,1] [--epochs_scale=0.025] [--workdir=runs/ps_ablation]
+    python benchmarks/bench_ps_ablation.py --epochs_scale=0.0125 --teacher_scale=5 --regimes=ps,no_ps \
+        --workdir=runs/ps_ablation_teacher5
 """
 
 import argparse
@@ -107,6 +115,11 @@ def parse_args(argv=None):
                         help="No PS learning rate per 64 images before --lr_scale (default: expand2's)")
     parser.add_argument("--n_calibration_images", type=int, default=None,
                         help="BN recalibration images per measured subnet (default: the flagfile's)")
+    parser.add_argument("--teacher_scale", type=float, default=1.0,
+                        help="the teacher phase this many times its scheduled epochs (PS and No PS share it; "
+                             "the phases after it unchanged): a converged teacher, as the reference starts from")
+    parser.add_argument("--regimes", default=",".join(REGIMES),
+                        help=f"comma-separated subset of {','.join(REGIMES)} (ps always runs: the others build on it)")
     parser.add_argument("--eval_images", type=int, default=0,
                         help="measure on the first this many validation images (0: the full split)")
     args = parser.parse_args(argv)
@@ -118,6 +131,12 @@ def parse_args(argv=None):
         parser.error("--seeds must list at least one seed, without repeats")
     if args.n_random < 0 or not 0 <= args.n_scratch_random <= args.n_random:
         parser.error(f"need 0 <= --n_scratch_random ({args.n_scratch_random}) <= --n_random ({args.n_random})")
+    if not args.teacher_scale > 0:
+        parser.error(f"--teacher_scale must be > 0, got {args.teacher_scale}")
+    regimes = [r for r in args.regimes.split(",") if r]
+    if not regimes or any(r not in REGIMES for r in regimes):
+        parser.error(f"--regimes={args.regimes!r}: choose from {','.join(REGIMES)}")
+    args.regimes = ["ps"] + [r for r in REGIMES[1:] if r in regimes]
     if args.eval_images < 0:
         parser.error(f"--eval_images must be >= 0, got {args.eval_images}")
     if args.no_ps_lr is not None and not args.no_ps_lr > 0:
@@ -148,6 +167,7 @@ class Budget:
     ps_steps: dict           # phase -> steps
     ps_subnet_passes: int    # sum over PS steps of the subnets trained in that step
     no_ps_phase: object      # the Phase standing in for PS's phases after the teacher
+    teacher_phase: object    # the teacher both supernet regimes share (--teacher_scale)
 
     @property
     def total_ps_steps(self) -> int:
@@ -162,10 +182,13 @@ class Budget:
         return self.total_ps_steps // self.steps_per_epoch
 
 
-def plan_budget(config: TrainConfig, n_train: int, no_ps_lr: float | None) -> Budget:
-    """PS's steps from its phase plans, and the No PS phase: expand2's sampling with epochs
-    chosen so that its plan has exactly PS's steps after the teacher."""
-    phases = progressive_shrinking_phases(config.search_space())
+def plan_budget(config: TrainConfig, n_train: int, no_ps_lr: float | None, teacher_scale: float = 1.0) -> Budget:
+    """PS's steps from its phase plans (the teacher ``teacher_scale`` times its epochs), and the
+    No PS phase: expand2's sampling with epochs chosen so that its plan has exactly PS's steps
+    after the teacher."""
+    teacher = progressive_shrinking_phases(config.search_space())["teacher"]
+    teacher = dataclasses.replace(teacher, epochs=max(1, round(teacher.epochs * teacher_scale)))
+    phases = progressive_shrinking_phases(config.search_space(), {"teacher": teacher})
     global_batch = config.batch_size
     names = list(phases)   # the space's phases in training order (no width phases in MBv3 spaces)
     plans = {name: plan_phase(phases[name], config, n_train, global_batch) for name in names}
@@ -182,7 +205,7 @@ def plan_budget(config: TrainConfig, n_train: int, no_ps_lr: float | None) -> Bu
     else:
         raise ValueError(f"no phase length gives {target_epochs} epochs at epochs_scale {config.epochs_scale}")
     return Budget(steps_per_epoch, global_batch, {n: p.total_steps for n, p in plans.items()},
-                  sum(plans[n].total_steps * phases[n].dynamic_batch_size for n in names), no_ps)
+                  sum(plans[n].total_steps * phases[n].dynamic_batch_size for n in names), no_ps, teacher)
 
 
 def budget_lines(budget: Budget) -> list:
@@ -236,6 +259,20 @@ def measure(pipeline, archs: dict, args, config: TrainConfig, seed: int) -> dict
                                calibration_batch_size=config.calibration_batch_size,
                                eval_batch_size=config.eval_batch_size, seed=seed)
     return {name: validator.evaluate(arch)["top1"] for name, arch in archs.items()}
+
+
+def check_same_settings(workdir: str, settings: dict) -> None:
+    """Record the training settings in ``workdir`` (first run) or refuse different ones: a
+    rerun resumes the finished phases, which other settings would silently mix in."""
+    path = os.path.join(workdir, "ablation_settings.json")
+    recorded = read_json(path)
+    wanted = json.loads(json.dumps(settings))
+    if recorded is None:
+        write_json(path, wanted)
+    elif recorded != wanted:
+        changed = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
+        raise SystemExit(f"error: {workdir} holds a run with other settings ({', '.join(changed)}); "
+                         "use another --workdir or the same settings to resume")
 
 
 def run_supernet_regime(regime: str, config: TrainConfig, archs: dict, args, seed: int, overrides=None,
@@ -329,7 +366,8 @@ def summarize(archs, per_seed, mmacs) -> dict:
     for name in archs:
         row = {}
         for regime in REGIMES:
-            values = [per_seed[s][regime]["top1"][name] for s in per_seed if name in per_seed[s][regime]["top1"]]
+            values = [per_seed[s][regime]["top1"][name] for s in per_seed
+                      if regime in per_seed[s] and name in per_seed[s][regime]["top1"]]
             if values:
                 row[regime] = spread(values)
         table[name] = {"arch": archs[name], "r": archs[name]["r"][0], "mmacs": mmacs[name], "top1": row}
@@ -345,22 +383,23 @@ def cell(stats) -> str:
 def markdown(table, seeds, budget_text, times, args, settings) -> str:
     lines = [f"Top-1 (%) on the {'full validation split' if not args.eval_images else f'first {args.eval_images} validation images'}"
              f", mean (min–max) over seeds {','.join(map(str, seeds))}; epochs_scale {settings.get('epochs_scale', 1.0)}"
+             + (f", teacher {args.teacher_scale:g}x its epochs" if args.teacher_scale != 1 else "")
              + (f", steps_per_epoch {settings['steps_per_epoch']}" if settings.get("steps_per_epoch") else "") + ".",
-             "", "| subnet | r | MMACs | " + " | ".join(REGIME_TITLES[r] for r in REGIMES) + " |",
-             "|---|---|---|" + "---|" * len(REGIMES)]
+             "", "| subnet | r | MMACs | " + " | ".join(REGIME_TITLES[r] for r in args.regimes) + " |",
+             "|---|---|---|" + "---|" * len(args.regimes)]
     for name, row in table.items():
         lines.append(f"| {name} | {row['r']} | {row['mmacs']:.1f} | "
-                     + " | ".join(cell(row["top1"].get(r)) for r in REGIMES) + " |")
-    common = [n for n, row in table.items() if all(r in row["top1"] for r in REGIMES)]
+                     + " | ".join(cell(row["top1"].get(r)) for r in args.regimes) + " |")
+    common = [n for n, row in table.items() if all(r in row["top1"] for r in args.regimes)]
     if common:
-        means = {r: statistics.fmean(table[n]["top1"][r]["mean"] for n in common) for r in REGIMES}
+        means = {r: statistics.fmean(table[n]["top1"][r]["mean"] for n in common) for r in args.regimes}
         lines.append(f"| mean of the {len(common)} subnets all regimes have | | | "
-                     + " | ".join(f"{means[r]:.1f}" for r in REGIMES) + " |")
+                     + " | ".join(f"{means[r]:.1f}" for r in args.regimes) + " |")
     lines += ["", "Budgets per seed:", *budget_text, "", "Wall time per regime per seed (s; training + measuring, "
               "this or the earlier invocation that finished it; * = resumed, partial):", "",
-              "| seed | " + " | ".join(REGIME_TITLES[r] for r in REGIMES) + " |", "|---|" + "---|" * len(REGIMES)]
+              "| seed | " + " | ".join(REGIME_TITLES[r] for r in args.regimes) + " |", "|---|" + "---|" * len(args.regimes)]
     for seed in seeds:
-        lines.append(f"| {seed} | " + " | ".join(times[seed][r] for r in REGIMES) + " |")
+        lines.append(f"| {seed} | " + " | ".join(times[seed][r] for r in args.regimes) + " |")
     lines += ["", "Supernet regimes: BN recalibrated on training images before each measurement. "
               "From scratch: each model keeps the BN statistics it trained with; only the corners and "
               f"the first {args.n_scratch_random} random subnets are trained that way."]
@@ -404,7 +443,8 @@ def main(argv=None):
     settings = args.settings
     base = TrainConfig(workdir=args.workdir, **settings)
     info = load_dataset(base.dataset, base.data_dir).info
-    budget = plan_budget(base, info.n_train, args.no_ps_lr)
+    budget = plan_budget(base, info.n_train, args.no_ps_lr, args.teacher_scale)
+    teacher = {"teacher": budget.teacher_phase}
     archs = chosen_archs(base, args.n_random, args.arch_seed)
     space = base.search_space()
     mmacs = {name: profile_arch(arch, space, n_classes=info.num_classes).mmacs for name, arch in archs.items()}
@@ -412,35 +452,40 @@ def main(argv=None):
     text = budget_lines(budget)
     print("\n".join(["Budgets per seed:", *text]), flush=True)
 
+    check_same_settings(args.workdir, {**settings, "teacher_scale": args.teacher_scale,
+                                       "no_ps_lr": args.no_ps_lr})
     per_seed, times = {}, {}
     for seed in args.seeds:
         root = os.path.join(args.workdir, f"seed{seed}")
         ps_config = dataclasses.replace(base, workdir=os.path.join(root, "ps"), seed=seed)
         no_ps_config = dataclasses.replace(ps_config, workdir=os.path.join(root, "no_ps"),
                                            phases=("teacher", "expand2"))
-        ps = run_supernet_regime("ps", ps_config, archs, args, seed)
+        ps = run_supernet_regime("ps", ps_config, archs, args, seed, overrides=teacher)
         print(f"[seed {seed}] PS: {ps['train_seconds']:.0f}s training, {ps['measure_seconds']:.0f}s measuring",
               flush=True)
-        share_teacher(ps_config.workdir, no_ps_config.workdir)
-        no_ps = run_supernet_regime("no_ps", no_ps_config, archs, args, seed,
-                                    overrides={"expand2": budget.no_ps_phase}, shared=("teacher",))
-        print(f"[seed {seed}] No PS: {no_ps['train_seconds']:.0f}s training (teacher shared with PS), "
-              f"{no_ps['measure_seconds']:.0f}s measuring", flush=True)
-        started = time.time()
-        scratch = run_scratch(ps_config, archs, scratch_names, budget, args, seed)
-        scratch_seconds = [r["seconds"] for r in scratch.values()]
-        scratch_total = None if None in scratch_seconds else sum(scratch_seconds)
-        print(f"[seed {seed}] from scratch: {len(scratch)} subnets, "
-              + (f"{scratch_total:.0f}s" if scratch_total is not None else "time partly unknown (resumed)")
-              + f" ({time.time() - started:.0f}s in this invocation)", flush=True)
-        per_seed[seed] = {"ps": ps, "no_ps": no_ps,
-                          "scratch": {"top1": {n: r["top1"] for n, r in scratch.items()}, "subnets": scratch,
-                                      "seconds": scratch_total}}
+        per_seed[seed] = {"ps": ps}
         times[seed] = {"ps": seconds_text({"seconds": ps["train_seconds"] + ps["measure_seconds"],
-                                           "resumed": ps["resumed"]}),
-                       "no_ps": seconds_text({"seconds": no_ps["train_seconds"] + no_ps["measure_seconds"],
-                                              "resumed": no_ps["resumed"]}),
-                       "scratch": seconds_text({"seconds": scratch_total})}
+                                           "resumed": ps["resumed"]})}
+        if "no_ps" in args.regimes:
+            share_teacher(ps_config.workdir, no_ps_config.workdir)
+            no_ps = run_supernet_regime("no_ps", no_ps_config, archs, args, seed,
+                                        overrides={**teacher, "expand2": budget.no_ps_phase}, shared=("teacher",))
+            print(f"[seed {seed}] No PS: {no_ps['train_seconds']:.0f}s training (teacher shared with PS), "
+                  f"{no_ps['measure_seconds']:.0f}s measuring", flush=True)
+            per_seed[seed]["no_ps"] = no_ps
+            times[seed]["no_ps"] = seconds_text({"seconds": no_ps["train_seconds"] + no_ps["measure_seconds"],
+                                                 "resumed": no_ps["resumed"]})
+        if "scratch" in args.regimes:
+            started = time.time()
+            scratch = run_scratch(ps_config, archs, scratch_names, budget, args, seed)
+            scratch_seconds = [r["seconds"] for r in scratch.values()]
+            scratch_total = None if None in scratch_seconds else sum(scratch_seconds)
+            print(f"[seed {seed}] from scratch: {len(scratch)} subnets, "
+                  + (f"{scratch_total:.0f}s" if scratch_total is not None else "time partly unknown (resumed)")
+                  + f" ({time.time() - started:.0f}s in this invocation)", flush=True)
+            per_seed[seed]["scratch"] = {"top1": {n: r["top1"] for n, r in scratch.items()}, "subnets": scratch,
+                                         "seconds": scratch_total}
+            times[seed]["scratch"] = seconds_text({"seconds": scratch_total})
 
     table = summarize(archs, per_seed, mmacs)
     report = markdown(table, args.seeds, text, times, args, settings)
