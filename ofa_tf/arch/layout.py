@@ -12,6 +12,7 @@ MBConv layouts (`Layout`) name layers as keras.applications' MobileNetV3 (``conv
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Mapping
 
 from ofa_tf.arch.space import STEM_WIDTH_ENTRIES, SearchSpace
@@ -435,7 +436,8 @@ class ResNetLayout:
 
         - ``"stem"``, ``(w[0], w[1], runs)``: the stem convs and the max pool (``runs``: the
           residual conv runs, the index into ``space.stem_depths``);
-        - ``"per_slot"``, ``(slot, input width index, output width index, expand index)``: a block;
+        - ``"per_slot"``, ``(slot, input width index, output width index, expand index)``: a block
+          (both indices equal where the input width follows the same entry of ``w``);
         - ``"classifier"``, ``(last width index,)``: the classifier.
 
         A block's input size depends on the resolution only, so the largest arch gives it."""
@@ -452,11 +454,13 @@ class ResNetLayout:
         blocks = self.active_blocks(largest, image_size)
         for block in blocks:
             spec = block.spec
-            for wi, w_in in enumerate(spec.in_widths):
-                for wo, w_out in enumerate(spec.out_widths):
-                    for ei, e in enumerate(space.expand_ratio_list):
-                        yield "per_slot", (spec.slot, wi, wo, ei), ActiveBottleneck(spec, w_in, w_out, e, block.input_size), \
-                            block.input_size
+            # a block after a stage's first takes its input width from the same entry of w
+            pairs = ([(wo, wo) for wo in range(n_w)] if spec.in_entry == spec.out_entry
+                     else itertools.product(range(n_w), range(n_w)))
+            for wi, wo in pairs:
+                for ei, e in enumerate(space.expand_ratio_list):
+                    op = ActiveBottleneck(spec, spec.in_widths[wi], spec.out_widths[wo], e, block.input_size)
+                    yield "per_slot", (spec.slot, wi, wo, ei), op, block.input_size
         for wl, width in enumerate(blocks[-1].spec.out_widths):
             yield "classifier", (wl,), ResNetPart("classifier", width), blocks[-1].output_size
 
