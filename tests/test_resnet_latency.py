@@ -58,6 +58,24 @@ def test_predictor_is_the_sum_of_the_entries_of_the_ops_an_arch_runs(space, layo
     assert predictor.cheapest([48])[0]["r"] == [48]
 
 
+def test_cheapest_is_the_exact_minimum_of_a_table_with_no_order():
+    """Every arch of a reduced resnet_tiny (one expand ratio, two widths) predicted at once: the
+    made-up means are random, so the cheapest arch is not simply the smallest."""
+    import itertools
+
+    space = SearchSpace.from_dict({**SearchSpace.resnet_tiny().to_dict(), "expand_ratio_list": [0.25],
+                                   "width_mult_list": [0.65, 1.0], "resolutions": [32, 40]})
+    layout = build_layout(space, 10)
+    predictor = latency_predictor(synthetic_table(layout, (32, 40)), space, 10)
+    archs = [{"d": [d0, *d], "e": [0.25] * space.n_blocks, "w": list(w), "r": [r]}
+             for d0 in space.stem_depths for d in itertools.product(space.depth_list, repeat=space.n_stages)
+             for w in itertools.product(range(2), repeat=space.n_widths) for r in (32, 40)]
+    costs = predictor.predict(archs)
+    arch, cost = predictor.cheapest()
+    assert cost == costs.min() and predictor.get_efficiency(arch) == cost
+    assert arch != space.smallest(32)
+
+
 def test_a_missing_entry_makes_its_resolution_unsupported_and_is_named(space, layout):
     arch = {**space.largest(), "r": [48]}
     missing = op_keys(layout, arch)[5]                      # a bottleneck of the largest arch at 48 px

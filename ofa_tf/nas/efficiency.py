@@ -34,8 +34,9 @@ def check_additive(space: SearchSpace, what: str) -> None:
     with elastic width (OFA-ResNet50D) a block's cost depends on the width of its input too."""
     if space.width_mult_list:
         raise ValueError(f"{what} does not take spaces with elastic width (width_mult_list "
-                         f"{list(space.width_mult_list)}) yet: its per-slot tables assume a block's "
-                         "cost depends on its own choices only")
+                         f"{list(space.width_mult_list)}): its per-slot tables assume a block's cost "
+                         "depends on its own choices only (macs_predictor / latency_predictor pick the "
+                         "per-width Bottleneck predictors for such a space)")
 
 
 class PopulationCost:
