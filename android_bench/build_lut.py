@@ -5,8 +5,9 @@
         --space=runs/demo --resolutions=32,48,64 --out=phone
 
 Each op (stem, every MBConv variant by input size, kernel, expand, stride, shortcut, SE and
-activation, and the four head ops) is exported alone as a float32 .tflite with a batch of 1
-and timed by the backend. ``--out`` is a directory in the reference's form: one table per
+activation, and the four head ops; for a ResNet space every stem conv, max pool, bottleneck and
+classifier by its widths) is exported alone as a float32 .tflite with a batch of 1 and timed by
+the backend. ``--out`` is a directory in the reference's form: one table per
 resolution, ``<r>_lookup_table.yaml`` (``key: {count, mean, var}``, ms; mean = median of the
 timed runs), each holding every op a subnet at that resolution runs. An op that several
 resolutions share (the same key) is measured once and written into each of their tables. A

@@ -61,7 +61,7 @@ def calibrate_from_flags() -> None:
     from android_bench.subnet_latency import measure_subnets, sample_subnets
     from android_bench.table_meta import check_meta, measurement_settings, meta_path, read_meta
     from ofa_tf.atomic_files import atomic_write_text
-    from ofa_tf.nas.efficiency import LatencyPredictor
+    from ofa_tf.nas.efficiency import latency_predictor
     from ofa_tf.nas.latency_table import load_latency_table
 
     with user_input():
@@ -79,7 +79,7 @@ def calibrate_from_flags() -> None:
             settings = measurement_settings(layout, runner, FLAGS.statistic)
             check_meta(FLAGS.table, settings, "calibrate with the backend, space and benchmark flags the "
                        "table was built with")
-            predictor = LatencyPredictor(table, layout.space, layout.n_classes)
+            predictor = latency_predictor(table, layout.space, layout.n_classes)
             archs = sample_subnets(predictor, FLAGS.n_calibration, FLAGS.calibration_seed,
                                    cli_flags.int_list("resolutions", FLAGS.resolutions))
         records = measure_subnets(layout, archs, predictor, runner, FLAGS.out + ".calibration.jsonl",

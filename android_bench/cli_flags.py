@@ -96,9 +96,6 @@ def layout_from_flags():
                 raise ValueError(f"--space={spec} is not a SearchSpace JSON: {err}") from None
     else:
         space = SearchSpace.preset(spec)
-    from ofa_tf.nas.efficiency import check_additive
-
-    check_additive(space, f"--space={spec}: android_bench's latency tables")
     return build_layout(space, FLAGS.n_classes or n_classes or 1000)
 
 

@@ -2,9 +2,11 @@
 
 A block's input size depends only on the resolution and its stage (the kernel size does not
 change a stride's output size, and depth only drops blocks after a stage's first), so walking
-the uniform archs of every (kernel, expand) choice at full depth visits each op the space can
-produce. Keys come from ``ofa_tf.nas.latency_table`` (the predictor's own key functions), and
-each op's Keras model from the family's ``build_op_model`` (the subnet builder's code).
+the uniform archs of every (kernel, expand) choice at full depth visits each op an MBConv space
+can produce. A bottleneck (ResNet) space's ops also depend on the widths around them; its
+layout's ``cost_cells`` (the walk its latency predictor sums) lists each one. Keys come from
+``ofa_tf.nas.latency_table`` (the predictor's own key functions), and each op's Keras model from
+the family's ``build_op_model`` (the subnet builder's code).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from ofa_tf.arch.layout import ActiveBlock, Layout
-from ofa_tf.nas.latency_table import block_key, head_ops, stem_key
+from ofa_tf.arch.layout import ActiveBlock, Layout, ResNetLayout
+from ofa_tf.nas.latency_table import block_key, head_ops, resnet_op_key, stem_key
 from ofa_tf.networks import family_of
 
 
@@ -22,7 +24,8 @@ class TableOp:
     """One lookup-table entry to measure: its key and the op it times."""
 
     key: str
-    op: object          # an ActiveBlock or one of ofa_tf.networks.static.HEAD_OPS
+    op: object          # an ActiveBlock or one of ofa_tf.networks.static.HEAD_OPS; for a ResNetLayout an
+    #                     ActiveBottleneck or a ResNetPart
     input_size: int
 
     def build_model(self, layout: Layout):
@@ -39,6 +42,10 @@ def table_ops(layout: Layout, resolutions: Sequence[int]) -> list[TableOp]:
 
     for r in resolutions:
         space.check_resolution(r)
+        if isinstance(layout, ResNetLayout):
+            for _, _, op, size in layout.cost_cells(r):
+                add(resnet_op_key(layout, op, size), op, size)
+            continue
         add(stem_key(layout, r), "stem", r)
         blocks: list[ActiveBlock] = []
         for k in space.ks_list:

@@ -3,7 +3,7 @@
     python -m android_bench.validate --backend=host --space=mbv3_w1.0 --table=host160 --n=30
 
 Draws ``--n`` distinct random subnets (fixed by ``--seed``) at the resolutions the table covers
-completely, predicts each one's latency with ``ofa_tf.nas.efficiency.LatencyPredictor`` (the
+completely, predicts each one's latency with ``ofa_tf.nas.efficiency.latency_predictor`` (the
 search's own predictor: the sum of the entries of the ops it runs), exports it whole as a
 float32 .tflite (batch 1) and measures it with the same backend and settings as the table.
 Each measurement is appended to ``<out_dir>/measurements.jsonl`` as it finishes (a re-run
@@ -106,7 +106,7 @@ def validate_from_flags() -> None:
 
     from android_bench.subnet_latency import measure_subnets, sample_subnets
     from android_bench.table_meta import check_meta, measurement_settings, read_meta
-    from ofa_tf.nas.efficiency import LatencyPredictor
+    from ofa_tf.nas.efficiency import latency_predictor
     from ofa_tf.nas.latency_table import load_latency_table
 
     with user_input():
@@ -122,7 +122,7 @@ def validate_from_flags() -> None:
             layout = cli_flags.layout_from_flags()
             check_meta(FLAGS.table, measurement_settings(layout, runner, FLAGS.statistic),
                        "validate with the backend, space and benchmark flags the table was built with")
-            predictor = LatencyPredictor(table, layout.space, layout.n_classes)
+            predictor = latency_predictor(table, layout.space, layout.n_classes)
             calibration = read_meta(FLAGS.table).get("calibration", {})
             archs = sample_subnets(predictor, FLAGS.n, FLAGS.seed, resolutions,
                                    exclude=calibration.get("archs", ()))

@@ -84,12 +84,12 @@ def parse_constraints(values) -> list[tuple[str, float]]:
 
 
 def efficiency_predictors(space, n_classes: int, metrics, table_path: str | None) -> dict:
-    from ofa_tf.nas.efficiency import LatencyPredictor, macs_predictor
+    from ofa_tf.nas.efficiency import latency_predictor, macs_predictor
     from ofa_tf.nas.latency_table import load_latency_table
 
     predictors = {"mmacs": macs_predictor(space, n_classes)}
     if table_path:
-        predictors["latency_ms"] = LatencyPredictor(load_latency_table(table_path), space, n_classes)
+        predictors["latency_ms"] = latency_predictor(load_latency_table(table_path), space, n_classes)
     elif "latency_ms" in metrics:
         raise ValueError("a latency_ms constraint needs --table (a latency lookup table)")
     return predictors

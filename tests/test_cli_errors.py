@@ -120,8 +120,6 @@ CASES = [
      ["nowhere", "does not exist"]),
     ("build-lut-bad-resolution", "android_bench.build_lut", ["--out=t", "--resolutions=3x"],
      ["--resolutions", "3x"]),
-    ("build-lut-resnet-space", "android_bench.build_lut", ["--out=t", "--space=resnet_tiny", "--resolutions=32"],
-     ["--space=resnet_tiny: android_bench's latency tables", "elastic width"]),
     ("validate-too-few", "android_bench.validate", ["--table=t.yaml", "--n=1"], ["--n must be at least 2"]),
     ("calibrate-same-table", "android_bench.calibrate", ["--table=t.yaml", "--out=t.yaml"],
      ["--out must differ from --table"]),

@@ -12,6 +12,7 @@ MBConv layouts (`Layout`) name layers as keras.applications' MobileNetV3 (``conv
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Mapping
 
 from ofa_tf.arch.space import STEM_WIDTH_ENTRIES, SearchSpace
@@ -348,6 +349,21 @@ class ActiveBottleneck:
 
 
 @dataclasses.dataclass(frozen=True)
+class ResNetPart:
+    """An op of a bottleneck network other than a block, as a latency table times it alone:
+    a stem conv (``conv``; ``residual``: its input is added), the stem's max pool, or the
+    classifier (the global pool and the dense layer), on ``channels`` input channels."""
+
+    kind: str               # one of RESNET_PARTS
+    channels: int
+    conv: ConvSpec | None = None
+    residual: bool = False
+
+
+RESNET_PARTS = ("stem_conv", "max_pool", "classifier")
+
+
+@dataclasses.dataclass(frozen=True)
 class ResNetLayout:
     """A width-elastic bottleneck network (OFA-ResNet50D): a stem of convs (ResNet-D: 3x3 s2, a
     skippable residual 3x3, 3x3), a 3x3 s2 max pool, bottleneck stages, the global pool and the
@@ -399,6 +415,54 @@ class ResNetLayout:
                 out.append(block)
                 size = block.output_size
         return out
+
+    def active_ops(self, arch: Mapping, image_size: int | None = None) -> list:
+        """``(op, input size)`` of every op ``arch`` runs, in order, as latency tables time them:
+        `ResNetPart` stem convs and max pool, the `ActiveBottleneck` blocks, the classifier."""
+        blocks = self.active_blocks(arch, image_size)
+        return self.stem_ops(arch, image_size) + [(block, block.input_size) for block in blocks] + \
+            [(ResNetPart("classifier", blocks[-1].out_channels), blocks[-1].output_size)]
+
+    def stem_ops(self, arch: Mapping, image_size: int | None = None) -> list:
+        """The first ops of `active_ops`: the stem convs ``arch`` runs and the max pool."""
+        stem = self.active_stem(arch, image_size)
+        ops = [(ResNetPart("stem_conv", conv.in_channels, conv, residual), size) for conv, size, residual in stem]
+        return ops + [(ResNetPart("max_pool", stem[-1][0].out_channels), self.pool_input_size(arch, image_size))]
+
+    def cost_cells(self, image_size: int):
+        """Every op the space can run at ``image_size``, each with the cell of the per-width cost
+        tables it adds to (what the MACs and latency predictors sum, and a latency table measures),
+        as ``(table, index, op, input size)``:
+
+        - ``"stem"``, ``(w[0], w[1], runs)``: the stem convs and the max pool (``runs``: the
+          residual conv runs, the index into ``space.stem_depths``);
+        - ``"per_slot"``, ``(slot, input width index, output width index, expand index)``: a block
+          (both indices equal where the input width follows the same entry of ``w``);
+        - ``"classifier"``, ``(last width index,)``: the classifier.
+
+        A block's input size depends on the resolution only, so the largest arch gives it."""
+        space = self.space
+        n_w = len(space.width_mult_list)
+        largest = space.largest(image_size)
+        for w0 in range(n_w):
+            for w1 in range(n_w):
+                for runs, d0 in enumerate(space.stem_depths):
+                    arch = {**largest, "d": [d0] + largest["d"][1:],
+                            "w": [w0, w1] + largest["w"][STEM_WIDTH_ENTRIES:]}
+                    for op, size in self.stem_ops(arch, image_size):
+                        yield "stem", (w0, w1, runs), op, size
+        blocks = self.active_blocks(largest, image_size)
+        for block in blocks:
+            spec = block.spec
+            # a block after a stage's first takes its input width from the same entry of w
+            pairs = ([(wo, wo) for wo in range(n_w)] if spec.in_entry == spec.out_entry
+                     else itertools.product(range(n_w), range(n_w)))
+            for wi, wo in pairs:
+                for ei, e in enumerate(space.expand_ratio_list):
+                    op = ActiveBottleneck(spec, spec.in_widths[wi], spec.out_widths[wo], e, block.input_size)
+                    yield "per_slot", (spec.slot, wi, wo, ei), op, block.input_size
+        for wl, width in enumerate(blocks[-1].spec.out_widths):
+            yield "classifier", (wl,), ResNetPart("classifier", width), blocks[-1].output_size
 
     def n_features(self, arch: Mapping) -> int:
         """Width of the classifier's input for ``arch`` (the last stage's active width)."""

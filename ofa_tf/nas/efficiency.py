@@ -9,11 +9,15 @@ the strides before it). So a predictor is two precomputed tables,
 and a population is costed with one gather and one sum. The tables come from the existing
 code, not from a second formula: MACs by differencing ``ofa_tf.arch.complexity.profile_layout`` on
 archs that differ in one slot, latency from the op keys of ``ofa_tf.nas.latency_table``.
+With elastic width (OFA-ResNet50D) a block's cost depends on its input width too: the
+`BottleneckPredictor` tables are per width as well, filled by one walk over the layout's ops
+(MACs or a table lookup per op). `macs_predictor` and `latency_predictor` pick the kind.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -22,7 +26,7 @@ from ofa_tf.arch.complexity import classifier_macs, conv_macs, profile_layout
 from ofa_tf.arch.layout import ActiveBottleneck, build_layout
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.nas.encoding import ArchBatch, arch_encoder
-from ofa_tf.nas.latency_table import LatencyTable, block_key, head_keys, op_keys, stem_key
+from ofa_tf.nas.latency_table import LatencyTable, block_key, head_keys, op_keys, resnet_op_key, stem_key
 
 
 def check_additive(space: SearchSpace, what: str) -> None:
@@ -30,20 +34,47 @@ def check_additive(space: SearchSpace, what: str) -> None:
     with elastic width (OFA-ResNet50D) a block's cost depends on the width of its input too."""
     if space.width_mult_list:
         raise ValueError(f"{what} does not take spaces with elastic width (width_mult_list "
-                         f"{list(space.width_mult_list)}) yet: its per-slot tables assume a block's "
-                         "cost depends on its own choices only")
+                         f"{list(space.width_mult_list)}): its per-slot tables assume a block's cost "
+                         "depends on its own choices only (macs_predictor / latency_predictor pick the "
+                         "per-width Bottleneck predictors for such a space)")
 
 
-class EfficiencyPredictor:
-    """``predict(archs) -> np.ndarray`` of costs in ``unit``; ``predict_batch`` for populations.
-
-    Subclasses fill ``fixed`` (n_res,) and ``per_slot`` (n_blocks, n_ks, n_e, n_res); entries
-    that cannot be predicted are NaN, and :meth:`supported_resolutions` excludes their resolution.
-    """
+class PopulationCost:
+    """``predict(archs) -> np.ndarray`` of costs in ``unit``; ``predict_batch`` for populations,
+    from ``table_sum`` (the subclass's tables summed over each arch's ops). A NaN sum (an op the
+    tables lack) is an error naming what is missing (``raise_missing``)."""
 
     metric = ""   # name used in constraints, e.g. "mmacs" or "latency_ms"
     unit = ""
     divisor = 1.0  # tables hold cost * divisor (exact integers for MACs)
+
+    def table_sum(self, batch: ArchBatch) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_batch(self, batch: ArchBatch) -> np.ndarray:
+        costs = self.table_sum(batch) / self.divisor
+        missing = np.flatnonzero(np.isnan(costs))
+        if missing.size:
+            self.raise_missing(self.encoder.to_archs(batch.take(missing[:1]))[0])
+        return costs
+
+    def predict(self, archs: Sequence[Mapping]) -> np.ndarray:
+        """Costs of arch dicts (``r`` required), one float per arch."""
+        return self.predict_batch(self.encoder.to_batch(archs))
+
+    def get_efficiency(self, arch: Mapping) -> float:
+        """One arch's cost (the reference's method name)."""
+        return float(self.predict([arch])[0])
+
+    def raise_missing(self, arch: Mapping):
+        raise ValueError(f"cannot predict {self.metric} of {arch}")
+
+
+class EfficiencyPredictor(PopulationCost):
+    """The MBConv spaces' predictor: subclasses fill ``fixed`` (n_res,) and ``per_slot``
+    (n_blocks, n_ks, n_e, n_res); entries that cannot be predicted are NaN, and
+    :meth:`supported_resolutions` excludes their resolution.
+    """
 
     def __init__(self, space: SearchSpace, fixed: np.ndarray, per_slot: np.ndarray):
         self.space = space
@@ -69,24 +100,6 @@ class EfficiencyPredictor:
         index = (genes[:, :blocks] * ks_stride + genes[:, blocks: 2 * blocks] * e_stride
                  + genes[:, self._depth_column] * d_stride + (genes[:, -1:] * r_stride + self._slot_base))
         return self.fixed[genes[:, -1]] + self._flat.take(index).sum(axis=1)
-
-    def predict_batch(self, batch: ArchBatch) -> np.ndarray:
-        costs = self.table_sum(batch) / self.divisor
-        missing = np.flatnonzero(np.isnan(costs))
-        if missing.size:
-            self.raise_missing(self.encoder.to_archs(batch.take(missing[:1]))[0])
-        return costs
-
-    def predict(self, archs: Sequence[Mapping]) -> np.ndarray:
-        """Costs of arch dicts (``r`` required), one float per arch."""
-        return self.predict_batch(self.encoder.to_batch(archs))
-
-    def get_efficiency(self, arch: Mapping) -> float:
-        """One arch's cost (the reference's method name)."""
-        return float(self.predict([arch])[0])
-
-    def raise_missing(self, arch: Mapping):
-        raise ValueError(f"cannot predict {self.metric} of {arch}")
 
     # ------------------------------------------------------------ search support
     def supported_resolutions(self) -> tuple:
@@ -170,20 +183,39 @@ def _macs_tables(space: SearchSpace, n_classes: int) -> tuple[np.ndarray, np.nda
     return fixed, per_slot
 
 
-class LatencyPredictor(EfficiencyPredictor):
-    """Latency in ms: the sum of a lookup table's means over the ops an arch runs, from the
-    table of the arch's resolution (resolutions without a complete table are unsupported)."""
+class TableLookup:
+    """What both latency predictors do with a lookup table: an op's mean in the table of the
+    arch's resolution, NaN (that resolution unsupported) when the table lacks it; the first
+    missing key of each resolution is kept for the error and `missing_key`."""
 
     metric, unit = "latency_ms", "ms"
 
+    def _lookup(self, key: str, resolution: int) -> float:
+        if self.table.has(key, resolution):
+            return self.table.mean(key, resolution)
+        self._first_missing.setdefault(resolution, key)
+        return np.nan
+
+    def raise_missing(self, arch: Mapping):
+        resolution = arch["r"][0]
+        for key in op_keys(self.layout, arch):
+            self.table.mean(key, resolution)  # raises, naming the resolution or the first missing key
+        super().raise_missing(arch)
+
+    def missing_key(self, resolution: int) -> str | None:
+        """The first op key at ``resolution`` that the table lacks (None: complete)."""
+        return self._first_missing.get(resolution)
+
+
+class LatencyPredictor(TableLookup, EfficiencyPredictor):
+    """Latency in ms: the sum of a lookup table's means over the ops an arch runs, from the
+    table of the arch's resolution (resolutions without a complete table are unsupported)."""
+
     def __init__(self, table: LatencyTable, space: SearchSpace, n_classes: int = 1000):
         check_additive(space, f"the {self.metric} predictor")
-        self.table, self.n_classes, self.space = table, n_classes, space
+        self.table, self.n_classes, self.space, self._first_missing = table, n_classes, space, {}
         self.layout = build_layout(space, n_classes)
         super().__init__(space, *self._tables())
-
-    def _lookup(self, key: str, resolution: int) -> float:
-        return self.table.mean(key, resolution) if self.table.has(key, resolution) else np.nan
 
     def _tables(self) -> tuple[np.ndarray, np.ndarray]:
         space, layout = self.space, self.layout
@@ -200,92 +232,132 @@ class LatencyPredictor(EfficiencyPredictor):
             fixed[ri] = sum(self._lookup(key, r) for key in keys)
         return fixed, per_slot
 
-    def raise_missing(self, arch: Mapping):
-        resolution = arch["r"][0]
-        for key in op_keys(self.layout, arch):
-            self.table.mean(key, resolution)  # raises, naming the resolution or the first missing key
-        super().raise_missing(arch)
 
-    def missing_key(self, resolution: int) -> str | None:
-        """The first op key at ``resolution`` that the table lacks (None: complete)."""
-        space = self.space
-        for k in space.ks_list:
-            for e in space.expand_ratio_list:
-                for key in op_keys(self.layout, space.uniform(k, e, space.max_depth, resolution)):
-                    if not self.table.has(key, resolution):
-                        return key
-        return None
+class BottleneckPredictor(PopulationCost):
+    """A cost of a bottleneck (OFA-ResNet50D) space for whole populations: with elastic width a
+    block's cost depends on its input width as well as its own, so its table is per (input width,
+    output width, expand ratio, resolution)::
 
-
-class BottleneckMACsPredictor:
-    """MACs in millions of a bottleneck (OFA-ResNet50D) space, exactly as `profile_arch` counts
-    them, for whole populations: with elastic width a block's MACs depend on its input width as
-    well as its own, so its table is per (input width, output width, expand ratio, resolution)::
-
-        macs(arch) = stem[w0, w1, stem runs, r] + classifier[w_last]
+        cost(arch) = stem[w0, w1, stem runs, r] + classifier[w_last, r]
                      + sum over active slots i of per_slot[i, w_in(i), w_out(i), e_i, r]
 
-    MACs grow with every choice, so the cheapest arch is the smallest at the lowest resolution."""
+    (``stem`` holds the stem convs and the max pool). The tables are filled by one walk over
+    ``layout.cost_cells``; a subclass says only what one op costs (`op_cost`). A NaN cell (an
+    op the subclass cannot cost) makes its resolution unsupported."""
 
-    metric, unit, divisor = "mmacs", "MMACs", 1e6
+    dtype = np.float64
 
     def __init__(self, space: SearchSpace, n_classes: int = 1000):
         self.space, self.n_classes = space, n_classes
         self.encoder = arch_encoder(space)
         layout = self.layout = build_layout(space, n_classes)
         n_w, n_e, n_r = len(space.width_mult_list), len(space.expand_ratio_list), len(space.resolutions)
-        specs = [spec for stage in layout.stages for spec in stage]
+        specs = layout.blocks
         self._in_entry = np.array([spec.in_entry for spec in specs])
         self._out_entry = np.array([spec.out_entry for spec in specs])
-        self.per_slot = np.zeros((space.n_blocks, n_w, n_w, n_e, n_r), np.int64)
-        self.stem = np.zeros((n_w, n_w, 2, n_r), np.int64)
-        largest = space.largest()
+        tables = {"stem": np.zeros((n_w, n_w, len(space.stem_depths), n_r), self.dtype),
+                  "per_slot": np.zeros((space.n_blocks, n_w, n_w, n_e, n_r), self.dtype),
+                  "classifier": np.zeros((n_w, n_r), self.dtype)}
         for ri, r in enumerate(space.resolutions):
-            sizes = {b.spec.slot: b.input_size for b in layout.active_blocks(largest, r)}
-            for spec in specs:
-                for wi, w_in in enumerate(spec.in_widths):
-                    for wo, w_out in enumerate(spec.out_widths):
-                        for ei, e in enumerate(space.expand_ratio_list):
-                            block = ActiveBottleneck(spec, w_in, w_out, e, sizes[spec.slot])
-                            self.per_slot[spec.slot, wi, wo, ei, ri] = conv_macs(block.convs())
-            for w0 in range(n_w):
-                for w1 in range(n_w):
-                    for runs, d in enumerate(space.stem_depths):
-                        arch = {**largest, "d": [d] + largest["d"][1:], "w": [w0, w1] + largest["w"][2:]}
-                        self.stem[w0, w1, runs, ri] = conv_macs(
-                            (conv, size) for conv, size, _ in layout.active_stem(arch, r))
-        last = specs[-1]
-        self.classifier = np.array([classifier_macs(layout, width) for width in last.out_widths], np.int64)
+            for table, index, op, size in layout.cost_cells(r):
+                tables[table][index + (ri,)] += self.op_cost(op, size, r)
+        self.stem, self.per_slot, self.classifier = tables["stem"], tables["per_slot"], tables["classifier"]
         self._slots = np.arange(space.n_blocks)[None, :]
 
-    def predict_macs(self, batch: ArchBatch) -> np.ndarray:
-        """Exact integer MACs of a population."""
-        runs = (self.encoder.depths(batch)[:, 0] == self.space.max_depth).astype(np.int64)
+    def op_cost(self, op, input_size: int, resolution: int):
+        """The cost of one op of ``layout.active_ops`` in a net of input ``resolution``."""
+        raise NotImplementedError
+
+    def _stem_runs(self, depths: np.ndarray) -> np.ndarray:
+        """The stem tables' ``runs`` index of a stem depth entry (``d[0]``)."""
+        return (depths == max(self.space.stem_depths)).astype(np.int64)
+
+    def table_sum(self, batch: ArchBatch) -> np.ndarray:
+        """The tables summed over each arch's ops (cost x divisor)."""
+        runs = self._stem_runs(self.encoder.depths(batch)[:, 0])
         w_in, w_out = batch.w[:, self._in_entry], batch.w[:, self._out_entry]
         per_slot = self.per_slot[self._slots, w_in, w_out, batch.e, batch.r[:, None]]
         active = self.encoder.active_mask(batch)
-        return (self.stem[batch.w[:, 0], batch.w[:, 1], runs, batch.r] + self.classifier[batch.w[:, -1]]
+        return (self.stem[batch.w[:, 0], batch.w[:, 1], runs, batch.r]
+                + self.classifier[batch.w[:, self._out_entry[-1]], batch.r]
                 + np.where(active, per_slot, 0).sum(axis=1))
 
-
-    def predict_batch(self, batch: ArchBatch) -> np.ndarray:
-        return self.predict_macs(batch) / self.divisor
-
-    def predict(self, archs: Sequence[Mapping]) -> np.ndarray:
-        return self.predict_batch(self.encoder.to_batch(archs))
-
-    def get_efficiency(self, arch: Mapping) -> float:
-        return float(self.predict([arch])[0])
-
     def supported_resolutions(self) -> tuple:
-        return self.space.resolutions
+        """Resolutions at which every arch can be predicted."""
+        complete = (np.isfinite(self.stem).all(axis=(0, 1, 2)) & np.isfinite(self.classifier).all(axis=0)
+                    & np.isfinite(self.per_slot).all(axis=(0, 1, 2, 3)))
+        return tuple(r for r, ok in zip(self.space.resolutions, complete) if ok)
 
     def cheapest(self, resolutions: Sequence[int] | None = None) -> tuple[dict, float]:
-        resolutions = self.space.resolutions if resolutions is None else tuple(resolutions)
-        arch = self.space.smallest(min(resolutions))
-        return arch, self.get_efficiency(arch)
+        """The arch of lowest cost (exact, from the tables) and that cost: for every combination
+        of width indices, each slot's cheapest expand ratio, each stage's cheapest depth and the
+        cheaper stem."""
+        resolutions = self.supported_resolutions() if resolutions is None else tuple(resolutions)
+        if not resolutions:
+            raise ValueError(f"no resolution has a complete {self.metric} table")
+        space, encoder = self.space, self.encoder
+        ris = np.array([space.resolutions.index(r) for r in resolutions])
+        widths = np.array(list(itertools.product(range(len(space.width_mult_list)), repeat=space.n_widths)))
+        per_slot = self.per_slot[..., ris]                                   # (n_blocks, n_w, n_w, n_e, R)
+        best_e = per_slot.argmin(axis=3)
+        slot_cost = per_slot.min(axis=3)[self._slots, widths[:, self._in_entry], widths[:, self._out_entry]]
+        stem = self.stem[widths[:, 0], widths[:, 1]][..., ris]              # (n_combos, runs, R)
+        totals = self.classifier[widths[:, self._out_entry[-1]]][:, ris] + stem.min(axis=1)
+        depth_ids = []
+        for s in range(space.n_stages):
+            slots = space.stage_slots(s)
+            cost = slot_cost[:, slots.start: slots.stop]                    # (n_combos, stage slots, R)
+            prefix = np.concatenate([np.zeros_like(cost[:, :1]), np.cumsum(cost, axis=1)], axis=1)
+            lengths = encoder.base_depths[s] + encoder.depth_values[encoder.stage_offset + s]
+            options = prefix[:, lengths]                                    # (n_combos, n_depth ids, R)
+            depth_ids.append(options.argmin(axis=1))
+            totals = totals + options.min(axis=1)
+        c, ri = np.unravel_index(np.argmin(totals), totals.shape)
+        stem_value = space.stem_depths[int(stem.argmin(axis=1)[c, ri])]
+        stem_id = int(np.flatnonzero(encoder.depth_values[0] == stem_value)[0])
+        e_ids = best_e[self._slots[0], widths[c, self._in_entry], widths[c, self._out_entry], ri]
+        d_ids = [stem_id] + [int(ids[c, ri]) for ids in depth_ids]
+        batch = ArchBatch(np.zeros((1, space.n_blocks), np.int64), e_ids[None], np.array([d_ids]),
+                          np.array([ris[ri]]), widths[c][None])
+        return self.encoder.to_archs(batch)[0], float(totals[c, ri] / self.divisor)
+
+
+class BottleneckMACsPredictor(BottleneckPredictor):
+    """MACs in millions of a bottleneck space, exactly as `profile_arch` counts them (convs and
+    the classifier; the pools cost none), in exact integer tables."""
+
+    metric, unit, divisor = "mmacs", "MMACs", 1e6
+    dtype = np.int64
+
+    def op_cost(self, op, input_size: int, resolution: int) -> int:
+        if isinstance(op, ActiveBottleneck):
+            return conv_macs(op.convs())
+        if op.kind == "stem_conv":
+            return conv_macs([(op.conv, input_size)])
+        return classifier_macs(self.layout, op.channels) if op.kind == "classifier" else 0
+
+    def predict_macs(self, batch: ArchBatch) -> np.ndarray:
+        """Exact integer MACs of a population."""
+        return self.table_sum(batch)
+
+
+class BottleneckLatencyPredictor(TableLookup, BottleneckPredictor):
+    """Latency in ms of a bottleneck space: the sum of a lookup table's means over the ops an
+    arch runs (`ofa_tf.nas.latency_table.op_keys`), from the table of the arch's resolution."""
+
+    def __init__(self, table: LatencyTable, space: SearchSpace, n_classes: int = 1000):
+        self.table, self._first_missing = table, {}
+        super().__init__(space, n_classes)
+
+    def op_cost(self, op, input_size: int, resolution: int) -> float:
+        return self._lookup(resnet_op_key(self.layout, op, input_size), resolution)
 
 
 def macs_predictor(space: SearchSpace, n_classes: int = 1000):
     """The MACs predictor of ``space``: the per-slot tables, or per width too with elastic width."""
     return (BottleneckMACsPredictor if space.width_mult_list else MACsPredictor)(space, n_classes)
+
+
+def latency_predictor(table: LatencyTable, space: SearchSpace, n_classes: int = 1000):
+    """The latency predictor of ``space`` on ``table``: per slot, or per width too with elastic width."""
+    return (BottleneckLatencyPredictor if space.width_mult_list else LatencyPredictor)(table, space, n_classes)

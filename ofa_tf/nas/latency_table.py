@@ -33,7 +33,8 @@ from typing import Mapping
 
 import yaml
 
-from ofa_tf.arch.layout import ActiveBlock, ConvSpec, LatencyKeyFormat, Layout, ResNetLayout, conv_output_size
+from ofa_tf.arch.layout import (RESNET_PARTS, ActiveBlock, ActiveBottleneck, ConvSpec, LatencyKeyFormat, Layout,
+                                ResNetLayout, conv_output_size)
 from ofa_tf.atomic_files import atomic_write_text
 
 # What an entry keeps: ours write ``var``, the reference's Note10 tables ``std``.
@@ -122,33 +123,39 @@ def op_keys(layout, arch: Mapping, image_size: int | None = None) -> list[str]:
 
 def bottleneck_op_keys(layout: ResNetLayout, arch: Mapping, image_size: int) -> list[str]:
     """Keys of our own design for OFA-ResNet50D (the reference has no ResNet tables), one per op
-    with everything that changes its cost in the key, in execution order::
+    of ``layout.active_ops`` (`resnet_op_key`), in execution order::
 
         stem_conv-input:64x64x3-output:32x32x24-kernel:3-stride:2-residual:0
         MaxPool2D-input:32x32x40-output:16x16x40
         bottleneck-input:16x16x40-output:16x16x168-mid:32-kernel:3-stride:1-downsample:1
         Logits-input:2x2x1328-output:1000
+    """
+    return [resnet_op_key(layout, op, size) for op, size in layout.active_ops(arch, image_size)]
 
-    ``residual`` marks the stem's skippable conv (it adds its input), ``mid`` is the block's
-    middle width, ``downsample`` its average-pool + 1x1 conv shortcut; the classifier's input is
-    the last feature map, the global pool timed with it."""
-    keys = []
-    for conv, size, residual in layout.active_stem(arch, image_size):
+
+def resnet_op_key(layout: ResNetLayout, op, input_size: int) -> str:
+    """The key of one op of a bottleneck layout (an `ActiveBottleneck` or a `ResNetPart`) on an
+    ``input_size`` map, with everything that changes its cost in it: ``residual`` marks the
+    stem's skippable conv (it adds its input), ``mid`` is a block's middle width, ``downsample``
+    its average-pool + 1x1 conv shortcut; the classifier's input is the last feature map (the
+    global pool is timed with it)."""
+    size = input_size
+    if isinstance(op, ActiveBottleneck):
+        out = op.output_size
+        return (f"{_op_key('bottleneck', _shape(size, size, op.in_channels), _shape(out, out, op.out_channels))}"
+                f"-mid:{op.mid_channels}-kernel:{op.spec.kernel_size}-stride:{op.spec.stride}"
+                f"-downsample:{int(op.spec.downsample)}")
+    if op.kind == "stem_conv":
+        conv = op.conv
         out = conv_output_size(size, conv.kernel_size, conv.stride)
-        keys.append(f"{_op_key('stem_conv', _shape(size, size, conv.in_channels), _shape(out, out, conv.out_channels))}"
-                    f"-kernel:{conv.kernel_size}-stride:{conv.stride}-residual:{int(residual)}")
-    size, channels = layout.pool_input_size(arch, image_size), layout.active_stem(arch, image_size)[-1][0].out_channels
-    pooled = conv_output_size(size, layout.pool_kernel_size, layout.pool_stride)
-    keys.append(_op_key("MaxPool2D", _shape(size, size, channels), _shape(pooled, pooled, channels)))
-    blocks = layout.active_blocks(arch, image_size)
-    for block in blocks:
-        size, out = block.input_size, block.output_size
-        keys.append(f"{_op_key('bottleneck', _shape(size, size, block.in_channels), _shape(out, out, block.out_channels))}"
-                    f"-mid:{block.mid_channels}-kernel:{block.spec.kernel_size}-stride:{block.spec.stride}"
-                    f"-downsample:{int(block.spec.downsample)}")
-    last = blocks[-1]
-    keys.append(_op_key("Logits", _shape(last.output_size, last.output_size, last.out_channels), str(layout.n_classes)))
-    return keys
+        return (f"{_op_key('stem_conv', _shape(size, size, conv.in_channels), _shape(out, out, conv.out_channels))}"
+                f"-kernel:{conv.kernel_size}-stride:{conv.stride}-residual:{int(op.residual)}")
+    if op.kind == "max_pool":
+        pooled = conv_output_size(size, layout.pool_kernel_size, layout.pool_stride)
+        return _op_key("MaxPool2D", _shape(size, size, op.channels), _shape(pooled, pooled, op.channels))
+    if op.kind == "classifier":
+        return _op_key("Logits", _shape(size, size, op.channels), str(layout.n_classes))
+    raise ValueError(f"op must be an ActiveBottleneck or a ResNetPart of a kind in {RESNET_PARTS}, got {op!r}")
 
 
 def table_file(directory: str, resolution: int) -> str:

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import keras
 
-from ofa_tf.arch.layout import ActiveBlock, ActiveBottleneck, ConvSpec, Layout, ResNetLayout
+from ofa_tf.arch.layout import RESNET_PARTS, ActiveBlock, ActiveBottleneck, ConvSpec, Layout, ResNetLayout, ResNetPart
 from ofa_tf.layers import activations
 
 
@@ -160,18 +160,24 @@ def build_resnet_static_model(layout: ResNetLayout, arch: Mapping, image_size: i
 
 
 def build_resnet_op_model(layout: ResNetLayout, op, input_size: int, batch_size: int = 1, keras_module=keras):
-    """`build_op_model` for a bottleneck layout: ``op`` is an :class:`ActiveBottleneck` (its own
-    input size is used) or ``"classifier"`` (pooling a map of ``input_size`` of the largest width)."""
+    """`build_op_model` for a bottleneck layout, with the layers `build_resnet_static_model` uses:
+    ``op`` is one of ``layout.active_ops``, an :class:`ActiveBottleneck` (its own input size is
+    used) or a :class:`ResNetPart` on an ``input_size`` map (a stem conv with its add when
+    residual, the max pool, or the global pool and the classifier)."""
     b = _Builder(keras_module, 0.9, 1e-5)
     if isinstance(op, ActiveBottleneck):
         inputs = keras_module.Input((op.input_size, op.input_size, op.in_channels), batch_size=batch_size,
                                     name="input")
         return keras_module.Model(inputs, b.bottleneck(inputs, op), name=f"op_{op.spec.name}")
-    if op == "classifier":
-        inputs = keras_module.Input((input_size, input_size, layout.max_features), batch_size=batch_size,
-                                    name="input")
-        return keras_module.Model(inputs, b.classifier(b.global_pool(inputs), layout), name="op_classifier")
-    raise ValueError(f"op must be an ActiveBottleneck or 'classifier', got {op!r}")
+    if not isinstance(op, ResNetPart) or op.kind not in RESNET_PARTS:
+        raise ValueError(f"op must be an ActiveBottleneck or a ResNetPart of a kind in {RESNET_PARTS}, got {op!r}")
+    inputs = keras_module.Input((input_size, input_size, op.channels), batch_size=batch_size, name="input")
+    if op.kind == "stem_conv":
+        x = b.conv(inputs, op.conv)
+        x = b.layers.Add(name=f"{op.conv.name}_add")([inputs, x]) if op.residual else x
+        return keras_module.Model(inputs, x, name=f"op_{op.conv.name}")
+    x = b.max_pool(inputs, layout) if op.kind == "max_pool" else b.classifier(b.global_pool(inputs), layout)
+    return keras_module.Model(inputs, x, name=f"op_{op.kind}")
 
 
 # The parts of the network a latency lookup table times one by one (besides the blocks).
