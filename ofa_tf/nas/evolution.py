@@ -18,14 +18,21 @@ a numpy Generator: the same seed gives the same result.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ofa_tf.nas.accuracy_predictor import AccuracyPredictor
 from ofa_tf.nas.efficiency import EfficiencyPredictor
 from ofa_tf.nas.encoding import ArchBatch
+
+
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    """The process's BLAS/OpenMP pools, found once (it takes ~2 ms; numpy's BLAS is loaded by then)."""
+    return ThreadpoolController()
 
 
 class AccuracyMemo:
@@ -126,13 +133,8 @@ class EvolutionFinder:
         self._group_values = [np.concatenate([kernel, single]).ravel(), np.concatenate([expand, single]).ravel()]
         self._group_at = len(choice) * np.arange(len(self._group_choices))   # group g's values start
         self._pair_values = np.stack(self._group_values, 1)   # both of a choice's values in one gather
-        # A whole arch from its groups' choices in one gather: gene j is
-        # _gene_values[choice[_gene_group[j]] + _gene_at[j]].
-        gene_group, gene_half = np.empty(self._n_genes, np.int64), np.empty(self._n_genes, np.int64)
-        for i in range(2):
-            gene_group[self._group_columns[:, i]], gene_half[self._group_columns[:, i]] = np.arange(len(self._group_choices)), i
-        self._gene_group, self._gene_values = gene_group, np.concatenate(self._group_values)
-        self._gene_at = self._group_at[gene_group] + gene_half * len(self._group_values[0])
+        self._group_sizes = self._group_choices.astype(np.float64)   # the same products, no cast per call
+        self._kernel_of, self._expand_of = choice // n_e, choice % n_e   # a (kernel, expand) choice's parts
         self._prob_key = self._prob = None
 
     def _missing_hint(self) -> str:
@@ -146,10 +148,17 @@ class EvolutionFinder:
         return ArchBatch.from_genes(genes, *self._layout)
 
     def _random_genes(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        choice = (rng.random((n, len(self._group_choices))) * self._group_choices).astype(np.int64)
-        index = choice.take(self._gene_group, axis=1)
-        index += self._gene_at
-        return self._gene_values.take(index)
+        """``n`` uniform archs: the genes that _group_values give each group's uniform choice,
+        written directly (the initial population at a tight budget draws ~10^5)."""
+        u = rng.random((n, len(self._group_choices)))
+        choice = np.multiply(u, self._group_sizes, out=u).astype(np.int64)   # as u * _group_choices
+        blocks, pair = self._layout[0], choice[:, : self._layout[0]]
+        genes = np.empty((n, self._n_genes), np.int64)
+        genes[:, :blocks] = self._kernel_of.take(pair)   # (a lookup: integer division is slower)
+        genes[:, blocks: 2 * blocks] = self._expand_of.take(pair)
+        genes[:, 2 * blocks: -1] = choice[:, blocks: -1]   # depth and width entries: the choice itself
+        genes[:, -1] = self.resolution_ids.take(choice[:, -1])
+        return genes
 
     def random_batch(self, rng: np.random.Generator, n: int) -> ArchBatch:
         return self._batch(self._random_genes(rng, n))
@@ -293,7 +302,7 @@ class EvolutionFinder:
         """One evolution run (the reference's method name); see the module docstring."""
         self.check_constraint(constraint)
         # A population's matmuls are small: BLAS threads only contend (20x slower on 2 busy cores).
-        with threadpool_limits(1):
+        with _threadpools().limit(limits=1):
             return self._evolve(float(constraint), seed, verbose)
 
     def _evolve(self, constraint: float, seed: int, verbose: bool) -> SearchResult:
