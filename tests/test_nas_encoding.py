@@ -92,3 +92,47 @@ def test_batch_rows_can_be_taken_and_replaced():
     assert encoder.to_archs(replaced) == [space.validate(a) for a in [archs[2]] + archs[1:5] + [archs[3]]]
     assert encoder.to_archs(batch) == [space.validate(a) for a in archs]  # the original is unchanged
     assert len(ArchBatch.concatenate([batch, batch.take([0])])) == 7
+
+
+def _random_genes(space, n, seed=0):
+    """Any index in every gene's range (skipped slots included), as a search draws them."""
+    rng = np.random.default_rng(seed)
+    ranges = ([len(space.ks_list)] * space.n_blocks + [len(space.expand_ratio_list)] * space.n_blocks
+              + [len(space.depth_list)] * space.n_depths + [len(space.width_mult_list or (1,))] * space.n_widths
+              + [len(space.resolutions)])
+    genes = (rng.random((n, len(ranges))) * ranges).astype(np.int64)
+    return ArchBatch.from_genes(genes, space.n_blocks, space.n_depths, space.n_widths)
+
+
+@pytest.mark.parametrize("space", [SearchSpace.tiny(), SearchSpace.proxyless_tiny(), SearchSpace.resnet_tiny(),
+                                   SearchSpace.mobilenet_v3(1.2)], ids=["tiny", "proxyless", "resnet", "w1.2"])
+def test_lookup_tables_give_the_straightforward_masks_and_codes(space):
+    """active_mask and feature_codes read lookup tables (the search's hot path); they must give
+    what the stage lengths give."""
+    encoder = arch_encoder(space)
+    batch = _random_genes(space, 2000)
+    active = encoder.slot_position[None, :] < encoder.stage_lengths(batch)[:, encoder.slot_stage]
+    choice = np.where(active, batch.ks * encoder.n_e + batch.e + 1, 0)
+    codes = np.concatenate([choice, batch.d, batch.w, batch.r[:, None]], axis=1).astype(np.uint16)
+    assert 0 < active.mean() < 1
+    np.testing.assert_array_equal(encoder.active_mask(batch), active)
+    np.testing.assert_array_equal(encoder.feature_codes(batch), codes)
+
+
+def test_tutorial_features_from_tables_match_the_layout():
+    """The tutorial encoder's column tables give spec2feats' layout: per active slot one kernel
+    and one expand bit, one resolution bin."""
+    from ofa_tf.nas.encoding import TutorialArchEncoder
+
+    space = SearchSpace.mobilenet_v3(1.2)
+    encoder = TutorialArchEncoder(space)
+    batch = _random_genes(space, 500, seed=1)
+    expected = np.zeros((len(batch), 128), np.float32)
+    active = encoder.active_mask(batch)
+    for row in range(len(batch)):
+        for slot in np.flatnonzero(active[row]):
+            expected[row, 3 * slot + encoder.KS.index(space.ks_list[batch.ks[row, slot]])] = 1
+            expected[row, 60 + 3 * slot + encoder.E.index(space.expand_ratio_list[batch.e[row, slot]])] = 1
+        expected[row, 120 + (space.resolutions[batch.r[row]] - 112) // 16] = 1
+    np.testing.assert_array_equal(encoder.encode(batch), expected)
+    np.testing.assert_array_equal(encoder.encode(batch.take([7])), expected[[7]])

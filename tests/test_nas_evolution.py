@@ -136,3 +136,38 @@ def test_accuracy_memo_scores_each_distinct_arch_once(space, accuracy):
     np.testing.assert_array_equal(memo(batch.take([3, 3, 5])), once[[3, 3, 5]])
     np.testing.assert_allclose(memo(twins), accuracy.predict_batch(twins), rtol=1e-6)
     assert skipped.any() and rows == [40]
+
+
+@pytest.mark.parametrize("name", ["tiny", "proxyless_tiny", "resnet_tiny"])
+def test_new_and_mutated_genes_equal_the_group_tables(name):
+    """random_batch writes genes directly and mutate scatters all drawn groups at once; both must
+    give what the group tables give group by group (same generator, same draws)."""
+    from ofa_tf.nas.accuracy_predictor import AccuracyPredictor, build_accuracy_model
+    from ofa_tf.nas.efficiency import macs_predictor
+    from ofa_tf.nas.encoding import arch_encoder
+
+    space = getattr(SearchSpace, name)()
+    accuracy = AccuracyPredictor(space, build_accuracy_model(arch_encoder(space).n_dim, 0.7, 8, 1, seed=0))
+    finder = EvolutionFinder(macs_predictor(space, 10), accuracy, arch_mutate_prob=0.3)
+    n_groups = len(finder._group_choices)
+
+    def set_group(genes, row, group, choice):
+        for i, values in enumerate(finder._group_values):
+            genes[row, finder._group_columns[group, i]] = values[finder._group_at[group] + choice]
+
+    rng = np.random.default_rng(0)
+    choice = (rng.random((300, n_groups)) * finder._group_choices).astype(np.int64)
+    expected = np.zeros((300, finder._n_genes), np.int64)
+    for row in range(300):
+        for group in range(n_groups):
+            set_group(expected, row, group, choice[row, group])
+    batch = finder.random_batch(np.random.default_rng(0), 300)
+    np.testing.assert_array_equal(batch.genes, expected)
+
+    u = np.random.default_rng(1).random((300, n_groups))
+    prob = np.full(n_groups, 0.3)
+    prob[-1] = finder.resolution_mutate_prob
+    for row, group in zip(*np.nonzero(u < prob)):
+        new = min(int(u[row, group] / prob[group] * finder._group_choices[group]), finder._group_choices[group] - 1)
+        set_group(expected, row, group, new)
+    np.testing.assert_array_equal(finder.mutate(np.random.default_rng(1), batch).genes, expected)

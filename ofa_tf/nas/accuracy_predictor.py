@@ -85,7 +85,9 @@ class AccuracyPredictor:
         """Predicted accuracy (fraction) of each feature row: the model's forward pass in numpy."""
         x = np.asarray(features, np.float32)
         for kernel, bias in self._hidden:
-            x = np.maximum(x @ kernel + bias, 0.0)
+            x = x @ kernel
+            np.add(x, bias, out=x)   # in place: the search calls this once a generation
+            np.maximum(x, 0.0, out=x)
         return (x @ self._output)[:, 0] + np.float32(self.base_acc)
 
     def predict_batch(self, batch: ArchBatch) -> np.ndarray:

@@ -97,8 +97,11 @@ class EfficiencyPredictor(PopulationCost):
         """The tables summed over each arch's active slots (cost x divisor)."""
         genes, blocks = batch.genes, batch.n_blocks
         ks_stride, e_stride, d_stride, r_stride = self._strides
-        index = (genes[:, :blocks] * ks_stride + genes[:, blocks: 2 * blocks] * e_stride
-                 + genes[:, self._depth_column] * d_stride + (genes[:, -1:] * r_stride + self._slot_base))
+        index = genes[:, :blocks] * ks_stride   # then in place: a search costs ~10^5 candidates at 15 ms
+        index += genes[:, blocks: 2 * blocks] * e_stride
+        index += genes[:, self._depth_column] * d_stride
+        index += genes[:, -1:] * r_stride
+        index += self._slot_base
         return self.fixed[genes[:, -1]] + self._flat.take(index).sum(axis=1)
 
     # ------------------------------------------------------------ search support

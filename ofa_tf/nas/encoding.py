@@ -127,6 +127,21 @@ class ArchCodec:
                                       for d in space.depth_list]).T       # (n_depths, len(depth_list))
         self.stage_offset = self.n_depths - self.n_stages
         self.base_depths = np.array([stage.base_depth for stage in space.stages])
+        # Lookup tables for the search's hot paths (each a gather instead of a chain of small
+        # array operations): whether slot i runs at its stage's depth index j, flat at
+        # i * n_depth_choices + j; and a slot's feature code (kernel * n_e + expand + 1, 0 when
+        # skipped) flat at (i, kernel, expand, j).
+        n_choices = len(space.depth_list)
+        stage_depths = self.depth_values[self.stage_offset + self.slot_stage]          # (n_blocks, n_choices)
+        runs = self.slot_position[:, None] < self.base_depths[self.slot_stage][:, None] + stage_depths
+        self._runs = runs.ravel()
+        self._depth_columns = 2 * self.n_blocks + self.stage_offset + self.slot_stage   # genes column
+        self._runs_base = n_choices * np.arange(self.n_blocks)
+        choice = (np.arange(self.n_ks)[:, None] * self.n_e + np.arange(self.n_e)[None, :] + 1)   # (n_ks, n_e)
+        codes = np.where(runs[:, None, None, :], choice[None, :, :, None], 0).astype(np.uint16)
+        self._codes = codes.ravel()
+        self._code_strides = np.array(codes.strides[1:]) // codes.itemsize
+        self._code_base = (codes.strides[0] // codes.itemsize) * np.arange(self.n_blocks)
         self._values = {"ks": np.array(space.ks_list), "e": np.array(space.expand_ratio_list),
                         "r": np.array(space.resolutions)}
         self._lists = {"ks": space.ks_list, "e": space.expand_ratio_list, "r": space.resolutions}
@@ -166,15 +181,23 @@ class ArchCodec:
 
     def active_mask(self, batch: ArchBatch) -> np.ndarray:
         """(N, n_blocks) bool: which block slots each arch runs."""
-        return self.slot_position[None, :] < self.stage_lengths(batch)[:, self.slot_stage]
+        return self._runs.take(batch.genes[:, self._depth_columns] + self._runs_base)
 
     def feature_codes(self, batch: ArchBatch) -> np.ndarray:
         """(N, n_blocks + n_depths + n_widths + 1) uint16, all that an arch's features depend on
         in every layout here: each block slot's (kernel, expand) choice + 1 (0 when the slot is
         skipped), the depth and width indices, then the resolution index. Archs with equal rows
         get equal features (and predictions)."""
-        choice = np.where(self.active_mask(batch), batch.ks * self.n_e + batch.e + 1, 0)
-        return np.concatenate([choice, batch.d, batch.w, batch.r[:, None]], axis=1).astype(np.uint16)
+        genes, blocks = batch.genes, self.n_blocks
+        ks_stride, e_stride, d_stride = self._code_strides
+        index = genes[:, :blocks] * ks_stride
+        index += genes[:, blocks: 2 * blocks] * e_stride
+        index += genes[:, self._depth_columns] * d_stride
+        index += self._code_base
+        codes = np.empty((len(genes), genes.shape[1] - blocks), np.uint16)
+        codes[:, :blocks] = self._codes.take(index)
+        codes[:, blocks:] = genes[:, 2 * blocks:]   # d, w, r: the genes' own layout
+        return codes
 
     def arch2feature(self, arch: Mapping) -> np.ndarray:
         """One arch dict -> its feature vector (the reference's method name)."""
@@ -267,17 +290,20 @@ class TutorialArchEncoder(ArchCodec):
         self._ks_column = np.array([self.KS.index(k) for k in space.ks_list])
         self._e_column = np.array([self.E.index(e) for e in space.expand_ratio_list])
         self._r_column = (np.array(space.resolutions) - self.R_START) // self.R_STEP
+        # each slot's feature column for each kernel / expand choice, and each resolution's
+        per_slot, slots = len(self.KS), np.arange(self.n_blocks)[:, None]
+        self._ks_feature = slots * per_slot + self._ks_column[None, :]
+        self._e_feature = self.N_SLOTS * per_slot + slots * per_slot + self._e_column[None, :]
+        self._r_feature = 2 * self.N_SLOTS * per_slot + self._r_column
 
     def encode(self, batch: ArchBatch) -> np.ndarray:
         """(N, 128) float32 features as ``spec2feats`` makes them."""
-        n, per_slot = len(batch), len(self.KS)
+        n, genes = len(batch), batch.genes
         features = np.zeros((n, self.n_dim), np.float32)
-        active = self.active_mask(batch)
-        rows = np.broadcast_to(np.arange(n)[:, None], active.shape)[active]
-        slots = np.broadcast_to(np.arange(self.n_blocks)[None, :], active.shape)[active]
-        features[rows, slots * per_slot + self._ks_column[batch.ks[active]]] = 1.0
-        features[rows, self.N_SLOTS * per_slot + slots * per_slot + self._e_column[batch.e[active]]] = 1.0
-        features[np.arange(n), 2 * self.N_SLOTS * per_slot + self._r_column[batch.r]] = 1.0
+        rows, slots = np.nonzero(self.active_mask(batch))
+        features[rows, self._ks_feature[slots, genes[rows, slots]]] = 1.0
+        features[rows, self._e_feature[slots, genes[rows, slots + self.n_blocks]]] = 1.0
+        features[np.arange(n), self._r_feature[genes[:, -1]]] = 1.0
         return features
 
 

@@ -18,14 +18,21 @@ a numpy Generator: the same seed gives the same result.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ofa_tf.nas.accuracy_predictor import AccuracyPredictor
 from ofa_tf.nas.efficiency import EfficiencyPredictor
 from ofa_tf.nas.encoding import ArchBatch
+
+
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    """The process's BLAS/OpenMP pools, found once (it takes ~2 ms; numpy's BLAS is loaded by then)."""
+    return ThreadpoolController()
 
 
 class AccuracyMemo:
@@ -43,13 +50,12 @@ class AccuracyMemo:
         codes = np.ascontiguousarray(self.encoder.feature_codes(batch))
         keys = codes.view(np.dtype((np.void, codes.shape[1] * codes.itemsize))).ravel().tolist()
         known, new = self.known, {}
-        for row, key in enumerate(keys):
-            if key not in known and key not in new:
-                new[key] = row
+        for row in [row for row, key in enumerate(keys) if key not in known]:
+            new.setdefault(keys[row], row)   # each new arch's first row, in row order
         if new:
             rows = np.fromiter(new.values(), np.int64, len(new))
             known.update(zip(new, self.predictor.predict_batch(batch.take(rows)).tolist()))
-        return np.array([known[key] for key in keys], np.float32)
+        return np.fromiter(map(known.__getitem__, keys), np.float32, len(keys))
 
 
 @dataclasses.dataclass
@@ -126,6 +132,10 @@ class EvolutionFinder:
         single[-1, : len(self.resolution_ids)] = self.resolution_ids
         self._group_values = [np.concatenate([kernel, single]).ravel(), np.concatenate([expand, single]).ravel()]
         self._group_at = len(choice) * np.arange(len(self._group_choices))   # group g's values start
+        self._pair_values = np.stack(self._group_values, 1)   # both of a choice's values in one gather
+        self._group_sizes = self._group_choices.astype(np.float64)   # the same products, no cast per call
+        self._kernel_of, self._expand_of = choice // n_e, choice % n_e   # a (kernel, expand) choice's parts
+        self._prob_key = self._prob = None
 
     def _missing_hint(self) -> str:
         find = getattr(self.efficiency_predictor, "missing_key", None)
@@ -133,81 +143,109 @@ class EvolutionFinder:
         return f"; e.g. the table has no entry for {key!r}" if key else ""
 
     # ------------------------------------------------------------ operators
-    def _set_groups(self, genes: np.ndarray, flat: np.ndarray, choice: np.ndarray) -> None:
-        """Set, in place, group ``flat % n_groups`` of arch ``flat // n_groups`` to ``choice``."""
-        n_groups = len(self._group_choices)
-        groups = flat % n_groups
-        at, row = self._group_at[groups] + choice, (flat // n_groups) * self._n_genes
-        out = genes.reshape(-1)
-        for i, values in enumerate(self._group_values):
-            out[row + self._group_columns[groups, i]] = values[at]
+    # The search runs on plain gene arrays (ArchBatch.genes); the public operators wrap them.
+    def _batch(self, genes: np.ndarray) -> ArchBatch:
+        return ArchBatch.from_genes(genes, *self._layout)
+
+    def _random_genes(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` uniform archs: the genes that _group_values give each group's uniform choice,
+        written directly (the initial population at a tight budget draws ~10^5)."""
+        u = rng.random((n, len(self._group_choices)))
+        choice = np.multiply(u, self._group_sizes, out=u).astype(np.int64)   # as u * _group_choices
+        blocks, pair = self._layout[0], choice[:, : self._layout[0]]
+        genes = np.empty((n, self._n_genes), np.int64)
+        genes[:, :blocks] = self._kernel_of.take(pair)   # (a lookup: integer division is slower)
+        genes[:, blocks: 2 * blocks] = self._expand_of.take(pair)
+        genes[:, 2 * blocks: -1] = choice[:, blocks: -1]   # depth and width entries: the choice itself
+        genes[:, -1] = self.resolution_ids.take(choice[:, -1])
+        return genes
 
     def random_batch(self, rng: np.random.Generator, n: int) -> ArchBatch:
-        choice = (rng.random((n, len(self._group_choices))) * self._group_choices).astype(np.int64)
-        genes, at = np.empty((n, self._n_genes), np.int64), choice + self._group_at
-        for i, values in enumerate(self._group_values):
-            genes[:, self._group_columns[:, i]] = values[at]
-        return ArchBatch.from_genes(genes, *self._layout)
+        return self._batch(self._random_genes(rng, n))
+
+    def _mutate_prob(self) -> np.ndarray:
+        """Each group's mutation probability (the resolution's last), rebuilt when the finder's
+        probabilities change (tests change them on a finder)."""
+        key = (self.arch_mutate_prob, self.resolution_mutate_prob)
+        if key != self._prob_key:
+            self._prob = np.full(len(self._group_choices), float(self.arch_mutate_prob))
+            self._prob[-1] = self.resolution_mutate_prob
+            self._prob_key = key
+        return self._prob
+
+    def _mutate_genes(self, rng: np.random.Generator, genes: np.ndarray) -> np.ndarray:
+        prob = self._mutate_prob()
+        u = rng.random((len(genes), len(prob)))
+        flat = np.flatnonzero(u < prob)
+        rows, groups = np.divmod(flat, len(prob))
+        # Given u < p, u / p is uniform in [0, 1): it draws the group's new choice too.
+        choices = self._group_choices[groups]
+        choice = np.minimum((u.reshape(-1)[flat] / prob[groups] * choices).astype(np.int64), choices - 1)
+        out = genes.copy()   # (take: a 2-D fancy index is several times slower on these sizes)
+        columns = self._group_columns.take(groups, axis=0) + (rows * self._n_genes)[:, None]
+        out.reshape(-1)[columns] = self._pair_values.take(self._group_at[groups] + choice, axis=0)
+        return out
 
     def mutate(self, rng: np.random.Generator, parents: ArchBatch) -> ArchBatch:
         """Resolution with prob ``resolution_mutate_prob``; each slot's (kernel, expand) pair,
         each depth entry and each width entry with prob ``arch_mutate_prob``, as the reference
         mutates."""
-        prob = np.full(len(self._group_choices), float(self.arch_mutate_prob))
-        prob[-1] = self.resolution_mutate_prob   # read at each call: tests change them on a finder
-        u = rng.random((len(parents), len(prob)))
-        flat = np.flatnonzero(u < prob)
-        # Given u < p, u / p is uniform in [0, 1): it draws the group's new choice too.
-        groups = flat % len(prob)
-        choice = np.minimum((u.reshape(-1)[flat] / prob[groups] * self._group_choices[groups]).astype(np.int64),
-                            self._group_choices[groups] - 1)
-        genes = parents.genes.copy()
-        self._set_groups(genes, flat, choice)
-        return parents.like(genes)
+        return parents.like(self._mutate_genes(rng, parents.genes))
+
+    @staticmethod
+    def _cross_genes(rng: np.random.Generator, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return np.where(rng.random(first.shape) < 0.5, first, second)
 
     @staticmethod
     def crossover(rng: np.random.Generator, first: ArchBatch, second: ArchBatch) -> ArchBatch:
         """Each gene (slot kernel, slot expand, depth entry, width entry, resolution) from either
         parent."""
-        return first.like(np.where(rng.random(first.genes.shape) < 0.5, first.genes, second.genes))
+        return first.like(EvolutionFinder._cross_genes(rng, first.genes, second.genes))
 
     def _draws_for(self, rate: float) -> int:
         """Candidates per arch for all but ``REDRAW_MISS`` of the archs to get one that fits,
         when each fits with probability ``rate`` > 0."""
         return 1 if rate >= 1 else int(np.ceil(np.log(self.REDRAW_MISS) / np.log1p(-rate)))
 
-    def _within(self, draw: Callable[[np.ndarray], ArchBatch], first_draws: np.ndarray, constraint: float,
-                fallback: Callable[[np.ndarray], ArchBatch]) -> tuple[ArchBatch, np.ndarray, np.ndarray]:
-        """For each row i < len(first_draws), the first of the candidates ``draw(rows)``
-        (independent draws for each entry of ``rows``) that is within the constraint: the
+    def _within(self, draw: Callable[[np.ndarray], np.ndarray], first_draws: np.ndarray, constraint: float,
+                fallback: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each row i < len(first_draws), the first of the candidates ``draw(rows)`` (genes;
+        independent draws for each entry of ``rows``) that is within the constraint: the
         reference's draw-until-within per arch, in a few batched calls.
 
         The first round draws ``first_draws[i]`` candidates for row i; each later round as many per
         row still without one as the acceptance rate seen so far needs for all but
         ``REDRAW_MISS`` of them to succeed (at most ``MAX_ROUND_DRAWS`` in all). A row with no
-        success in ``max_draws`` candidates gets ``fallback(rows)`` (archs known to satisfy the
-        constraint). Returns the archs, their costs, and each row's fraction of first-round
-        candidates within the constraint."""
+        success in ``max_draws`` candidates gets ``fallback(rows)`` (genes of archs known to
+        satisfy the constraint). Returns the genes, their costs, and each row's fraction of
+        first-round candidates within the constraint."""
         predict = self.efficiency_predictor.predict_batch
         n = len(first_draws)
         pending, counts, drawn = np.arange(n), np.asarray(first_draws, np.int64), 0
-        batch = cost = first_fit = None
+        genes = cost = first_fit = None
         while True:
             candidates = draw(np.repeat(pending, counts))
-            candidate_cost = predict(candidates)
+            candidate_cost = predict(self._batch(candidates))
             fits = candidate_cost <= constraint
-            starts = np.cumsum(counts) - counts
-            position = np.where(fits, np.arange(fits.size), fits.size)
-            first = np.minimum.reduceat(position, starts)
-            found = first < fits.size
-            if batch is None:   # the first round: every row, with an over-budget candidate where none fits
-                picked = np.where(found, first, starts)
-                batch, cost = candidates.take(picked), candidate_cost[picked]
-                first_fit = np.add.reduceat(fits, starts) / counts
+            if genes is None:   # the first round: every row, with an over-budget candidate where none fits
+                if fits.size == n:   # one candidate a row (the initial population): no search per row
+                    first = starts = np.arange(n)
+                    found, picked, first_fit = fits, starts, fits.astype(np.float64)
+                else:
+                    starts = np.cumsum(counts) - counts
+                    first = np.minimum.reduceat(np.where(fits, np.arange(fits.size), fits.size), starts)
+                    found = first < fits.size
+                    picked = np.where(found, first, starts)
+                    first_fit = np.add.reduceat(fits, starts) / counts
+                genes, cost = candidates.take(picked, axis=0), candidate_cost[picked]
                 # the rows left are the harder ones: guess half the first round's acceptance for them
                 rate = 0.5 * fits.mean()
-            else:
-                batch = batch.with_rows(pending[found], candidates.take(first[found]))
+            else:   # k candidates for each row left, in consecutive runs
+                k = int(counts[0])
+                by_row = fits.reshape(-1, k)
+                found = by_row.any(axis=1)
+                first = by_row.argmax(axis=1) + k * np.arange(len(by_row))
+                genes[pending[found]] = candidates.take(first[found], axis=0)
                 cost[pending[found]] = candidate_cost[first[found]]
                 rate = fits.mean()
             drawn += int(counts.max())
@@ -219,9 +257,28 @@ class EvolutionFinder:
             counts = np.full(pending.size, k)
         if pending.size:
             kept = fallback(pending)
-            batch = batch.with_rows(pending, kept)
-            cost[pending] = predict(kept)
-        return batch, cost, first_fit
+            genes[pending] = kept
+            cost[pending] = predict(self._batch(kept))
+        return genes, cost, first_fit
+
+    def _children(self, rng: np.random.Generator, parents: np.ndarray, constraint: float,
+                  mutation_fit: float) -> tuple[np.ndarray, np.ndarray, float]:
+        n_mutated = self.mutation_numbers
+        first, second = rng.integers(len(parents), size=(2, self.population_size))
+
+        def draw(rows):
+            split = int(np.searchsorted(rows, n_mutated))   # rows ascending: the mutations first
+            mutated, crossed = rows[:split], rows[split:]
+            parts = [self._mutate_genes(rng, parents.take(first[mutated], axis=0))] if mutated.size else []
+            if crossed.size:
+                parts.append(self._cross_genes(rng, parents.take(first[crossed], axis=0),
+                                               parents.take(second[crossed], axis=0)))
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+        k = min(self._draws_for(max(mutation_fit, 0.05)), self.max_draws)
+        counts = np.where(np.arange(self.population_size) < n_mutated, k, 1)
+        genes, cost, fit = self._within(draw, counts, constraint, lambda rows: parents.take(first[rows], axis=0))
+        return genes, cost, float(fit[:n_mutated].mean()) if n_mutated else 1.0
 
     def children(self, rng: np.random.Generator, parents: ArchBatch, constraint: float,
                  mutation_fit: float) -> tuple[ArchBatch, np.ndarray, float]:
@@ -230,21 +287,8 @@ class EvolutionFinder:
         it is within the constraint (the rows of both kinds drawn together). ``mutation_fit``, the
         last generation's share of mutations within the constraint (returned, for the next),
         sets how many candidates each mutation gets at first."""
-        n_mutated = self.mutation_numbers
-        first, second = rng.integers(len(parents), size=(2, self.population_size))
-
-        def draw(rows):
-            split = int(np.searchsorted(rows, n_mutated))   # rows ascending: the mutations first
-            mutated, crossed = rows[:split], rows[split:]
-            parts = [self.mutate(rng, parents.take(first[mutated]))] if mutated.size else []
-            if crossed.size:
-                parts.append(self.crossover(rng, parents.take(first[crossed]), parents.take(second[crossed])))
-            return parts[0] if len(parts) == 1 else ArchBatch.concatenate(parts)
-
-        k = min(self._draws_for(max(mutation_fit, 0.05)), self.max_draws)
-        counts = np.where(np.arange(self.population_size) < n_mutated, k, 1)
-        batch, cost, fit = self._within(draw, counts, constraint, lambda rows: parents.take(first[rows]))
-        return batch, cost, float(fit[:n_mutated].mean()) if n_mutated else 1.0
+        genes, cost, fit = self._children(rng, parents.genes, constraint, mutation_fit)
+        return parents.like(genes), cost, fit
 
     # ------------------------------------------------------------ search
     def check_constraint(self, constraint: float) -> None:
@@ -258,34 +302,34 @@ class EvolutionFinder:
         """One evolution run (the reference's method name); see the module docstring."""
         self.check_constraint(constraint)
         # A population's matmuls are small: BLAS threads only contend (20x slower on 2 busy cores).
-        with threadpool_limits(1):
+        with _threadpools().limit(limits=1):
             return self._evolve(float(constraint), seed, verbose)
 
     def _evolve(self, constraint: float, seed: int, verbose: bool) -> SearchResult:
         rng = np.random.default_rng(seed)
-        predict_acc = AccuracyMemo(self.accuracy_predictor)
-        cheapest = self.accuracy_predictor.arch_encoder.to_batch([self.cheapest_arch])
+        memo = AccuracyMemo(self.accuracy_predictor)
+        cheapest = self.accuracy_predictor.arch_encoder.to_batch([self.cheapest_arch]).genes
         population, cost, _ = self._within(
-            lambda rows: self.random_batch(rng, len(rows)), np.ones(self.population_size, np.int64), constraint,
-            lambda rows: cheapest.take(np.zeros(len(rows), np.int64)))
-        accuracy = predict_acc(population)
+            lambda rows: self._random_genes(rng, len(rows)), np.ones(self.population_size, np.int64), constraint,
+            lambda rows: cheapest[np.zeros(len(rows), np.int64)])
+        accuracy = memo(self._batch(population))
         best_valids, best, mutation_fit = [], None, 0.5
         for generation in range(self.max_time_budget):
             order = np.argsort(-accuracy, kind="stable")[: self.parents_size]
-            parents, parent_acc, parent_cost = population.take(order), accuracy[order], cost[order]
+            parents, parent_acc, parent_cost = population.take(order, axis=0), accuracy[order], cost[order]
             if best is None or parent_acc[0] > best[0]:
-                best = (float(parent_acc[0]), parents.take([0]), float(parent_cost[0]))
+                best = (float(parent_acc[0]), parents[:1], float(parent_cost[0]))
             best_valids.append(best[0])
             if verbose and (generation + 1) % 100 == 0:
                 print(f"generation {generation + 1}: best predicted accuracy {100 * best[0]:.2f} %")
-            children, children_cost, mutation_fit = self.children(rng, parents, constraint, mutation_fit)
-            population = ArchBatch.concatenate([parents, children])
-            accuracy = np.concatenate([parent_acc, predict_acc(children)])
+            children, children_cost, mutation_fit = self._children(rng, parents, constraint, mutation_fit)
+            population = np.concatenate([parents, children])
+            accuracy = np.concatenate([parent_acc, memo(self._batch(children))])
             cost = np.concatenate([parent_cost, children_cost])
         top = int(np.argmax(accuracy))  # the last generation's children count too
         if accuracy[top] > best[0]:
-            best = (float(accuracy[top]), population.take([top]), float(cost[top]))
-        arch = self.accuracy_predictor.arch_encoder.to_archs(best[1])[0]
+            best = (float(accuracy[top]), population[top: top + 1], float(cost[top]))
+        arch = self.accuracy_predictor.arch_encoder.to_archs(self._batch(best[1]))[0]
         predictor = self.efficiency_predictor
         return SearchResult(arch, best[0], best[2], float(constraint), predictor.metric, predictor.unit,
                             best_valids, seed)
