@@ -383,3 +383,45 @@ def test_latency_table_keys_name_every_op_with_what_changes_its_cost(resnet_net)
     skipped_slot = space.stage_slots(1)[-1]                  # stage 1 runs 2 of its 3 slots
     assert op_keys(layout, {**arch, "e": [0.35 if i == skipped_slot else 0.25 for i in range(space.n_blocks)]}) == keys
     assert op_keys(layout, {**arch, "d": [0] + arch["d"][1:]}) == keys[:1] + keys[2:]
+
+
+def _quadrant_images(n, size, seed):
+    """4 classes that a small net learns in a few dozen steps: the class is the quadrant that
+    holds a bright square, on noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    x = rng.uniform(-0.5, 0.5, (n, size, size, 3)).astype(np.float32)
+    half = size // 2
+    for i, c in enumerate(labels):
+        top, left = (c // 2) * half, (c % 2) * half
+        x[i, top + 2:top + half - 2, left + 2:left + half - 2, :] += 1.5
+    return x, labels.astype(np.int32)
+
+
+def test_int8_tflite_of_a_trained_resnet_subnet_agrees_with_keras():
+    """int8 on a confident model: a static bottleneck subnet (stem residual conv, downsample
+    shortcuts, mixed widths) trained until it separates its classes, converted with
+    calibrated activation ranges, agrees with Keras on top-1 in LiteRT."""
+    import keras
+
+    from ofa_tf.export import to_tflite
+    from ofa_tf.export.verify import TFLiteModel, compare
+
+    space = SearchSpace.resnet_tiny()
+    net = OFAResNets(space=space, n_classes=4, seed=5)
+    arch = _middle(space)
+    net.set_active_subnet(**arch)
+    model = net.get_active_subnet(image_size=32)
+    x, y = _quadrant_images(384, 32, seed=0)
+    x_test, y_test = _quadrant_images(64, 32, seed=1)
+    keras.utils.set_random_seed(0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(x, y, batch_size=32, epochs=4, verbose=0)
+    keras_top1 = float(np.mean(np.argmax(model.predict(x_test, verbose=0), 1) == y_test))
+    assert keras_top1 >= 0.9, f"the fixture did not learn its task ({keras_top1:.2f})"
+
+    tflite = to_tflite(model, "int8", representative_images=lambda: (x[i:i + 1] for i in range(64)))
+    agreement = compare(TFLiteModel(tflite), model, [(x_test, y_test)], max_images=64)
+    assert agreement.top1_agreement >= 0.95, agreement
+    assert agreement.tflite_top1 >= 0.85, agreement

@@ -2,7 +2,8 @@
 phase from random initial weights (channels sorted, then the stem's depth, the stages' depths,
 expand ratios and widths sampled in the graph, four subnets a step, one trace), then on its
 workdir the accuracy-dataset collection with the predictor, the search under a MACs budget, and
-the export of a subnet as float32 and int8, both verified in LiteRT. (The other phases differ
+the export of a subnet as float32, verified in LiteRT (int8 needs a confident model: the
+2-step supernet's logits are near ties; tests/test_resnet.py trains one). (The other phases differ
 only in their choice lists: tests/test_resnet.py samples them; the teacher and KD paths are the
 MBConv spaces', tested in tests/test_pipeline.py.)"""
 
