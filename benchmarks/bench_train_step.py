@@ -90,12 +90,13 @@ def reference_supernet(space: SearchSpace):
     import torch
     torch.manual_seed(0)
     networks = import_reference("ofa.imagenet_classification.elastic_nn.networks")
+    supernet_class = getattr(networks, REFERENCE_CLASSES[space.family])
     lists = {"depth_list": list(space.depth_list), "expand_ratio_list": list(space.expand_ratio_list)}
-    if space.family == "resnet":
-        return networks.OFAResNets(n_classes=1000, dropout_rate=0, width_mult_list=list(space.width_mult_list),
-                                   **lists)
-    return networks.OFAMobileNetV3(n_classes=1000, dropout_rate=0, width_mult=space.width_mult,
-                                   ks_list=list(space.ks_list), **lists)
+    if space.family == "resnet":   # elastic widths, fixed kernel
+        lists["width_mult_list"] = list(space.width_mult_list)
+    else:
+        lists.update(width_mult=space.width_mult, ks_list=list(space.ks_list))
+    return supernet_class(n_classes=1000, dropout_rate=0, **lists)
 
 
 def fixed_phase(name, space, corner):
@@ -211,6 +212,12 @@ def main():
                 nets[precision] = family_of(space).supernet_class(space=space, n_classes=1000)
         mixed_net = mixed_net or nets["float32"]
         torch_net = None if args.no_reference else reference_supernet(space)
+        if torch_net is not None:
+            theirs = sum(p.numel() for p in torch_net.parameters())
+            ours = profile_arch(space.largest(), space, n_classes=1000).params
+            if theirs != ours:   # e.g. a tiny preset: the reference's class has the released widths
+                parser.error(f"--spaces {space_name}: the reference's {type(torch_net).__name__} has {theirs:,} "
+                             f"parameters, this space's supernet {ours:,}; pass --no_reference")
         for name, (corner, size) in SUBNETS.items():
             phase = fixed_phase(name.split()[0], space, corner)
             arch = phase.largest_arch(space)
