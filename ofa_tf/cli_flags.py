@@ -93,7 +93,6 @@ def define_resolutions_flag(help_text: str) -> None:
     _define("list", "resolutions", [], help_text)
 
 
-
 def flag_resolutions() -> list | None:
     """The sizes --resolutions gives (None when empty); one ValueError naming a non-integer."""
     if not FLAGS.resolutions:

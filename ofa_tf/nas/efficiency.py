@@ -82,15 +82,11 @@ class EfficiencyPredictor(PopulationCost):
         self.fixed, self.per_slot = fixed, per_slot
         # One flat table of (slot, kernel, expand, its stage's depth index, resolution) -> cost,
         # 0 where that depth skips the slot: a population's per-slot costs are one gather.
-        encoder = self.encoder
-        runs = encoder.slot_position[:, None] < encoder.depth_values[encoder.slot_stage]    # (n_blocks, n_d)
-        by_depth = np.where(runs[:, None, None, :, None], per_slot[:, :, :, None, :], 0)
+        by_depth = np.where(self.encoder.slot_runs[:, None, None, :, None], per_slot[:, :, :, None, :], 0)
         self._flat = by_depth.ravel()
         strides = np.array(by_depth.strides) // by_depth.itemsize
         self._strides = strides[1:]
         self._slot_base = strides[0] * np.arange(space.n_blocks)
-        # genes column of each slot's stage depth (after a skippable stem's entry, if any)
-        self._depth_column = 2 * space.n_blocks + encoder.stage_offset + encoder.slot_stage
 
     # ------------------------------------------------------------ prediction
     def table_sum(self, batch: ArchBatch) -> np.ndarray:
@@ -99,7 +95,7 @@ class EfficiencyPredictor(PopulationCost):
         ks_stride, e_stride, d_stride, r_stride = self._strides
         index = genes[:, :blocks] * ks_stride   # then in place: a search costs ~10^5 candidates at 15 ms
         index += genes[:, blocks: 2 * blocks] * e_stride
-        index += genes[:, self._depth_column] * d_stride
+        index += genes[:, self.encoder.depth_columns] * d_stride
         index += genes[:, -1:] * r_stride
         index += self._slot_base
         return self.fixed[genes[:, -1]] + self._flat.take(index).sum(axis=1)

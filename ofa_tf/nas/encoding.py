@@ -134,8 +134,9 @@ class ArchCodec:
         n_choices = len(space.depth_list)
         stage_depths = self.depth_values[self.stage_offset + self.slot_stage]          # (n_blocks, n_choices)
         runs = self.slot_position[:, None] < self.base_depths[self.slot_stage][:, None] + stage_depths
+        self.slot_runs = runs                                                            # (n_blocks, n_choices)
         self._runs = runs.ravel()
-        self._depth_columns = 2 * self.n_blocks + self.stage_offset + self.slot_stage   # genes column
+        self.depth_columns = 2 * self.n_blocks + self.stage_offset + self.slot_stage    # genes column
         self._runs_base = n_choices * np.arange(self.n_blocks)
         choice = (np.arange(self.n_ks)[:, None] * self.n_e + np.arange(self.n_e)[None, :] + 1)   # (n_ks, n_e)
         codes = np.where(runs[:, None, None, :], choice[None, :, :, None], 0).astype(np.uint16)
@@ -181,7 +182,7 @@ class ArchCodec:
 
     def active_mask(self, batch: ArchBatch) -> np.ndarray:
         """(N, n_blocks) bool: which block slots each arch runs."""
-        return self._runs.take(batch.genes[:, self._depth_columns] + self._runs_base)
+        return self._runs.take(batch.genes[:, self.depth_columns] + self._runs_base)
 
     def feature_codes(self, batch: ArchBatch) -> np.ndarray:
         """(N, n_blocks + n_depths + n_widths + 1) uint16, all that an arch's features depend on
@@ -192,7 +193,7 @@ class ArchCodec:
         ks_stride, e_stride, d_stride = self._code_strides
         index = genes[:, :blocks] * ks_stride
         index += genes[:, blocks: 2 * blocks] * e_stride
-        index += genes[:, self._depth_columns] * d_stride
+        index += genes[:, self.depth_columns] * d_stride
         index += self._code_base
         codes = np.empty((len(genes), genes.shape[1] - blocks), np.uint16)
         codes[:, :blocks] = self._codes.take(index)
