@@ -7,10 +7,34 @@ from conftest import images
 from ofa_tf.layers import (ElasticBatchNormalization, ElasticDepthwiseConv2D, ElasticMBConv,
                            ElasticPointwiseConv2D, ElasticSqueezeExcite)
 from ofa_tf.arch.layout import BlockSpec
+from ofa_tf.layers.common import leading_slice
 
 
 def _random(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def test_leading_slice_cuts_the_leading_block_and_pads_its_gradient():
+    """Static and run-time sizes give numpy's leading block; the gradient is the upstream
+    gradient zero-padded to the full shape (what the optimizer then updates)."""
+    full = tf.Variable(_random((3, 3, 8, 6)))
+    expected = full.numpy()[:, :, :5, :4]
+    np.testing.assert_array_equal(leading_slice(full, (None, None, 5, 4)), expected)
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32)] * 2)
+    def cut_and_grad(c_in, c_out):
+        with tf.GradientTape() as tape:
+            cut = leading_slice(full, (None, None, c_in, c_out))
+            loss = tf.reduce_sum(cut * tf.reshape(tf.range(tf.size(cut), dtype=tf.float32), tf.shape(cut)))
+        return cut, tape.gradient(loss, full)
+
+    cut, grad = cut_and_grad(tf.constant(5), tf.constant(4))
+    np.testing.assert_array_equal(cut, expected)
+    want = np.zeros((3, 3, 8, 6), np.float32)
+    want[:, :, :5, :4] = np.arange(expected.size, dtype=np.float32).reshape(expected.shape)
+    np.testing.assert_array_equal(grad, want)
+    with pytest.raises(ValueError, match="2 sizes for a rank-4 tensor"):
+        leading_slice(full, (5, 4))
 
 
 def test_kernel_transform_identity_gives_centre_crops():

@@ -9,6 +9,22 @@ import numpy as np
 import tensorflow as tf
 
 
+def leading_slice(tensor, sizes):
+    """The first ``sizes[i]`` entries of ``tensor`` along each axis (None: the whole axis), as
+    one ``Slice``: how the elastic layers cut the active weights out of the largest ones.
+
+    A ``Slice``'s gradient is one ``Pad``. A strided slice's gradient (``StridedSliceGrad``),
+    when the sizes are only known at run time as in a compiled elastic step, is 3-4x slower
+    (measured), and it ran once per weight and step: 19 % of the smallest OFA-ResNet50D
+    subnet's backward pass."""
+    if len(sizes) != len(tensor.shape):
+        raise ValueError(f"leading_slice: {len(sizes)} sizes for a rank-{len(tensor.shape)} tensor")
+    if all(isinstance(size, int) or size is None for size in sizes):
+        return tf.slice(tensor, [0] * len(sizes), [-1 if size is None else size for size in sizes])
+    size = tf.stack([tf.constant(-1, tf.int32) if s is None else tf.cast(s, tf.int32) for s in sizes])
+    return tf.slice(tensor, tf.zeros_like(size), size)
+
+
 def channels_of(x):
     """Channel count of an NHWC tensor: a Python int when static, else a scalar tensor."""
     static = x.shape[-1]

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ofa_tf.layers.common import channels_of, he_fan_out, static_int
+from ofa_tf.layers.common import channels_of, he_fan_out, leading_slice, static_int
 
 
 @keras.saving.register_keras_serializable("ofa_tf")
@@ -56,7 +56,7 @@ class ElasticDepthwiseConv2D(keras.layers.Layer):
 
     def active_kernel(self, kernel_size, channels=None):
         """The (k, k, channels, 1) kernel for ``kernel_size`` (int or scalar tensor)."""
-        kernel = self.kernel if channels is None else self.kernel[:, :, :channels, :]
+        kernel = self.kernel if channels is None else leading_slice(self.kernel, (None, None, channels, None))
         descending = self.kernel_sizes[::-1]
         known = static_int(kernel_size)
         if known is not None:
@@ -109,15 +109,10 @@ class ElasticPointwiseConv2D(keras.layers.Layer):
                      if self.use_bias else None)
 
     def call(self, inputs, out_channels=None):
-        in_channels = channels_of(inputs)
-        if out_channels is None:
-            kernel = self.kernel[:, :, :in_channels, :]
-        else:
-            kernel = self.kernel[:, :, :in_channels, :out_channels]
+        kernel = leading_slice(self.kernel, (None, None, channels_of(inputs), out_channels))
         outputs = tf.nn.conv2d(inputs, kernel, 1, "VALID")
         if self.bias is not None:
-            bias = self.bias if out_channels is None else self.bias[:out_channels]
-            outputs = tf.nn.bias_add(outputs, bias)
+            outputs = tf.nn.bias_add(outputs, leading_slice(self.bias, (out_channels,)))
         return outputs
 
     def active_weights(self, in_channels, out_channels):
@@ -163,9 +158,7 @@ class ElasticConv2D(ElasticPointwiseConv2D):
                      if self.use_bias else None)
 
     def call(self, inputs, out_channels=None):
-        kernel = self.kernel[:, :, :channels_of(inputs), :]
-        if out_channels is not None:
-            kernel = kernel[:, :, :, :out_channels]
+        kernel = leading_slice(self.kernel, (None, None, channels_of(inputs), out_channels))
         if self.strides == 1:
             outputs = tf.nn.conv2d(inputs, kernel, 1, "SAME")
         else:
@@ -173,7 +166,7 @@ class ElasticConv2D(ElasticPointwiseConv2D):
             inputs = tf.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
             outputs = tf.nn.conv2d(inputs, kernel, self.strides, "VALID")
         if self.bias is not None:
-            outputs = tf.nn.bias_add(outputs, self.bias if out_channels is None else self.bias[:out_channels])
+            outputs = tf.nn.bias_add(outputs, leading_slice(self.bias, (out_channels,)))
         return outputs
 
     def get_config(self):
@@ -196,7 +189,7 @@ class ElasticDense(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
     def call(self, inputs):
-        return tf.matmul(inputs, self.kernel[: tf.shape(inputs)[-1]]) + self.bias
+        return tf.matmul(inputs, leading_slice(self.kernel, (channels_of(inputs), None))) + self.bias
 
     def active_weights(self, in_features):
         return [self.kernel.numpy()[:in_features], self.bias.numpy()]

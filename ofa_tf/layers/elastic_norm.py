@@ -5,7 +5,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from ofa_tf.layers.common import channels_of
+from ofa_tf.layers.common import channels_of, leading_slice
 
 
 @keras.saving.register_keras_serializable("ofa_tf")
@@ -39,8 +39,8 @@ class ElasticBatchNormalization(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         c = channels_of(inputs)
-        gamma, beta = self.gamma[:c], self.beta[:c]
-        mean, variance = self.moving_mean[:c], self.moving_variance[:c]
+        gamma, beta, mean, variance = (leading_slice(w, (c,)) for w in (
+            self.gamma, self.beta, self.moving_mean, self.moving_variance))
         if training and self._recalibration_factor is not None:
             return self._recalibrate(inputs, gamma, beta, c)
         if training and self.trainable:
