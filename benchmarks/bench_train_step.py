@@ -10,6 +10,9 @@ the reference's optimizer:
     (kernel/expand/depth sampled per step, resolution 128-224 sampled per batch).
 The fixed-subnet variants take turns (``--block`` steps each, ``--rounds`` rounds) so that
 machine drift hits all alike; a step is one step of ``model.fit``, timed by a callback.
+``--op_profile`` adds, per float32 subnet, where its step's time goes by op group
+(`op_profile`): the convolution and batch-norm kernels against slicing and the update, and per
+space the kernels-only smallest/largest ratio, the best step-time ratio these kernels allow.
 ``--precisions`` adds the same two subnets trained under other Keras mixed-precision policies
 (one supernet per policy), ``--jit`` the float32 ones with the forward and backward pass
 XLA-compiled (`OFATrainer(jit_compile=True)`; its compile time is reported apart). Each row's
@@ -17,7 +20,7 @@ ratio is against float32 without XLA, measured in the same run.
 
     python benchmarks/bench_train_step.py [--batch 32] [--rounds 4] [--block 3] [--mixed_steps 50]
     python benchmarks/bench_train_step.py --precisions float32,mixed_bfloat16 --jit --mixed_steps 0
-    python benchmarks/bench_train_step.py --spaces mbv3_w1.0,resnet50d --mixed_steps 0
+    python benchmarks/bench_train_step.py --spaces mbv3_w1.0,resnet50d --mixed_steps 0 --op_profile
 """
 
 import argparse
@@ -37,6 +40,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ofa_tf.interop.reference_package import import_reference  # noqa: E402
+from op_profile import GROUPS, grouped, op_times  # noqa: E402
 from ofa_tf.arch.complexity import profile_arch  # noqa: E402
 from ofa_tf.arch.space import SearchSpace  # noqa: E402
 from ofa_tf.networks import family_of  # noqa: E402
@@ -176,6 +180,8 @@ def main():
     parser.add_argument("--precisions", default="float32",
                         help=f"comma-separated, from {','.join(PRECISIONS)}; float32 always runs")
     parser.add_argument("--jit", action="store_true", help="also the float32 subnets with XLA")
+    parser.add_argument("--op_profile", action="store_true",
+                        help="also profile each float32 subnet's step by op group (TensorFlow profiler)")
     parser.add_argument("--no_reference", action="store_true",
                         help="skip the PyTorch reference's train step (needs torch and the ofa package)")
     args = parser.parse_args()
@@ -246,6 +252,13 @@ def main():
             if r >= args.warmup:
                 times[key].extend(steps)
 
+    profiles = {}   # (space, subnet) -> {op group: ms per step}
+    if args.op_profile:
+        for (space_name, name, precision, jit), (variant_net, trainer, data, arch) in runs.items():
+            if precision == "float32" and not jit:
+                variant_net.set_active_subnet(**arch)
+                profiles[space_name, name] = grouped(op_times(lambda: run_steps(trainer, data, 1), args.block))
+
     mixed = run_mixed(mixed_net, args) if args.mixed_steps else None
     traces = {" ".join(map(str, key[:3])) + (" xla" if key[3] else ""): run[1].trace_count
               for key, run in runs.items()}
@@ -276,6 +289,21 @@ def main():
         print(f"  {space_name}: MMACs largest@224 {mmacs[space_name, 'largest @224']:.1f}, smallest@128 "
               f"{mmacs[space_name, 'smallest @128']:.1f}; step time smallest/largest {small / large:.3f} against "
               f"MACs ratio {macs_ratio:.3f} ({small / large / macs_ratio:.2f}x it)")
+    if profiles:
+        groups = [group for group, _ in GROUPS]
+        print("  op time per step (ms, summed over the compute threads), float32:")
+        print(f"  {'space':<10s} {'subnet':<14s} " + " ".join(f"{g[:24]:>24s}" for g in groups) + f" {'total':>8s}")
+        for (space_name, name), by_group in profiles.items():
+            print(f"  {space_name:<10s} {name:<14s} " + " ".join(f"{by_group[g]:24.1f}" for g in groups)
+                  + f" {sum(by_group.values()):8.1f}")
+        for space_name in spaces:
+            kernels = {n: sum(profiles[space_name, n][g] for g in ("convolutions and matmuls", "batch norm"))
+                       for n in ("smallest @128", "largest @224")}
+            macs_ratio = mmacs[space_name, "smallest @128"] / mmacs[space_name, "largest @224"]
+            ratio = kernels["smallest @128"] / kernels["largest @224"]
+            print(f"  {space_name}: convolution + batch-norm op time smallest/largest {ratio:.3f} against MACs "
+                  f"ratio {macs_ratio:.3f} ({ratio / macs_ratio:.2f}x it): the step-time ratio with nothing "
+                  f"but these kernels")
     if mixed is not None:
         mixed_s, n_seen, mixed_traces = mixed
         print(f"  mixed subnets/resolutions ({next(iter(spaces))}): {args.mixed_steps} steps in {mixed_s:.0f}s (fit), "
