@@ -53,6 +53,18 @@ def test_same_seed_same_result(finder):
     assert first.best_valids == second.best_valids
 
 
+def test_chunked_costing_gives_the_same_search(finder):
+    """Big rounds are drawn and costed COST_CHUNK rows at a time; the draws take their random
+    numbers in row order, so any chunk size gives the same search."""
+    whole = finder.run_evolution_search(1.0, seed=3)
+    finder.COST_CHUNK = 7
+    try:
+        chunked = finder.run_evolution_search(1.0, seed=3)
+    finally:
+        del finder.COST_CHUNK
+    assert (chunked.arch, chunked.efficiency, chunked.best_valids) == (whole.arch, whole.efficiency, whole.best_valids)
+
+
 def test_a_looser_constraint_never_gives_a_lower_predicted_accuracy(finder):
     constraints = (0.6, 1.2, 2.5, 5.0, 10.0)
     accuracies = [finder.run_evolution_search(c, seed=0).accuracy for c in constraints]
