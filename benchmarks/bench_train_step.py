@@ -9,7 +9,10 @@ the reference's optimizer:
   * the trace count of the train function over a run of mixed subnets and resolutions
     (kernel/expand/depth sampled per step, resolution 128-224 sampled per batch).
 The fixed-subnet variants take turns (``--block`` steps each, ``--rounds`` rounds) so that
-machine drift hits all alike; a step is one step of ``model.fit``, timed by a callback.
+machine drift hits all alike; each block starts with one step that is not counted, ours and the
+reference's alike (a ``fit`` call's start-up lands on its first batch, 60-190 ms for the
+smallest MBv3 subnet, and both sides' first step after a switch runs on the other variant's
+caches); a step is one step of ``model.fit``, timed by a callback.
 ``--op_profile`` adds, per float32 subnet, where its step's time goes by op group
 (`op_profile`): the convolution and batch-norm kernels against slicing and the update, and per
 space the kernels-only smallest/largest ratio, the best step-time ratio these kernels allow.
@@ -238,19 +241,19 @@ def main():
     first = {}   # the first step of each variant: trace (and XLA compile)
     for r in range(args.warmup + args.rounds):
         for key, step in reference.items():
-            steps = step.run(args.block)
+            steps = step.run(args.block + 1)
             print(f"  round {r}: {key[0]} {key[1]} reference (torch): "
                   + " ".join(f"{t * 1000:.0f}" for t in steps) + " ms", flush=True)
             if r >= args.warmup:
-                reference_times[key].extend(steps)
+                reference_times[key].extend(steps[1:])
         for key, (variant_net, trainer, data, arch) in runs.items():
             variant_net.set_active_subnet(**arch)
-            steps = run_steps(trainer, data, args.block)
+            steps = run_steps(trainer, data, args.block + 1)
             first.setdefault(key, steps[0])
             print(f"  round {r}: {key[0]} {key[1]} {key[2]}{' xla' if key[3] else ''}: "
                   + " ".join(f"{t * 1000:.0f}" for t in steps) + " ms", flush=True)
             if r >= args.warmup:
-                times[key].extend(steps)
+                times[key].extend(steps[1:])
 
     profiles = {}   # (space, subnet) -> {op group: ms per step}
     if args.op_profile:
@@ -263,7 +266,8 @@ def main():
     traces = {" ".join(map(str, key[:3])) + (" xla" if key[3] else ""): run[1].trace_count
               for key, run in runs.items()}
 
-    print(f"1000 classes, batch {args.batch}, {args.threads} threads, {args.rounds} rounds x {args.block} steps, "
+    print(f"1000 classes, batch {args.batch}, {args.threads} threads, {args.rounds} rounds x {args.block} steps "
+          f"(+1 uncounted a block), "
           f"allocator: {active_allocator()}, load average at the end: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"  {'space':<10s} {'subnet':<14s} {'precision':<15s} {'xla':<4s} {'median ms':>10s} {'img/s':>7s} "
