@@ -225,10 +225,17 @@ def test_mediapipe_and_task_library_classify_with_the_exported_files(exported, c
             assert agreement >= 0.97, (name, mode, io_type, agreement)
             assert got.category_names == [class_names[i] for i in got.index]
             assert len(set(got.category_names)) > 3          # the task's classes, not one guess
-            # Probabilities: the top-1 score is the file's own softmax output (MediaPipe's int8
-            # kernels round a few of them a step or few of 1/256 differently from LiteRT's).
-            close = np.abs(got.scores - litert.max(1)) <= (1e-5 if mode == "float32" else 1 / 64)
-            assert np.mean(close) >= 0.97, (name, mode, io_type, got.scores[~close], litert.max(1)[~close])
+            # Probabilities: the score of the class a client picks is the file's own softmax
+            # output for that class. In int8 the clients' kernels round through the network
+            # differently from LiteRT's: measured median 1, 95th percentile 4 and max 8 steps of
+            # the output's 1/256 scale (the same in both clients), where a logit or a softmax of
+            # the probabilities would be off by far more.
+            steps = np.abs(got.scores - litert[np.arange(len(got.index)), got.index]) * 256
+            if mode == "float32":
+                assert steps.max() <= 256e-5, (name, mode, io_type, steps.max() / 256)
+            else:
+                assert np.median(steps) <= 2 and steps.max() <= 16, (name, mode, io_type, np.median(steps),
+                                                                     steps.max())
 
 
 def test_failed_verification_writes_nothing(exporter, tiny_space, tmp_path, monkeypatch):
