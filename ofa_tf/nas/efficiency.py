@@ -267,13 +267,9 @@ class BottleneckPredictor(PopulationCost):
         """The cost of one op of ``layout.active_ops`` in a net of input ``resolution``."""
         raise NotImplementedError
 
-    def _stem_runs(self, depths: np.ndarray) -> np.ndarray:
-        """The stem tables' ``runs`` index of a stem depth entry (``d[0]``)."""
-        return (depths == max(self.space.stem_depths)).astype(np.int64)
-
     def table_sum(self, batch: ArchBatch) -> np.ndarray:
         """The tables summed over each arch's ops (cost x divisor)."""
-        runs = self._stem_runs(self.encoder.depths(batch)[:, 0])
+        runs = self.encoder.stem_runs(batch)
         w_in, w_out = batch.w[:, self._in_entry], batch.w[:, self._out_entry]
         per_slot = self.per_slot[self._slots, w_in, w_out, batch.e, batch.r[:, None]]
         active = self.encoder.active_mask(batch)

@@ -176,6 +176,11 @@ class ArchCodec:
         """(N, n_depths) int: each arch's ``d`` (a skippable stem's entry, then the stages')."""
         return self.depth_values[np.arange(self.n_depths)[None, :], batch.d]
 
+    def stem_runs(self, batch: ArchBatch) -> np.ndarray:
+        """(N,) int64: 1 where a skippable stem's residual conv runs (``d[0]`` is the larger of
+        ``space.stem_depths``), else 0; also the index into ``space.stem_depths``."""
+        return (self.depths(batch)[:, 0] == max(self.space.stem_depths)).astype(np.int64)
+
     def stage_lengths(self, batch: ArchBatch) -> np.ndarray:
         """(N, n_stages) int: the blocks each stage runs."""
         return self.base_depths[None, :] + self.depths(batch)[:, self.stage_offset:]

@@ -42,8 +42,7 @@ class ResNetArchEncoder(ArchCodec):
         features = np.zeros((n, self.n_dim), np.float32)
         rows = np.arange(n)
         features[rows, batch.r] = 1.0
-        runs = self.depths(batch)[:, 0] == self.space.max_depth
-        features[rows, self.stem_offset + runs.astype(np.int64)] = 1.0
+        features[rows, self.stem_offset + self.stem_runs(batch)] = 1.0
         entries = np.arange(self.n_widths)[None, :]
         features[rows[:, None], self.w_offset + entries * self.n_w + batch.w] = 1.0
         active = self.active_mask(batch)
