@@ -33,9 +33,10 @@ setup(
         # scikit-image's bundled photos (ofa_tf/data.py).
         "scikit-learn",
         "scikit-image",
-        # The search: Kendall tau of the accuracy predictor, one BLAS thread for population matmuls.
+        # Kendall tau of the accuracy predictor.
         "scipy",
-        "threadpoolctl",
+        # The compiled evolutionary search (ofa_tf/nas/evolution_kernel.py).
+        "numba>=0.61",
         # TensorBoard scalars of training runs (tf.summary needs it installed).
         "tensorboard>=2.20,<2.22",
     ],

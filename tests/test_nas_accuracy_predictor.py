@@ -40,29 +40,18 @@ def test_predictor_learns_a_known_structure_and_ranks_held_out_archs(space, pred
     assert scores["rmse"] < 0.012, scores  # the targets span about 0.3..0.55 (std 0.036)
 
 
-def test_numpy_forward_pass_equals_keras(space, predictor):
+def test_both_forward_passes_equal_keras(space, predictor):
+    """predict_features (numpy, dense features) and predict_batch (compiled, on the set bits, in
+    chunks of 256 rows) are the Keras model's forward pass, and predict_batch gives a row the same
+    number in any chunk."""
     encoder = MobileNetArchEncoder(space)
-    features = encoder.encode(encoder.to_batch([space.sample(s) for s in range(64)]))
-    np.testing.assert_allclose(predictor.predict_features(features),
-                               predictor.model.predict(features, verbose=0)[:, 0], rtol=1e-5, atol=1e-6)
-
-
-def test_grouped_forward_pass_gives_each_row_the_numbers_of_the_whole_batch(space, predictor):
-    """predict_features multiplies FORWARD_ROWS rows at a time (zero rows pad the last group); the
-    search's memo relies on a row's number not depending on the rows it is grouped with."""
-    encoder = MobileNetArchEncoder(space)
-    features = encoder.encode(encoder.to_batch([space.sample(s) for s in range(64)]))
-    x = features
-    for kernel, bias in predictor._hidden:   # the plain chain, all 64 rows in one matmul each
-        x = np.maximum(x @ kernel + bias, 0.0)
-    whole = (x @ predictor._output)[:, 0] + np.float32(predictor.base_acc)
-    for n in (2, 3, 5, 13, 64):
-        np.testing.assert_array_equal(predictor.predict_features(features[:n]), whole[:n])
-    single = features[:1]
-    for kernel, bias in predictor._hidden:
-        single = np.maximum(single @ kernel + bias, 0.0)
-    np.testing.assert_array_equal(predictor.predict_features(features[:1]),
-                                  (single @ predictor._output)[:, 0] + np.float32(predictor.base_acc))
+    batch = encoder.to_batch([space.sample(s) for s in range(300)])
+    features = encoder.encode(batch)
+    keras = predictor.model.predict(features, verbose=0)[:, 0]
+    np.testing.assert_allclose(predictor.predict_features(features), keras, rtol=1e-5, atol=1e-6)
+    compiled = predictor.predict_batch(batch)
+    np.testing.assert_allclose(compiled, keras, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(predictor.predict_batch(batch.take(np.arange(255, 300))), compiled[255:])
 
 
 def test_save_and_load_round_trip(space, predictor, tmp_path):

@@ -106,17 +106,30 @@ def _random_genes(space, n, seed=0):
 
 @pytest.mark.parametrize("space", [SearchSpace.tiny(), SearchSpace.proxyless_tiny(), SearchSpace.resnet_tiny(),
                                    SearchSpace.mobilenet_v3(1.2)], ids=["tiny", "proxyless", "resnet", "w1.2"])
-def test_lookup_tables_give_the_straightforward_masks_and_codes(space):
-    """active_mask and feature_codes read lookup tables (the search's hot path); they must give
-    what the stage lengths give."""
+def test_lookup_tables_give_the_straightforward_masks_and_features(space):
+    """active_mask and the feature terms read lookup tables (the search's hot path); they must
+    give what the stage lengths give, bit by bit."""
     encoder = arch_encoder(space)
     batch = _random_genes(space, 2000)
     active = encoder.slot_position[None, :] < encoder.stage_lengths(batch)[:, encoder.slot_stage]
-    choice = np.where(active, batch.ks * encoder.n_e + batch.e + 1, 0)
-    codes = np.concatenate([choice, batch.d, batch.w, batch.r[:, None]], axis=1).astype(np.uint16)
     assert 0 < active.mean() < 1
     np.testing.assert_array_equal(encoder.active_mask(batch), active)
-    np.testing.assert_array_equal(encoder.feature_codes(batch), codes)
+    expected = np.zeros((len(batch), encoder.n_dim), np.float32)
+    rows = np.arange(len(batch))
+    expected[rows, batch.r] = 1
+    if encoder.name == "onehot":
+        for slot in range(space.n_blocks):
+            on = active[:, slot]
+            expected[rows[on], encoder.ks_offset + slot * encoder.n_ks + batch.ks[on, slot]] = 1
+            expected[rows[on], encoder.e_offset + slot * encoder.n_e + batch.e[on, slot]] = 1
+    else:   # resnet_onehot
+        expected[rows, encoder.stem_offset + encoder.stem_runs(batch)] = 1
+        for entry in range(space.n_widths):
+            expected[rows, encoder.w_offset + entry * encoder.n_w + batch.w[:, entry]] = 1
+        for slot in range(space.n_blocks):
+            on = active[:, slot]
+            expected[rows[on], encoder.e_offset + slot * encoder.n_e + batch.e[on, slot]] = 1
+    np.testing.assert_array_equal(encoder.encode(batch), expected)
 
 
 def test_tutorial_features_from_tables_match_the_layout():

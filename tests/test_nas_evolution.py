@@ -5,7 +5,8 @@ from nas_synthetic import made_up_latency_entries, trained_synthetic_predictor
 from ofa_tf.arch.complexity import profile_arch
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.nas.efficiency import LatencyPredictor, MACsPredictor
-from ofa_tf.nas.evolution import AccuracyMemo, EvolutionFinder
+from ofa_tf.nas import evolution_kernel
+from ofa_tf.nas.evolution import EvolutionFinder
 from ofa_tf.nas.encoding import ArchBatch
 from ofa_tf.nas.latency_table import LatencyTable
 
@@ -41,8 +42,8 @@ def test_search_never_violates_the_constraint(space, finder):
         macs = profile_arch(result.arch, space, n_classes=10).mmacs
         assert macs <= constraint
         assert result.efficiency == pytest.approx(macs, rel=1e-12)
-        assert result.accuracy == pytest.approx(float(finder.accuracy_predictor.predict_acc([result.arch])[0]),
-                                                abs=1e-6)
+        # the search scores archs with the predictor's own forward pass: the same number
+        assert result.accuracy == float(finder.accuracy_predictor.predict_acc([result.arch])[0])
         assert len(result.best_valids) == SMALL_BUDGET["max_time_budget"]
         assert all(b <= a for b, a in zip(result.best_valids, result.best_valids[1:]))
 
@@ -51,18 +52,6 @@ def test_same_seed_same_result(finder):
     first, second = (finder.run_evolution_search(2.0, seed=7) for _ in range(2))
     assert first.arch == second.arch and first.accuracy == second.accuracy
     assert first.best_valids == second.best_valids
-
-
-def test_chunked_costing_gives_the_same_search(finder):
-    """Big rounds are drawn and costed COST_CHUNK rows at a time; the draws take their random
-    numbers in row order, so any chunk size gives the same search."""
-    whole = finder.run_evolution_search(1.0, seed=3)
-    finder.COST_CHUNK = 7
-    try:
-        chunked = finder.run_evolution_search(1.0, seed=3)
-    finally:
-        del finder.COST_CHUNK
-    assert (chunked.arch, chunked.efficiency, chunked.best_valids) == (whole.arch, whole.efficiency, whole.best_valids)
 
 
 def test_a_looser_constraint_never_gives_a_lower_predicted_accuracy(finder):
@@ -129,57 +118,80 @@ def test_latency_constrained_search_uses_only_resolutions_the_table_covers(space
         EvolutionFinder(bare, accuracy)
 
 
-def test_accuracy_memo_scores_each_distinct_arch_once(space, accuracy):
-    """The same numbers as the predictor, computed once per arch: archs that differ only in the
-    genes of skipped slots have the same features, and are the same arch to the memo."""
+def test_an_arch_scores_the_same_in_any_batch_and_as_the_keras_model(space, accuracy):
+    """predict_batch (the search's forward pass on feature bits) gives an arch one number
+    whatever batch it is in; archs that differ only in the genes of skipped slots have the same
+    features, so the same number; and it is the Keras model's forward pass."""
     finder = EvolutionFinder(MACsPredictor(space, 10), accuracy)
     batch = finder.random_batch(np.random.default_rng(0), 40)
     skipped = ~accuracy.arch_encoder.active_mask(batch)
     hidden = batch.genes.copy()
     hidden[:, : space.n_blocks][skipped] = (hidden[:, : space.n_blocks][skipped] + 1) % len(space.ks_list)
     twins = ArchBatch.concatenate([batch, batch.like(hidden), batch.take(np.arange(10))])
-    rows = []
-    memo = AccuracyMemo(accuracy)
-    memo.predictor = type("Counting", (), {"predict_batch": lambda self, b: rows.append(len(b)) or
-                                           accuracy.predict_batch(b)})()
     once = accuracy.predict_batch(batch)
-    # (a row's float32 forward pass can differ by 1 ulp with the batch it is in; the memo's twins agree)
-    np.testing.assert_array_equal(memo(twins), once[np.r_[0:40, 0:40, 0:10]])
-    np.testing.assert_array_equal(memo(batch.take([3, 3, 5])), once[[3, 3, 5]])
-    np.testing.assert_allclose(memo(twins), accuracy.predict_batch(twins), rtol=1e-6)
-    assert skipped.any() and rows == [40]
+    assert skipped.any() and not np.array_equal(hidden, batch.genes)
+    np.testing.assert_array_equal(accuracy.predict_batch(twins), once[np.r_[0:40, 0:40, 0:10]])
+    np.testing.assert_array_equal(accuracy.predict_batch(batch.take([3, 3, 5])), once[[3, 3, 5]])
+    keras = np.asarray(accuracy.model(accuracy.arch_encoder.encode(batch), training=False))[:, 0]
+    np.testing.assert_allclose(once, keras, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(once, accuracy.predict_features(accuracy.arch_encoder.encode(batch)), rtol=1e-6)
+
+
+def test_the_search_memo_finds_every_arch_it_stored():
+    """The kernel's open-addressing table of scored archs (many duplicates, growth from 8 slots):
+    each distinct key stored once, every repeat found, never a different key."""
+    rng = np.random.default_rng(0)
+    keys = rng.integers(-1, 3, size=(3000, 5)).astype(np.int32)
+    slots, stored, count = np.full(8, -1, np.int64), np.empty_like(keys), 0
+    for row in keys:
+        at = evolution_kernel._find(slots, stored, row)
+        if slots[at] < 0:
+            stored[count], slots[at] = row, count
+            count += 1
+            if 2 * count > len(slots):
+                slots = evolution_kernel._rehashed(slots, stored, count)
+        else:
+            np.testing.assert_array_equal(stored[slots[at]], row)
+    distinct = {tuple(row) for row in keys}
+    assert count == len(distinct) > 500 and len(slots) >= 2 * count
+    assert {tuple(row) for row in stored[:count]} == distinct
 
 
 @pytest.mark.parametrize("name", ["tiny", "proxyless_tiny", "resnet_tiny"])
-def test_new_and_mutated_genes_equal_the_group_tables(name):
-    """random_batch writes genes directly and mutate scatters all drawn groups at once; both must
-    give what the group tables give group by group (same generator, same draws)."""
+def test_new_and_mutated_genes_follow_the_group_tables(name):
+    """random_batch and mutate set whole groups from the group tables: each group's choice is
+    uniform in a random arch, and a mutation redraws every group (position by position, not just
+    on average) with its probability."""
     from ofa_tf.nas.accuracy_predictor import AccuracyPredictor, build_accuracy_model
     from ofa_tf.nas.efficiency import macs_predictor
     from ofa_tf.nas.encoding import arch_encoder
 
     space = getattr(SearchSpace, name)()
     accuracy = AccuracyPredictor(space, build_accuracy_model(arch_encoder(space).n_dim, 0.7, 8, 1, seed=0))
-    finder = EvolutionFinder(macs_predictor(space, 10), accuracy, arch_mutate_prob=0.3)
-    n_groups = len(finder._group_choices)
+    finder = EvolutionFinder(macs_predictor(space, 10), accuracy, arch_mutate_prob=0.3, resolution_mutate_prob=0.6)
+    n = 6000
 
-    def set_group(genes, row, group, choice):
-        for i, values in enumerate(finder._group_values):
-            genes[row, finder._group_columns[group, i]] = values[finder._group_at[group] + choice]
+    def choices(genes):
+        """(N, groups) each group's choice index, from its (one or two) gene values."""
+        out = np.full((len(genes), len(finder._group_choices)), -1)
+        for group, count in enumerate(finder._group_choices):
+            pairs = finder._pair_values[finder._group_at[group]: finder._group_at[group] + count]
+            values = genes[:, finder._group_columns[group]]
+            match = (values[:, None, :] == pairs[None, :, :]).all(axis=2)
+            assert match.any(axis=1).all(), f"group {group} holds a value pair outside its table"
+            out[:, group] = match.argmax(axis=1)
+        return out
 
-    rng = np.random.default_rng(0)
-    choice = (rng.random((300, n_groups)) * finder._group_choices).astype(np.int64)
-    expected = np.zeros((300, finder._n_genes), np.int64)
-    for row in range(300):
-        for group in range(n_groups):
-            set_group(expected, row, group, choice[row, group])
-    batch = finder.random_batch(np.random.default_rng(0), 300)
-    np.testing.assert_array_equal(batch.genes, expected)
-
-    u = np.random.default_rng(1).random((300, n_groups))
-    prob = np.full(n_groups, 0.3)
-    prob[-1] = finder.resolution_mutate_prob
-    for row, group in zip(*np.nonzero(u < prob)):
-        new = min(int(u[row, group] / prob[group] * finder._group_choices[group]), finder._group_choices[group] - 1)
-        set_group(expected, row, group, new)
-    np.testing.assert_array_equal(finder.mutate(np.random.default_rng(1), batch).genes, expected)
+    batch = finder.random_batch(np.random.default_rng(0), n)
+    drawn = choices(batch.genes)
+    for group, count in enumerate(finder._group_choices):
+        share = np.bincount(drawn[:, group], minlength=count) / n
+        assert np.all(np.abs(share - 1 / count) < 4 * np.sqrt(1 / count / n) + 1e-9), (group, share)
+    mutated = finder.mutate(np.random.default_rng(1), batch)
+    assert mutated.genes.shape == batch.genes.shape and mutated is not batch
+    changed = choices(mutated.genes) != drawn
+    prob = np.full(len(finder._group_choices), 0.3)
+    prob[-1] = 0.6
+    expected = prob * (1 - 1 / finder._group_choices)   # a redraw may give the same choice back
+    tolerance = 4 * np.sqrt(expected * (1 - expected) / n)
+    assert np.all(np.abs(changed.mean(axis=0) - expected) <= tolerance), (changed.mean(axis=0), expected)

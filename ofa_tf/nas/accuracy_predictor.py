@@ -6,9 +6,9 @@ fractions (top-1 / 100), as the reference trains it. The model is a plain Keras 
 accuracy is a ``Rescaling`` offset), saved as ``.keras`` with a JSON sidecar naming its space and
 held-out metrics and the feature encoding it reads (``onehot``, ours; ``ofa_tutorial`` for the
 reference tutorial's pretrained predictor, imported by ``ofa_tf.interop.import_predictor``);
-no pickle. The search calls :meth:`AccuracyPredictor.predict_features`, a numpy
-forward pass with the model's weights: one matmul chain per population, far cheaper than
-``model.predict`` for 100 rows (BENCHMARKS.md).
+no pickle. Arch predictions (:meth:`AccuracyPredictor.predict_batch`, the search's) run the
+compiled forward pass of `ofa_tf.nas.evolution_kernel` on the features' set bits, far cheaper
+than ``model.predict`` for a population (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -24,20 +24,13 @@ from scipy import stats
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.atomic_files import atomic_save, atomic_write_text
 from ofa_tf.nas.encoding import ArchBatch, arch_encoder
+from ofa_tf.nas.evolution_kernel import predict_bits
 
 HIDDEN_SIZE, N_LAYERS = 400, 3
 # L2 on the kernels: with hundreds of measured subnets (not the reference's 16K) the MLP otherwise
 # memorizes them; on the demo's 300 subnets it cut held-out RMSE from 2.4 to 1.7 points and raised
 # Kendall tau from 0.65 to 0.76 (mean of 3 splits).
 KERNEL_L2 = 1e-4
-# The forward pass multiplies its rows FORWARD_ROWS at a time (one stacked matmul): OpenBLAS then
-# takes its small-matrix path, which reads the kernel in place, where a product of more than ~10^6
-# multiply-adds (7 rows by a 400x400 kernel) first packs the whole kernel, ~40 us a call, more than
-# the arithmetic of the search's ~13 new rows a generation (2.3x faster on them). A row's result
-# is the same in any group of >= 2 rows (a lone row goes through gemv, as it did unstacked).
-FORWARD_ROWS = 4
-
-
 def build_accuracy_model(n_dim: int, base_acc: float = 0.0, hidden_size: int = HIDDEN_SIZE,
                          n_layers: int = N_LAYERS, seed: int | None = None,
                          kernel_l2: float = KERNEL_L2) -> keras.Model:
@@ -65,15 +58,6 @@ def ranking_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
             "n": int(len(measured))}
 
 
-def _aligned(array: np.ndarray, alignment: int = 64) -> np.ndarray:
-    """A copy of ``array`` whose data starts at a multiple of ``alignment`` bytes."""
-    buffer = np.empty(array.nbytes + alignment, np.uint8)
-    start = -buffer.ctypes.data % alignment
-    out = buffer[start: start + array.nbytes].view(array.dtype).reshape(array.shape)
-    out[...] = array
-    return out
-
-
 class AccuracyPredictor:
     """A trained accuracy model for one search space, reading the features of ``encoding``."""
 
@@ -88,31 +72,39 @@ class AccuracyPredictor:
         self.refresh_weights()
 
     def refresh_weights(self) -> None:
-        """Copy the Keras weights into numpy arrays for :meth:`predict_features` (the kernels
-        64-byte aligned: the small-matrix path runs 1.5x faster on them than at numpy's 16)."""
+        """Copy the Keras weights into numpy arrays for the numpy and compiled forward passes."""
         dense = [layer for layer in self.model.layers if isinstance(layer, keras.layers.Dense)]
-        self._hidden = [(_aligned(np.asarray(layer.kernel, np.float32)), np.asarray(layer.bias, np.float32))
+        self._hidden = [(np.asarray(layer.kernel, np.float32), np.asarray(layer.bias, np.float32))
                         for layer in dense[:-1]]
         self._output = np.asarray(dense[-1].kernel, np.float32)
         self.base_acc = float(self.model.get_layer("base_accuracy").offset)
+        if not self._hidden:
+            raise ValueError("accuracy model has no hidden layer; the predictor takes 1 or more")
+        sizes = {kernel.shape[1] for kernel, _ in self._hidden} | {kernel.shape[0] for kernel, _ in self._hidden[1:]}
+        if len(sizes) != 1 or self._output.shape[1] != 1:
+            raise ValueError(f"accuracy model has hidden layers of sizes {sorted(sizes)} and {self._output.shape[1]} "
+                             "outputs; the predictor takes hidden layers of one size and one output")
+        (w1, b1), rest = self._hidden[0], self._hidden[1:]
+        size = w1.shape[1]
+        # (first kernel, first bias, the other hidden kernels and biases stacked, output, base)
+        self.mlp_weights = (np.ascontiguousarray(w1), b1,
+                            np.array([kernel for kernel, _ in rest], np.float32).reshape(len(rest), size, size),
+                            np.array([bias for _, bias in rest], np.float32).reshape(len(rest), size),
+                            np.ascontiguousarray(self._output[:, 0]), np.float32(self.base_acc))
 
     # ------------------------------------------------------------ prediction
     def predict_features(self, features: np.ndarray) -> np.ndarray:
-        """Predicted accuracy (fraction) of each feature row: the model's forward pass in numpy,
-        on groups of ``FORWARD_ROWS`` rows (the last one padded with zero rows)."""
-        features = np.asarray(features, np.float32)
-        n, rows = len(features), max(1, min(len(features), FORWARD_ROWS))
-        groups = -(-n // rows)
-        x = np.zeros((groups, rows, features.shape[1]), np.float32)
-        x.reshape(groups * rows, features.shape[1])[:n] = features
+        """Predicted accuracy (fraction) of each feature row: the model's forward pass in numpy."""
+        x = np.asarray(features, np.float32)
         for kernel, bias in self._hidden:
-            x = x @ kernel
-            np.add(x, bias, out=x)   # in place: the search calls this once a generation
-            np.maximum(x, 0.0, out=x)
-        return (x.reshape(groups * rows, x.shape[-1])[:n] @ self._output)[:, 0] + np.float32(self.base_acc)
+            x = np.maximum(x @ kernel + bias, 0.0)
+        return (x @ self._output)[:, 0] + np.float32(self.base_acc)
 
     def predict_batch(self, batch: ArchBatch) -> np.ndarray:
-        return self.predict_features(self.arch_encoder.encode(batch))
+        """Predicted accuracy (fraction) of each arch, as the search scores it: the compiled
+        forward pass on the arch's feature bits (`ofa_tf.nas.evolution_kernel.predict_bits`)."""
+        bits = np.ascontiguousarray(self.arch_encoder.feature_terms.values(batch.genes).T)
+        return predict_bits(bits, *self.mlp_weights)
 
     def predict_acc(self, archs: Sequence[Mapping]) -> np.ndarray:
         """Predicted accuracy (fraction) of arch dicts (the reference's method name)."""

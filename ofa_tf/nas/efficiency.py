@@ -6,7 +6,8 @@ the strides before it). So a predictor is two precomputed tables,
 
     cost(arch) = fixed[r] + sum over active slots i of per_slot[i, ks_i, e_i, r]
 
-and a population is costed with one gather and one sum. The tables come from the existing
+held as `ofa_tf.nas.gather_terms.GatherTerms` (``cost_terms``), which numpy and the search
+kernel read alike. The tables come from the existing
 code, not from a second formula: MACs by differencing ``ofa_tf.arch.complexity.profile_layout`` on
 archs that differ in one slot, latency from the op keys of ``ofa_tf.nas.latency_table``.
 With elastic width (OFA-ResNet50D) a block's cost depends on its input width too: the
@@ -26,6 +27,7 @@ from ofa_tf.arch.complexity import classifier_macs, conv_macs, profile_layout
 from ofa_tf.arch.layout import ActiveBottleneck, build_layout
 from ofa_tf.arch.space import SearchSpace
 from ofa_tf.nas.encoding import ArchBatch, arch_encoder
+from ofa_tf.nas.gather_terms import GatherTerms
 from ofa_tf.nas.latency_table import LatencyTable, block_key, head_keys, op_keys, resnet_op_key, stem_key
 
 
@@ -48,8 +50,11 @@ class PopulationCost:
     unit = ""
     divisor = 1.0  # tables hold cost * divisor (exact integers for MACs)
 
+    cost_terms: GatherTerms   # the tables, as the search kernel reads them too
+
     def table_sum(self, batch: ArchBatch) -> np.ndarray:
-        raise NotImplementedError
+        """The tables summed over each arch's ops (cost x divisor)."""
+        return self.cost_terms.total(batch.genes)
 
     def predict_batch(self, batch: ArchBatch) -> np.ndarray:
         costs = self.table_sum(batch) / self.divisor
@@ -80,25 +85,13 @@ class EfficiencyPredictor(PopulationCost):
         self.space = space
         self.encoder = arch_encoder(space)
         self.fixed, self.per_slot = fixed, per_slot
-        # One flat table of (slot, kernel, expand, its stage's depth index, resolution) -> cost,
-        # 0 where that depth skips the slot: a population's per-slot costs are one gather.
+        # Each slot's table by (kernel, expand, its stage's depth index, resolution), 0 where that
+        # depth skips the slot.
         by_depth = np.where(self.encoder.slot_runs[:, None, None, :, None], per_slot[:, :, :, None, :], 0)
-        self._flat = by_depth.ravel()
-        strides = np.array(by_depth.strides) // by_depth.itemsize
-        self._strides = strides[1:]
-        self._slot_base = strides[0] * np.arange(space.n_blocks)
-
-    # ------------------------------------------------------------ prediction
-    def table_sum(self, batch: ArchBatch) -> np.ndarray:
-        """The tables summed over each arch's active slots (cost x divisor)."""
-        genes, blocks = batch.genes, batch.n_blocks
-        ks_stride, e_stride, d_stride, r_stride = self._strides
-        index = genes[:, :blocks] * ks_stride   # then in place: a search costs ~10^5 candidates at 15 ms
-        index += genes[:, blocks: 2 * blocks] * e_stride
-        index += genes[:, self.encoder.depth_columns] * d_stride
-        index += genes[:, -1:] * r_stride
-        index += self._slot_base
-        return self.fixed[genes[:, -1]] + self._flat.take(index).sum(axis=1)
+        encoder, r = self.encoder, self.encoder.r_column
+        self.cost_terms = GatherTerms.build(
+            [(fixed, [r])] + [(by_depth[i], [i, encoder.n_blocks + i, encoder.depth_columns[i], r])
+                              for i in range(space.n_blocks)], np.result_type(fixed, per_slot))
 
     # ------------------------------------------------------------ search support
     def supported_resolutions(self) -> tuple:
@@ -262,20 +255,21 @@ class BottleneckPredictor(PopulationCost):
                 tables[table][index + (ri,)] += self.op_cost(op, size, r)
         self.stem, self.per_slot, self.classifier = tables["stem"], tables["per_slot"], tables["classifier"]
         self._slots = np.arange(space.n_blocks)[None, :]
+        encoder, r = self.encoder, self.encoder.r_column
+        w = encoder.w_columns
+        # The stem by its depth index (whether the residual conv runs), each slot by its stage's
+        # depth index too (0 where it is skipped).
+        by_depth = np.where(encoder.slot_runs[:, None, None, None, :, None],
+                            self.per_slot[:, :, :, :, None, :], 0)
+        self.cost_terms = GatherTerms.build(
+            [(self.stem[:, :, encoder.stem_runs_at], [w[0], w[1], 2 * space.n_blocks, r]),
+             (self.classifier, [w[self._out_entry[-1]], r])]
+            + [(by_depth[i], [w[self._in_entry[i]], w[self._out_entry[i]], space.n_blocks + i,
+                              encoder.depth_columns[i], r]) for i in range(space.n_blocks)], self.dtype)
 
     def op_cost(self, op, input_size: int, resolution: int):
         """The cost of one op of ``layout.active_ops`` in a net of input ``resolution``."""
         raise NotImplementedError
-
-    def table_sum(self, batch: ArchBatch) -> np.ndarray:
-        """The tables summed over each arch's ops (cost x divisor)."""
-        runs = self.encoder.stem_runs(batch)
-        w_in, w_out = batch.w[:, self._in_entry], batch.w[:, self._out_entry]
-        per_slot = self.per_slot[self._slots, w_in, w_out, batch.e, batch.r[:, None]]
-        active = self.encoder.active_mask(batch)
-        return (self.stem[batch.w[:, 0], batch.w[:, 1], runs, batch.r]
-                + self.classifier[batch.w[:, self._out_entry[-1]], batch.r]
-                + np.where(active, per_slot, 0).sum(axis=1))
 
     def supported_resolutions(self) -> tuple:
         """Resolutions at which every arch can be predicted."""

@@ -1,7 +1,9 @@
 """Arch dicts as index arrays (whole populations at once) and the reference's feature layouts.
 
 The search handles populations as :class:`ArchBatch` (choice indices into the space's lists),
-so sampling, mutation, costs and predictions are numpy operations over all archs together.
+one int array of genes per population. A feature layout is a set of one-hot bits, each a table
+lookup on a few genes (:attr:`ArchCodec.feature_terms`), which numpy and the compiled search read
+alike.
 An accuracy predictor's input is one of two feature layouts of the reference, so a predictor
 means the same thing in both libraries; each has a name, saved with the predictor
 (:func:`arch_encoder` builds it back):
@@ -23,11 +25,13 @@ predictors are trained on::
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from ofa_tf.arch.space import SearchSpace
+from ofa_tf.nas.gather_terms import GatherTerms
 
 
 class ArchBatch:
@@ -103,13 +107,35 @@ class ArchBatch:
 
 class ArchCodec:
     """Converts between arch dicts and :class:`ArchBatch` for one space. A feature encoder
-    subclasses it with a feature layout: ``name``, ``n_dim`` and ``encode(batch)``."""
+    subclasses it with a feature layout: ``name``, ``n_dim`` and ``_feature_terms()``."""
 
     name = ""
     n_dim = 0
 
-    def encode(self, batch: ArchBatch) -> np.ndarray:
+    def _feature_terms(self) -> list:
+        """A feature layout's one-hot bits as ``(table, gene columns)`` terms
+        (`ofa_tf.nas.gather_terms.GatherTerms.build`): each term's table gives the column of its
+        bit, -1 for none (a skipped slot)."""
         raise NotImplementedError(f"{type(self).__name__} defines no feature layout")
+
+    def _slot_bits(self, columns: np.ndarray, first_gene: int) -> list:
+        """Terms for one bit per block slot: slot i's bit is ``columns[i, choice]`` where gene
+        ``first_gene + i`` is the choice, none where its stage's depth skips the slot."""
+        return [(np.where(self.slot_runs[i][None, :], np.asarray(columns[i])[:, None], -1),
+                 [first_gene + i, self.depth_columns[i]]) for i in range(self.n_blocks)]
+
+    @functools.cached_property
+    def feature_terms(self) -> GatherTerms:
+        """The features as terms, which the search kernel reads too."""
+        return GatherTerms.build(self._feature_terms(), np.int32)
+
+    def encode(self, batch: ArchBatch) -> np.ndarray:
+        """(N, n_dim) float32 features: the terms' bits."""
+        columns = self.feature_terms.values(batch.genes)          # (T, N)
+        features = np.zeros((len(batch), self.n_dim), np.float32)
+        on = columns >= 0
+        features[np.broadcast_to(np.arange(len(batch)), columns.shape)[on], columns[on]] = 1.0
+        return features
 
     def __init__(self, space: SearchSpace):
         self.space = space
@@ -127,22 +153,20 @@ class ArchCodec:
                                       for d in space.depth_list]).T       # (n_depths, len(depth_list))
         self.stage_offset = self.n_depths - self.n_stages
         self.base_depths = np.array([stage.base_depth for stage in space.stages])
-        # Lookup tables for the search's hot paths (each a gather instead of a chain of small
-        # array operations): whether slot i runs at its stage's depth index j, flat at
-        # i * n_depth_choices + j; and a slot's feature code (kernel * n_e + expand + 1, 0 when
-        # skipped) flat at (i, kernel, expand, j).
+        # Whether slot i runs at its stage's depth index j (a gather instead of a chain of small
+        # array operations), flat at i * n_depth_choices + j.
         n_choices = len(space.depth_list)
         stage_depths = self.depth_values[self.stage_offset + self.slot_stage]          # (n_blocks, n_choices)
         runs = self.slot_position[:, None] < self.base_depths[self.slot_stage][:, None] + stage_depths
         self.slot_runs = runs                                                            # (n_blocks, n_choices)
         self._runs = runs.ravel()
         self.depth_columns = 2 * self.n_blocks + self.stage_offset + self.slot_stage    # genes column
+        self.w_columns = 2 * self.n_blocks + self.n_depths + np.arange(self.n_widths)
+        self.r_column = 2 * self.n_blocks + self.n_depths + self.n_widths
+        # A skippable stem's depth index -> 1 where its residual conv runs (``stem_runs``).
+        self.stem_runs_at = (self.depth_values[0] == max(space.stem_depths)).astype(np.int64) \
+            if space.skippable_stem else None
         self._runs_base = n_choices * np.arange(self.n_blocks)
-        choice = (np.arange(self.n_ks)[:, None] * self.n_e + np.arange(self.n_e)[None, :] + 1)   # (n_ks, n_e)
-        codes = np.where(runs[:, None, None, :], choice[None, :, :, None], 0).astype(np.uint16)
-        self._codes = codes.ravel()
-        self._code_strides = np.array(codes.strides[1:]) // codes.itemsize
-        self._code_base = (codes.strides[0] // codes.itemsize) * np.arange(self.n_blocks)
         self._values = {"ks": np.array(space.ks_list), "e": np.array(space.expand_ratio_list),
                         "r": np.array(space.resolutions)}
         self._lists = {"ks": space.ks_list, "e": space.expand_ratio_list, "r": space.resolutions}
@@ -179,7 +203,7 @@ class ArchCodec:
     def stem_runs(self, batch: ArchBatch) -> np.ndarray:
         """(N,) int64: 1 where a skippable stem's residual conv runs (``d[0]`` is the larger of
         ``space.stem_depths``), else 0; also the index into ``space.stem_depths``."""
-        return (self.depths(batch)[:, 0] == max(self.space.stem_depths)).astype(np.int64)
+        return self.stem_runs_at[batch.d[:, 0]]
 
     def stage_lengths(self, batch: ArchBatch) -> np.ndarray:
         """(N, n_stages) int: the blocks each stage runs."""
@@ -188,22 +212,6 @@ class ArchCodec:
     def active_mask(self, batch: ArchBatch) -> np.ndarray:
         """(N, n_blocks) bool: which block slots each arch runs."""
         return self._runs.take(batch.genes[:, self.depth_columns] + self._runs_base)
-
-    def feature_codes(self, batch: ArchBatch) -> np.ndarray:
-        """(N, n_blocks + n_depths + n_widths + 1) uint16, all that an arch's features depend on
-        in every layout here: each block slot's (kernel, expand) choice + 1 (0 when the slot is
-        skipped), the depth and width indices, then the resolution index. Archs with equal rows
-        get equal features (and predictions)."""
-        genes, blocks = batch.genes, self.n_blocks
-        ks_stride, e_stride, d_stride = self._code_strides
-        index = genes[:, :blocks] * ks_stride
-        index += genes[:, blocks: 2 * blocks] * e_stride
-        index += genes[:, self.depth_columns] * d_stride
-        index += self._code_base
-        codes = np.empty((len(genes), genes.shape[1] - blocks), np.uint16)
-        codes[:, :blocks] = self._codes.take(index)
-        codes[:, blocks:] = genes[:, 2 * blocks:]   # d, w, r: the genes' own layout
-        return codes
 
     def arch2feature(self, arch: Mapping) -> np.ndarray:
         """One arch dict -> its feature vector (the reference's method name)."""
@@ -221,18 +229,12 @@ class MobileNetArchEncoder(ArchCodec):
         self.e_offset = self.n_res + self.n_blocks * self.n_ks
         self.n_dim = self.e_offset + self.n_blocks * self.n_e
 
-    def encode(self, batch: ArchBatch) -> np.ndarray:
-        """(N, n_dim) float32 one-hot features in the reference's layout (module docstring)."""
-        n = len(batch)
-        features = np.zeros((n, self.n_dim), np.float32)
-        rows = np.arange(n)
-        features[rows, batch.r] = 1.0
-        active = self.active_mask(batch)
-        slots = np.arange(self.n_blocks)[None, :]
-        row_grid = np.broadcast_to(rows[:, None], active.shape)
-        features[row_grid[active], (self.ks_offset + slots * self.n_ks + batch.ks)[active]] = 1.0
-        features[row_grid[active], (self.e_offset + slots * self.n_e + batch.e)[active]] = 1.0
-        return features
+    def _feature_terms(self) -> list:
+        """The one-hot bits in the reference's layout (module docstring)."""
+        slots = np.arange(self.n_blocks)[:, None]
+        return ([(np.arange(self.n_res), [self.r_column])]
+                + self._slot_bits(self.ks_offset + slots * self.n_ks + np.arange(self.n_ks), 0)
+                + self._slot_bits(self.e_offset + slots * self.n_e + np.arange(self.n_e), self.n_blocks))
 
     def decode(self, features: np.ndarray) -> ArchBatch:
         """The inverse of :meth:`encode`; skipped slots come back as the first choice (index 0).
@@ -302,15 +304,10 @@ class TutorialArchEncoder(ArchCodec):
         self._e_feature = self.N_SLOTS * per_slot + slots * per_slot + self._e_column[None, :]
         self._r_feature = 2 * self.N_SLOTS * per_slot + self._r_column
 
-    def encode(self, batch: ArchBatch) -> np.ndarray:
-        """(N, 128) float32 features as ``spec2feats`` makes them."""
-        n, genes = len(batch), batch.genes
-        features = np.zeros((n, self.n_dim), np.float32)
-        rows, slots = np.nonzero(self.active_mask(batch))
-        features[rows, self._ks_feature[slots, genes[rows, slots]]] = 1.0
-        features[rows, self._e_feature[slots, genes[rows, slots + self.n_blocks]]] = 1.0
-        features[np.arange(n), self._r_feature[genes[:, -1]]] = 1.0
-        return features
+    def _feature_terms(self) -> list:
+        """The bits ``spec2feats`` sets."""
+        return (self._slot_bits(self._ks_feature, 0) + self._slot_bits(self._e_feature, self.n_blocks)
+                + [(self._r_feature, [self.r_column])])
 
 
 ENCODERS = {encoder.name: encoder for encoder in (MobileNetArchEncoder, TutorialArchEncoder)}

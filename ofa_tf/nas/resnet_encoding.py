@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ofa_tf.arch.space import SearchSpace
-from ofa_tf.nas.encoding import ArchBatch, ArchCodec, register_encoder
+from ofa_tf.nas.encoding import ArchCodec, register_encoder
 
 
 @register_encoder
@@ -36,20 +36,14 @@ class ResNetArchEncoder(ArchCodec):
         self.e_offset = self.w_offset + space.n_widths * self.n_w
         self.n_dim = self.e_offset + space.n_blocks * self.n_e
 
-    def encode(self, batch: ArchBatch) -> np.ndarray:
-        """(N, n_dim) float32 features in the reference's layout (module docstring)."""
-        n = len(batch)
-        features = np.zeros((n, self.n_dim), np.float32)
-        rows = np.arange(n)
-        features[rows, batch.r] = 1.0
-        features[rows, self.stem_offset + self.stem_runs(batch)] = 1.0
-        entries = np.arange(self.n_widths)[None, :]
-        features[rows[:, None], self.w_offset + entries * self.n_w + batch.w] = 1.0
-        active = self.active_mask(batch)
-        row_grid = np.broadcast_to(rows[:, None], active.shape)
-        slots = np.arange(self.n_blocks)[None, :]
-        features[row_grid[active], (self.e_offset + slots * self.n_e + batch.e)[active]] = 1.0
-        return features
+    def _feature_terms(self) -> list:
+        """The one-hot bits in the reference's layout (module docstring)."""
+        slots = np.arange(self.n_blocks)[:, None]
+        return ([(np.arange(self.n_r), [self.r_column]),
+                 (self.stem_offset + self.stem_runs_at, [2 * self.n_blocks])]   # the stem's depth entry
+                + [(self.w_offset + entry * self.n_w + np.arange(self.n_w), [self.w_columns[entry]])
+                   for entry in range(self.n_widths)]
+                + self._slot_bits(self.e_offset + slots * self.n_e + np.arange(self.n_e), self.n_blocks))
 
     def feature2arch(self, feature: np.ndarray) -> dict:
         """The inverse of `arch2feature`; skipped slots come back as the first expand ratio.
