@@ -107,7 +107,8 @@ def resnet_net():
 
 def test_supernet_one_trace_and_extraction_are_exact(resnet_net):
     """Every arch: the traced forward equals the eager one, the extracted static subnet equals
-    the supernet (<= 1e-5), and its MACs / params are the layout's."""
+    the supernet (to float32 round-off at the logits' scale: 1e-5 + 1e-6 x the largest logit; logits
+    reach ~20 here, where one ulp is 2e-6), and its MACs / params are the layout's."""
     net, space = resnet_net, resnet_net.space
     assert family_of(space).supernet_class is OFAResNets
     forward = tf.function(lambda x: net(x, training=False), input_signature=[tf.TensorSpec([None, None, None, 3])])
@@ -119,9 +120,10 @@ def test_supernet_one_trace_and_extraction_are_exact(resnet_net):
         x = images(2, size, seed=3)
         expected = net(x, training=False).numpy()
         assert np.abs(expected).max() > 0.5
-        assert np.abs(forward(tf.constant(x)).numpy() - expected).max() <= 1e-5
+        tolerance = 1e-5 + 1e-6 * np.abs(expected).max()
+        assert np.abs(forward(tf.constant(x)).numpy() - expected).max() <= tolerance
         subnet = net.get_active_subnet(image_size=size)
-        assert np.abs(subnet(x, training=False).numpy() - expected).max() <= 1e-5
+        assert np.abs(subnet(x, training=False).numpy() - expected).max() <= tolerance
         assert profile_model(subnet) == profile_arch(arch, space, n_classes=10)
     assert forward.experimental_get_tracing_count() == 1
     arch = net.sample_active_subnet()
