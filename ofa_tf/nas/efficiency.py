@@ -262,7 +262,7 @@ class BottleneckPredictor(PopulationCost):
         by_depth = np.where(encoder.slot_runs[:, None, None, None, :, None],
                             self.per_slot[:, :, :, :, None, :], 0)
         self.cost_terms = GatherTerms.build(
-            [(self.stem[:, :, encoder.stem_runs_at], [w[0], w[1], 2 * space.n_blocks, r]),
+            [(self.stem[:, :, encoder.stem_runs_at], [w[0], w[1], encoder.stem_column, r]),
              (self.classifier, [w[self._out_entry[-1]], r])]
             + [(by_depth[i], [w[self._in_entry[i]], w[self._out_entry[i]], space.n_blocks + i,
                               encoder.depth_columns[i], r]) for i in range(space.n_blocks)], self.dtype)

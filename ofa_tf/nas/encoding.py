@@ -163,6 +163,7 @@ class ArchCodec:
         self.depth_columns = 2 * self.n_blocks + self.stage_offset + self.slot_stage    # genes column
         self.w_columns = 2 * self.n_blocks + self.n_depths + np.arange(self.n_widths)
         self.r_column = 2 * self.n_blocks + self.n_depths + self.n_widths
+        self.stem_column = 2 * self.n_blocks   # the first depth entry: a skippable stem's
         # A skippable stem's depth index -> 1 where its residual conv runs (``stem_runs``).
         self.stem_runs_at = (self.depth_values[0] == max(space.stem_depths)).astype(np.int64) \
             if space.skippable_stem else None

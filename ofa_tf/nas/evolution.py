@@ -80,7 +80,7 @@ class EvolutionFinder:
         # The genes in mutation groups, as the reference redraws them: each slot's (kernel, expand)
         # pair, each depth entry (a skippable stem's, then the stages'), each width entry, the
         # resolution. Group g's choice c (uniform in its count) sets ArchBatch.genes column
-        # _group_columns[g, i] to _group_values[i][g, c] (i = 0, 1; a group of one gene names its
+        # _group_columns[g, i] to _pair_values[_group_at[g] + c, i] (i = 0, 1; a group of one gene names its
         # column twice).
         space = self.space
         blocks, n_e = space.n_blocks, len(space.expand_ratio_list)
@@ -96,9 +96,9 @@ class EvolutionFinder:
         ks, expand, single = np.tile(choice // n_e, (blocks, 1)), np.tile(choice % n_e, (blocks, 1)), \
             np.tile(choice, (n_singles, 1))
         single[-1, : len(self.resolution_ids)] = self.resolution_ids
-        self._group_values = [np.concatenate([ks, single]).ravel(), np.concatenate([expand, single]).ravel()]
         self._group_at = len(choice) * np.arange(len(self._group_choices))   # group g's values start
-        self._pair_values = np.stack(self._group_values, 1)   # both of a choice's values in one row
+        # both of a choice's values in one row
+        self._pair_values = np.stack([np.concatenate([ks, single]).ravel(), np.concatenate([expand, single]).ravel()], 1)
         self._groups = (self._group_choices, self._group_columns, self._pair_values, self._group_at)
         costs, bits = efficiency_predictor.cost_terms, accuracy_predictor.arch_encoder.feature_terms
         self._cost_args = (costs.table.astype(np.float64), costs.offsets, costs.columns, costs.strides,

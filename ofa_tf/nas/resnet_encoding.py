@@ -40,7 +40,7 @@ class ResNetArchEncoder(ArchCodec):
         """The one-hot bits in the reference's layout (module docstring)."""
         slots = np.arange(self.n_blocks)[:, None]
         return ([(np.arange(self.n_r), [self.r_column]),
-                 (self.stem_offset + self.stem_runs_at, [2 * self.n_blocks])]   # the stem's depth entry
+                 (self.stem_offset + self.stem_runs_at, [self.stem_column])]
                 + [(self.w_offset + entry * self.n_w + np.arange(self.n_w), [self.w_columns[entry]])
                    for entry in range(self.n_widths)]
                 + self._slot_bits(self.e_offset + slots * self.n_e + np.arange(self.n_e), self.n_blocks))
